@@ -1,0 +1,187 @@
+"""`radwatch collect`: one consumer-group worker from Kafka into PostgreSQL.
+
+The ingest loop of the data flow: poll a batch → parse and pseudonymise (collectors/) →
+write it in one transaction (ingest_store) → publish dead letters → commit offsets.
+Offsets are committed only after the batch is durable, and writes are idempotent on
+`event_id`, so a crash anywhere replays the batch without loss or double counting.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import FrameType
+
+import psycopg
+from kafka.errors import CommitFailedError, KafkaError
+
+from collectors.events import (
+    INFERENCE_SCHEMA,
+    LABEL_SCHEMA,
+    InferenceEvent,
+    Rejection,
+    parse_record,
+)
+from collectors.kafka_io import KafkaOptions, make_consumer, make_producer, wait_for_broker
+from collectors.pseudonym import Pseudonymiser
+from monitor import db, metrics
+from monitor.ingest_store import Batch, DeadLetter, IngestStore, Position, Record, WriteOutcome
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CollectorConfig:
+    kafka: KafkaOptions
+    database_url: str
+    inference_topic: str
+    label_topic: str
+    deadletter_topic: str
+    max_event_bytes: int
+    batch_size: int = 500
+    poll_timeout_ms: int = 500
+
+
+@dataclass
+class CollectStats:
+    batches: int = 0
+    inferences: int = 0
+    labels: int = 0
+    dead_letters: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+BatchHook = Callable[[Batch, WriteOutcome], None]
+
+
+class Collector:
+    def __init__(
+        self,
+        config: CollectorConfig,
+        pseudonym: Pseudonymiser,
+        *,
+        on_batch: BatchHook | None = None,
+    ) -> None:
+        self.config = config
+        self.pseudonym = pseudonym
+        self.stats = CollectStats()
+        self._stop = threading.Event()
+        self._on_batch = on_batch
+        self._conn: psycopg.Connection | None = None
+        self._store: IngestStore | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def request_stop(self, signum: int | None = None, frame: FrameType | None = None) -> None:
+        if signum is not None:
+            log.info("received %s: finishing the current batch", signal.Signals(signum).name)
+        self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+
+    def run(self, until_idle: float | None = None) -> CollectStats:
+        """Consume until stopped (or idle for `until_idle` seconds); returns what was done."""
+        cfg = self.config
+        wait_for_broker(cfg.kafka, should_stop=self._stop.is_set)
+        consumer = make_consumer(
+            cfg.kafka, [cfg.inference_topic, cfg.label_topic], max_poll_records=cfg.batch_size
+        )
+        producer = make_producer(cfg.kafka)
+        last_record = time.monotonic()
+        log.info("collecting %s and %s as group %s", cfg.inference_topic, cfg.label_topic,
+                 cfg.kafka.group_id)  # fmt: skip
+        try:
+            while not self._stop.is_set():
+                polled = consumer.poll(timeout_ms=cfg.poll_timeout_ms, max_records=cfg.batch_size)
+                records = [r for batch in polled.values() for r in batch]
+                if not records:
+                    if until_idle is not None and time.monotonic() - last_record >= until_idle:
+                        break
+                    continue
+                last_record = time.monotonic()
+                batch = self._parse(records)
+                try:
+                    outcome = db.with_retry(
+                        functools.partial(self._write, batch), what="writing a batch",
+                        should_stop=self._stop.is_set,
+                    )  # fmt: skip
+                except psycopg.OperationalError:
+                    log.warning("stopping with a batch not stored; it will be replayed")
+                    break
+                self._publish_dead_letters(producer, outcome.dead_letters)
+                self._commit(consumer)
+                self._account(batch, outcome)
+        finally:
+            producer.flush(timeout=10)
+            producer.close(timeout=10)
+            consumer.close(autocommit=False)
+            if self._conn is not None:
+                self._conn.close()
+        return self.stats
+
+    # -- steps -------------------------------------------------------------------------------
+
+    def _parse(self, records: list) -> Batch:
+        cfg = self.config
+        batch = Batch()
+        for rec in records:
+            record = Record(
+                Position(rec.topic, rec.partition, rec.offset), rec.value or b"", rec.key
+            )
+            default = LABEL_SCHEMA if rec.topic == cfg.label_topic else INFERENCE_SCHEMA
+            parsed = parse_record(rec.value, default_schema=default, pseudonym=self.pseudonym,
+                                  max_bytes=cfg.max_event_bytes)  # fmt: skip
+            if isinstance(parsed, Rejection):
+                batch.dead_letters.append(DeadLetter(record, parsed.reason, parsed.message))
+            elif isinstance(parsed, InferenceEvent):
+                batch.inferences.append((parsed, record))
+            else:
+                batch.labels.append((parsed, record))
+        return batch
+
+    def _write(self, batch: Batch) -> WriteOutcome:
+        if self._store is None or self._conn is None or self._conn.closed:
+            self._conn = db.connect(self.config.database_url, autocommit=True)
+            self._store = IngestStore(self._conn, self.pseudonym)
+        try:
+            return self._store.write(batch)
+        except psycopg.OperationalError:
+            # The connection is gone; the next attempt reconnects.
+            self._conn.close()
+            self._store = None
+            raise
+
+    def _publish_dead_letters(self, producer, dead: tuple[DeadLetter, ...]) -> None:
+        for letter in dead:
+            log.warning("dead-lettered %s[%d]@%d: %s: %s", letter.position.topic,
+                        letter.position.partition, letter.position.offset, letter.reason,
+                        letter.message)  # fmt: skip
+            producer.send(self.config.deadletter_topic, value=letter.topic_value(),
+                          key=letter.record.key)  # fmt: skip
+        if dead:
+            # At-least-once on the dead-letter topic: flushed before the offsets move on.
+            producer.flush(timeout=30)
+
+    def _commit(self, consumer) -> None:
+        try:
+            consumer.commit()
+        except (CommitFailedError, KafkaError) as exc:
+            # A rebalance took the partitions: the new owner replays, and writes are idempotent.
+            log.warning("offset commit failed (%s); records will be replayed idempotently",
+                        type(exc).__name__)  # fmt: skip
+
+    def _account(self, batch: Batch, outcome: WriteOutcome) -> None:
+        self.stats.batches += 1
+        self.stats.inferences += outcome.inferences_new
+        self.stats.labels += outcome.labels_new
+        self.stats.dead_letters += len(outcome.dead_letters)
+        metrics.record_batch(batch, outcome)
+        if self._on_batch is not None:
+            self._on_batch(batch, outcome)

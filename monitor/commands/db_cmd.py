@@ -1,0 +1,29 @@
+"""`radwatch db migrate`: create or upgrade the schema (idempotent)."""
+
+from __future__ import annotations
+
+import argparse
+
+from monitor import db
+from monitor.config import Settings
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "db", help="database schema", description="Example: radwatch db migrate"
+    )
+    actions = parser.add_subparsers(dest="action", required=True)
+    actions.add_parser("migrate", help="create or upgrade the schema").set_defaults(
+        handler=_migrate
+    )
+
+
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from monitor.runtime import resolve_endpoints
+
+    endpoints = resolve_endpoints(settings, prepare=False)
+    applied = db.with_retry(lambda: db.migrate(endpoints.database_url), what="migrating")
+    for migration in applied:
+        print(f"applied {migration.version:04d}_{migration.name}")
+    print(f"schema at version {db.schema_version(endpoints.database_url)}")
+    return 0

@@ -1,0 +1,38 @@
+"""`radwatch status [--json]`: counts, consumer lag, open alerts, references."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from monitor.config import Settings
+from monitor.status import collect_status
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "status", help="counts, consumer lag, alerts", description="Example: radwatch status --json"
+    )
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.set_defaults(handler=_status)
+
+
+def _status(args: argparse.Namespace, settings: Settings) -> int:
+    from monitor.runtime import kafka_options, resolve_endpoints
+
+    endpoints = resolve_endpoints(settings)
+    status = collect_status(
+        endpoints.database_url,
+        kafka_options(settings, endpoints, client_id="radwatch-status"),
+        [settings.inference_topic, settings.label_topic],
+    )
+    if args.json:
+        print(json.dumps(status, indent=2, default=str))
+        return 0
+    print(f"inferences stored: {status['inferences_stored']}")
+    print(f"labels stored:     {status['labels_stored']}")
+    print(f"dead-lettered:     {status['dead_lettered']}  {status['dead_letter_reasons'] or ''}")
+    print(f"consumer lag:      {status['consumer_lag_total']}")
+    for name, info in status["models"].items():
+        print(f"model {name}: {info['inferences']} inferences, {info['first']} .. {info['last']}")
+    return 0

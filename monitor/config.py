@@ -1,0 +1,122 @@
+"""Typed settings for every radwatch command (DESIGN.md §9).
+
+Sits at the top of the data flow: the CLI builds one `Settings` from RADWATCH_* variables
+and an optional TOML file, and hands the pieces each layer needs down to it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the CLI prints it on one line and exits 2."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka_bootstrap: str | None = None  # None: the embedded broker
+    database_url: str | None = None  # None: the embedded PostgreSQL
+    data_dir: Path = Path(".radwatch")
+    inference_topic: str = "radwatch.inferences"
+    label_topic: str = "radwatch.labels"
+    deadletter_topic: str = "radwatch.deadletter"
+    group_id: str = "radwatch-collectors"
+    pseudonym_key: str | None = None  # None: generated once into the data dir
+    metrics_addr: str = "127.0.0.1:9108"
+    device: str | None = None  # None: cuda if available
+    max_event_bytes: int = 1_048_576
+    batch_size: int = 500
+    poll_timeout_ms: int = 500
+    topic_partitions: int = 4
+    # Short group timeouts: a join takes seconds, not tens of seconds (DESIGN.md §7).
+    session_timeout_ms: int = 6000
+    heartbeat_interval_ms: int = 1000
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = None
+    kafka_ssl_cafile: str | None = None
+    actor: str = "radwatch"
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def key_bytes(self) -> bytes:
+        """The HMAC key for pseudonyms: configured, or generated once and kept in the data dir."""
+        if self.pseudonym_key:
+            return self.pseudonym_key.encode()
+        path = self.data_dir / "pseudonym.key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Created 0600 so the demo key is not world-readable.
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32))
+        return path.read_text().strip().encode()
+
+    def kafka_client_options(self) -> dict[str, Any]:
+        """kafka-python keyword arguments for security (SASL/TLS), shared by every client."""
+        options: dict[str, Any] = {"security_protocol": self.kafka_security_protocol}
+        if self.kafka_sasl_mechanism:
+            options["sasl_mechanism"] = self.kafka_sasl_mechanism
+            options["sasl_plain_username"] = self.kafka_sasl_username
+            options["sasl_plain_password"] = self.kafka_sasl_password
+        if self.kafka_ssl_cafile:
+            options["ssl_cafile"] = self.kafka_ssl_cafile
+        return options
+
+
+_INT_FIELDS = {f.name for f in dataclasses.fields(Settings) if f.type in ("int",)}
+_KNOWN = {f.name for f in dataclasses.fields(Settings)} - {"extra"}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    if name in _INT_FIELDS:
+        try:
+            return int(value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{name} must be an integer, got {value!r}") from exc
+    if name == "data_dir":
+        return Path(value)
+    return value
+
+
+def load_settings(
+    config_file: str | Path | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Defaults, then the TOML file, then RADWATCH_* variables (and RADWATCH_X_FILE secrets)."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    path = config_file or env.get("RADWATCH_CONFIG")
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                doc = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+        section = doc.get("radwatch", doc)
+        for key, value in section.items():
+            (values if key in _KNOWN else extra)[key] = value
+    for name in _KNOWN:
+        var = "RADWATCH_" + name.upper()
+        if var + "_FILE" in env:
+            try:
+                values[name] = Path(env[var + "_FILE"]).read_text().strip()
+            except OSError as exc:
+                raise ConfigError(f"cannot read {var}_FILE: {exc.strerror}") from exc
+        elif var in env and env[var] != "":
+            values[name] = env[var]
+    coerced = {k: _coerce(k, v) for k, v in values.items()}
+    settings = Settings(**coerced, extra=extra)
+    if settings.max_event_bytes <= 0 or settings.batch_size <= 0:
+        raise ConfigError("max_event_bytes and batch_size must be positive")
+    return settings

@@ -1,0 +1,240 @@
+"""Durable, idempotent writes of one consumed batch (events and dead letters) to PostgreSQL.
+
+Between the collector (validated events) and the database. A batch is written in one
+transaction: rows are streamed with COPY into a session temp table, then moved with
+`INSERT … ON CONFLICT (event_id) DO NOTHING`, so a replay after a crash stores nothing twice.
+An `event_id` already stored with *different* content is returned as a conflict, to be
+dead-lettered (the first version is kept).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from collectors.events import InferenceEvent, LabelEvent, Reason
+from collectors.pseudonym import Pseudonymiser
+
+E = TypeVar("E", InferenceEvent, LabelEvent)
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a record came from in Kafka; kept with every row for audit and replay."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class Record:
+    """One consumed Kafka record: where it came from and its original bytes."""
+
+    position: Position
+    raw: bytes
+    key: bytes | None = None
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    record: Record
+    reason: Reason
+    message: str
+
+    @property
+    def position(self) -> Position:
+        return self.record.position
+
+    @property
+    def raw(self) -> bytes:
+        return self.record.raw
+
+    def redacted_payload(self, pseudonym: Pseudonymiser) -> Jsonb | None:
+        """The JSON payload with identifiers pseudonymised, or None when it is not JSON.
+
+        Bytes that are not a JSON document may hold anything, so only their hash and size
+        are stored; the original bytes travel on the dead-letter topic.
+        """
+        try:
+            doc = json.loads(self.raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return None
+        if not isinstance(doc, dict | list):
+            return None
+        return Jsonb(pseudonym.redact(doc))
+
+    def topic_value(self) -> bytes:
+        """The dead-letter topic record (DESIGN.md §4): original bytes, where, why."""
+        return json.dumps(
+            {
+                "schema": "radwatch.deadletter.v1",
+                "original_b64": base64.b64encode(self.raw).decode(),
+                "topic": self.position.topic,
+                "partition": self.position.partition,
+                "offset": self.position.offset,
+                "reason": str(self.reason),
+                "message": self.message,
+            }
+        ).encode()
+
+
+@dataclass
+class Batch:
+    inferences: list[tuple[InferenceEvent, Record]] = field(default_factory=list)
+    labels: list[tuple[LabelEvent, Record]] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.inferences) + len(self.labels) + len(self.dead_letters)
+
+
+@dataclass(frozen=True)
+class WriteOutcome:
+    inferences_new: int
+    labels_new: int
+    dead_letters: tuple[DeadLetter, ...]  # the batch's own plus the conflicts found here
+
+
+_INFERENCE_COLUMNS = (
+    "event_id", "content_hash", "model_name", "model_version", "site", "occurred_at",
+    "study_pseudo", "series_pseudo", "sop_pseudo", "accession_pseudo", "patient_pseudo",
+    "image_ref", "dicom", "scores", "thresholds", "embedding", "latency_ms", "extra",
+    "kafka_topic", "kafka_partition", "kafka_offset",
+)  # fmt: skip
+_LABEL_COLUMNS = (
+    "event_id", "content_hash", "model_name", "study_pseudo", "labels", "source",
+    "occurred_at", "extra", "kafka_topic", "kafka_partition", "kafka_offset",
+)  # fmt: skip
+
+
+def _inference_row(event: InferenceEvent, record: Record) -> tuple[object, ...]:
+    s, pos = event.study, record.position
+    return (
+        event.event_id, event.content_hash, event.model_name, event.model_version, event.site,
+        event.occurred_at, s.study, s.series, s.sop, s.accession, s.patient, event.image_ref,
+        Jsonb(dict(event.dicom)), Jsonb(dict(event.scores)), Jsonb(dict(event.thresholds)),
+        list(event.embedding) if event.embedding is not None else None, event.latency_ms,
+        Jsonb(dict(event.extra)), pos.topic, pos.partition, pos.offset,
+    )  # fmt: skip
+
+
+def _label_row(event: LabelEvent, record: Record) -> tuple[object, ...]:
+    pos = record.position
+    return (
+        event.event_id, event.content_hash, event.model_name, event.study.study,
+        Jsonb(dict(event.labels)), event.source, event.occurred_at, Jsonb(dict(event.extra)),
+        pos.topic, pos.partition, pos.offset,
+    )  # fmt: skip
+
+
+def _first_of_each(
+    items: Sequence[tuple[E, Record]],
+) -> tuple[list[tuple[E, Record]], list[DeadLetter]]:
+    """Split a batch into first occurrences and conflicting in-batch repeats of an event_id."""
+    seen: dict[str, str] = {}
+    firsts: list[tuple[E, Record]] = []
+    conflicts: list[DeadLetter] = []
+    for event, record in items:
+        if event.event_id not in seen:
+            seen[event.event_id] = event.content_hash
+            firsts.append((event, record))
+        elif seen[event.event_id] != event.content_hash:
+            conflicts.append(_conflict(event, record, "in the same batch"))
+    return firsts, conflicts
+
+
+class IngestStore:
+    """Writes batches on one connection; the caller owns retry and reconnection."""
+
+    def __init__(self, conn: psycopg.Connection, pseudonym: Pseudonymiser) -> None:
+        self._conn = conn
+        self._pseudonym = pseudonym
+        # Session temp tables shaped like the targets; emptied at each commit.
+        with conn.transaction():
+            for table in ("inferences", "labels"):
+                conn.execute(
+                    f"CREATE TEMP TABLE IF NOT EXISTS incoming_{table} "
+                    f"(LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+                )
+
+    def _copy_and_insert(
+        self, table: str, columns: Sequence[str], rows: list[tuple[object, ...]]
+    ) -> tuple[int, set[str]]:
+        """COPY rows in, insert the new ones; return (inserted, ids stored with other content)."""
+        if not rows:
+            return 0, set()
+        cols = ", ".join(columns)
+        cur = self._conn.cursor()
+        with cur.copy(f"COPY incoming_{table} ({cols}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        # The outer SELECT sees the snapshot from before the INSERT: rows it joins were stored
+        # by an earlier batch, so a different hash there is a true conflict, not our own row.
+        result = cur.execute(
+            f"""WITH ins AS (
+                    INSERT INTO {table} ({cols}) SELECT {cols} FROM incoming_{table}
+                    ON CONFLICT (event_id) DO NOTHING RETURNING event_id)
+                SELECT (SELECT count(*) FROM ins),
+                       array(SELECT i.event_id FROM incoming_{table} i
+                             JOIN {table} e USING (event_id)
+                             WHERE e.content_hash <> i.content_hash)"""
+        ).fetchone()
+        assert result is not None
+        return int(result[0]), set(result[1])
+
+    def write(self, batch: Batch) -> WriteOutcome:
+        """Store the batch in one transaction; raises psycopg errors for the caller to retry."""
+        inferences, dup_inf = _first_of_each(batch.inferences)
+        labels, dup_lab = _first_of_each(batch.labels)
+        dead = list(batch.dead_letters) + dup_inf + dup_lab
+        with self._conn.transaction():
+            n_inf, conflict_inf = self._copy_and_insert(
+                "inferences", _INFERENCE_COLUMNS, [_inference_row(e, p) for e, p in inferences]
+            )
+            n_lab, conflict_lab = self._copy_and_insert(
+                "labels", _LABEL_COLUMNS, [_label_row(e, p) for e, p in labels]
+            )
+            dead += [
+                _conflict(e, r, "already stored")
+                for e, r in inferences
+                if e.event_id in conflict_inf
+            ]
+            dead += [
+                _conflict(e, r, "already stored") for e, r in labels if e.event_id in conflict_lab
+            ]
+            if dead:
+                self._conn.cursor().executemany(
+                    """INSERT INTO dead_letters (kafka_topic, kafka_partition, kafka_offset, reason,
+                           message, payload_sha256, payload_size, payload_redacted)
+                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING""",
+                    [
+                        (
+                            d.position.topic,
+                            d.position.partition,
+                            d.position.offset,
+                            str(d.reason),
+                            d.message,
+                            hashlib.sha256(d.raw).hexdigest(),
+                            len(d.raw),
+                            d.redacted_payload(self._pseudonym),
+                        )  # fmt: skip
+                        for d in dead
+                    ],
+                )
+        return WriteOutcome(n_inf, n_lab, tuple(dead))
+
+
+def _conflict(event: InferenceEvent | LabelEvent, record: Record, where: str) -> DeadLetter:
+    return DeadLetter(
+        record,
+        Reason.DUPLICATE_CONFLICT,
+        f"event_id {event.event_id!r} {where} with different content; the first is kept",
+    )

@@ -1,0 +1,143 @@
+"""Shared fixtures: real embedded servers (tansu broker, PostgreSQL) for the whole test run.
+
+One broker and one PostgreSQL server per session; every test gets its own database and
+its own topic names and consumer group, so tests never see each other's data.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from collectors.kafka_io import KafkaOptions, ensure_topics, make_producer
+from monitor import db, services
+from monitor.config import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_KEY = "test-pseudonym-key-0123456789abcdef"
+
+
+@pytest.fixture(scope="session")
+def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[services.ServiceState]:
+    data_dir = tmp_path_factory.mktemp("radwatch-services")
+    state = services.services_up(data_dir)
+    yield state
+    services.services_down(data_dir)
+
+
+@pytest.fixture(scope="session")
+def embedded_data_dir(embedded: services.ServiceState, tmp_path_factory) -> Path:
+    # The directory services_up was given (the one holding services.json).
+    for path in Path(tmp_path_factory.getbasetemp()).glob("radwatch-services*"):
+        if (path / services.STATE_FILE).exists():
+            return path.resolve()
+    raise AssertionError("embedded services state not found")
+
+
+def _admin_url(state: services.ServiceState) -> str:
+    assert state.database_url
+    return state.database_url
+
+
+def fresh_database(state: services.ServiceState) -> str:
+    """A new, migrated database on the embedded server; returns its URL."""
+    name = "t_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(_admin_url(state), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = _admin_url(state).rsplit("/", 1)[0] + "/" + name
+    db.migrate(url)
+    return url
+
+
+@pytest.fixture
+def database_url(embedded: services.ServiceState) -> str:
+    return fresh_database(embedded)
+
+
+@pytest.fixture
+def settings(embedded: services.ServiceState, database_url: str, tmp_path: Path) -> Settings:
+    suffix = uuid.uuid4().hex[:8]
+    s = Settings(
+        kafka_bootstrap=embedded.bootstrap,
+        database_url=database_url,
+        data_dir=tmp_path / "data",
+        inference_topic=f"t{suffix}.inferences",
+        label_topic=f"t{suffix}.labels",
+        deadletter_topic=f"t{suffix}.deadletter",
+        group_id=f"t{suffix}-collectors",
+        pseudonym_key=TEST_KEY,
+        batch_size=500,
+        poll_timeout_ms=200,
+    )
+    ensure_topics(kafka(s), [s.inference_topic, s.label_topic, s.deadletter_topic], 4)
+    return s
+
+
+def kafka(settings: Settings) -> KafkaOptions:
+    assert settings.kafka_bootstrap
+    return KafkaOptions(
+        bootstrap=settings.kafka_bootstrap,
+        group_id=settings.group_id,
+        session_timeout_ms=settings.session_timeout_ms,
+        heartbeat_interval_ms=settings.heartbeat_interval_ms,
+    )
+
+
+def produce(
+    settings: Settings, topic: str, values: list[bytes], keys: list[bytes] | None = None
+) -> None:
+    producer = make_producer(kafka(settings))
+    try:
+        for i, value in enumerate(values):
+            producer.send(topic, value=value, key=keys[i] if keys else None)
+        producer.flush(timeout=60)
+    finally:
+        producer.close()
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The RADWATCH_* environment that reproduces `settings` in a subprocess."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RADWATCH_")}
+    env.update(
+        RADWATCH_KAFKA_BOOTSTRAP=settings.kafka_bootstrap or "",
+        RADWATCH_DATABASE_URL=settings.database_url or "",
+        RADWATCH_DATA_DIR=str(settings.data_dir),
+        RADWATCH_INFERENCE_TOPIC=settings.inference_topic,
+        RADWATCH_LABEL_TOPIC=settings.label_topic,
+        RADWATCH_DEADLETTER_TOPIC=settings.deadletter_topic,
+        RADWATCH_GROUP_ID=settings.group_id,
+        RADWATCH_PSEUDONYM_KEY=settings.pseudonym_key or "",
+        RADWATCH_BATCH_SIZE=str(settings.batch_size),
+        RADWATCH_POLL_TIMEOUT_MS=str(settings.poll_timeout_ms),
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def radwatch_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "monitor.cli", *args]
+
+
+def run_radwatch(settings: Settings, *args: str, timeout: float = 300,
+                 check: bool = True) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    result = subprocess.run(
+        radwatch_cmd(*args), env=settings_env(settings), capture_output=True, text=True,
+        timeout=timeout, cwd=REPO,
+    )  # fmt: skip
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"radwatch {' '.join(args)} exited {result.returncode}:\n{result.stderr[-3000:]}"
+        )
+    return result
+
+
+def with_database(settings: Settings, url: str) -> Settings:
+    return replace(settings, database_url=url)
