@@ -13,7 +13,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
 
@@ -57,6 +57,11 @@ class CollectStats:
 
 
 BatchHook = Callable[[Batch, WriteOutcome], None]
+# A stage before the write may enrich events (read DICOM tags, decode pixels) and move
+# records to batch.dead_letters; a stage after the write stores derived rows (embeddings,
+# image features) idempotently, before the offsets are committed.
+PreWriteStage = Callable[[Batch], Batch]
+PostWriteStage = Callable[[psycopg.Connection, Batch], None]
 
 
 class Collector:
@@ -66,12 +71,16 @@ class Collector:
         pseudonym: Pseudonymiser,
         *,
         on_batch: BatchHook | None = None,
+        pre_write: Sequence[PreWriteStage] = (),
+        post_write: Sequence[PostWriteStage] = (),
     ) -> None:
         self.config = config
         self.pseudonym = pseudonym
         self.stats = CollectStats()
         self._stop = threading.Event()
         self._on_batch = on_batch
+        self._pre_write = tuple(pre_write)
+        self._post_write = tuple(post_write)
         self._conn: psycopg.Connection | None = None
         self._store: IngestStore | None = None
 
@@ -107,6 +116,8 @@ class Collector:
                     continue
                 last_record = time.monotonic()
                 batch = self._parse(records)
+                for stage in self._pre_write:
+                    batch = stage(batch)
                 try:
                     outcome = db.with_retry(
                         functools.partial(self._write, batch), what="writing a batch",
@@ -151,7 +162,10 @@ class Collector:
             self._conn = db.connect(self.config.database_url, autocommit=True)
             self._store = IngestStore(self._conn, self.pseudonym)
         try:
-            return self._store.write(batch)
+            outcome = self._store.write(batch)
+            for stage in self._post_write:
+                stage(self._conn, batch)
+            return outcome
         except psycopg.OperationalError:
             # The connection is gone; the next attempt reconnects.
             self._conn.close()

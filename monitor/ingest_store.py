@@ -14,7 +14,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -91,6 +91,8 @@ class Batch:
     inferences: list[tuple[InferenceEvent, Record]] = field(default_factory=list)
     labels: list[tuple[LabelEvent, Record]] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    # Decoded images by event_id, filled by an image stage and never stored as such.
+    images: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.inferences) + len(self.labels) + len(self.dead_letters)
