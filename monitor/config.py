@@ -44,6 +44,10 @@ class Settings:
     kafka_sasl_username: str | None = None
     kafka_sasl_password: str | None = None
     kafka_ssl_cafile: str | None = None
+    # Client certificate for mutual TLS (SSL / SASL_SSL); PostgreSQL TLS is set in the URL
+    # itself (`?sslmode=verify-full&sslrootcert=...`), see deploy/README.md.
+    kafka_ssl_certfile: str | None = None
+    kafka_ssl_keyfile: str | None = None
     actor: str = "radwatch"
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -69,8 +73,15 @@ class Settings:
             options["sasl_plain_password"] = self.kafka_sasl_password
         if self.kafka_ssl_cafile:
             options["ssl_cafile"] = self.kafka_ssl_cafile
+        if self.kafka_ssl_certfile:
+            options["ssl_certfile"] = self.kafka_ssl_certfile
+        if self.kafka_ssl_keyfile:
+            options["ssl_keyfile"] = self.kafka_ssl_keyfile
         return options
 
+
+KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 _INT_FIELDS = {f.name for f in dataclasses.fields(Settings) if f.type in ("int",)}
 _KNOWN = {f.name for f in dataclasses.fields(Settings)} - {"extra"}
@@ -119,4 +130,24 @@ def load_settings(
     settings = Settings(**coerced, extra=extra)
     if settings.max_event_bytes <= 0 or settings.batch_size <= 0:
         raise ConfigError("max_event_bytes and batch_size must be positive")
+    _check_kafka_security(settings)
     return settings
+
+
+def _check_kafka_security(settings: Settings) -> None:
+    """Reject a security setup kafka-python would only fail on at the first connection."""
+    protocol, mechanism = settings.kafka_security_protocol, settings.kafka_sasl_mechanism
+    if protocol not in KAFKA_SECURITY_PROTOCOLS:
+        raise ConfigError(
+            f"kafka_security_protocol must be one of {', '.join(KAFKA_SECURITY_PROTOCOLS)}, "
+            f"got {protocol!r}"
+        )
+    if protocol.startswith("SASL_"):
+        if mechanism not in KAFKA_SASL_MECHANISMS:
+            raise ConfigError(
+                f"{protocol} needs kafka_sasl_mechanism in {', '.join(KAFKA_SASL_MECHANISMS)}"
+            )
+        if not (settings.kafka_sasl_username and settings.kafka_sasl_password):
+            raise ConfigError(f"{protocol} needs kafka_sasl_username and kafka_sasl_password")
+    elif mechanism:
+        raise ConfigError(f"kafka_sasl_mechanism is set but kafka_security_protocol is {protocol}")
