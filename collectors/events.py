@@ -46,6 +46,7 @@ class Reason(StrEnum):
     DICOM_NO_PIXELS = "dicom_no_pixels"
     DICOM_UNSUPPORTED_SYNTAX = "dicom_unsupported_syntax"
     DICOM_BAD_DIMENSIONS = "dicom_bad_dimensions"
+    DICOM_INVALID = "dicom_invalid"  # not a DICOM/PNG/NPY object, or undecodable pixels
 
 
 class InvalidEvent(ValueError):

@@ -1,0 +1,457 @@
+"""DICOM (or PNG/NPY) bytes → model-ready pixels and allow-listed tags, with pydicom 3.
+
+Second step of the image path: `image_resolver` fetched the bytes; this decodes them into a
+`LoadedImage` (float32 [size, size] in [0, 1], MONOCHROME2 convention) for the embedding and
+image-quality stages, or raises an `ImageError` whose `reason` is the dead-letter code.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pydicom
+import torch
+import torch.nn.functional as F
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
+from pydicom.pixels import apply_color_lut, apply_voi, get_decoder, pixel_array
+
+from collectors.dicom_tags import ALLOWED, normalise_tags
+from collectors.events import Reason
+
+DEFAULT_SIZE = 224
+DEFAULT_MAX_PIXELS = 40_000_000  # per frame; a 6k × 6k detector is the largest seen in DX
+DEFAULT_TIMEOUT_S = 10.0
+
+# pydicom warns (rather than raises) when an encapsulated Pixel Data ends early; we detect
+# the truncation ourselves from the stream position, so the warning is only noise.
+warnings.filterwarnings("ignore", message="End of file reached before delimiter")
+
+_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+_UNDEFINED_LENGTH = 0xFFFFFFFF
+# The tag keywords read from the file: the allow-list (collectors.dicom_tags) and nothing else.
+_TAG_KEYWORDS = tuple(sorted(ALLOWED - {"AgeBand"}))
+
+
+class ImageError(Exception):
+    """An image could not be turned into pixels; `reason` is the dead-letter code."""
+
+    def __init__(self, reason: Reason, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+
+
+class ResolveError(ImageError):
+    """The bytes could not be fetched (file, DICOMweb, data: URI)."""
+
+
+class DecodeError(ImageError):
+    """The bytes were fetched but are not a decodable image."""
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """One image, ready for a model.
+
+    `pixels`: float32 [size, size] in [0, 1], bright = dense (MONOCHROME2 convention),
+    aspect ratio kept by zero-padding to a square before resizing.
+    `tags`: the allow-listed attributes, already normalised (safe to store; StationName is
+    only kept when a pseudonymiser was given). The *original* PhotometricInterpretation is
+    kept there as a monitored feature even though the pixels were mapped to MONOCHROME2.
+    `original_shape`: (frames, rows, columns, samples per pixel) as stored.
+    """
+
+    pixels: np.ndarray
+    tags: Mapping[str, Any]
+    original_shape: tuple[int, int, int, int]
+    source: str = "dicom"  # "dicom", "png" or "npy"
+    frame_index: int = 0
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+Pseudonym = Callable[[str, str], str]
+
+
+def load_image(
+    uri: str,
+    *,
+    size: int = DEFAULT_SIZE,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    max_bytes: int | None = None,
+    pseudonym: Pseudonym | None = None,
+) -> LoadedImage:
+    """Resolve `uri` (file://, DICOMweb http(s)://, data:) and decode it; raises ImageError."""
+    from collectors import image_resolver  # the resolver imports ImageError from here
+
+    fetched = image_resolver.resolve(
+        uri, timeout=timeout, max_bytes=max_bytes or image_resolver.DEFAULT_MAX_BYTES
+    )
+    return read_image_bytes(
+        fetched.data, fetched.media_type, size=size, max_pixels=max_pixels, pseudonym=pseudonym
+    )
+
+
+def read_image_bytes(
+    raw: bytes,
+    media_type: str,
+    *,
+    size: int = DEFAULT_SIZE,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    pseudonym: Pseudonym | None = None,
+) -> LoadedImage:
+    """Dispatch on the media type: DICOM (the default), PNG or NPY."""
+    if media_type == "image/png":
+        return _read_png(raw, size, max_pixels)
+    if media_type in ("application/x-npy", "application/npy"):
+        return _read_npy(raw, size, max_pixels)
+    return read_dicom_bytes(raw, size, max_pixels=max_pixels, pseudonym=pseudonym)
+
+
+def read_dicom_bytes(
+    raw: bytes,
+    size: int = DEFAULT_SIZE,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    pseudonym: Pseudonym | None = None,
+) -> LoadedImage:
+    """A DICOM Part 10 object (or a bare dataset) → `LoadedImage`; raises `DecodeError`."""
+    ds = parse_dataset(raw)
+    tags = read_tags(ds, pseudonym)
+    pixels, shape, index = model_ready(ds, size=size, max_pixels=max_pixels)
+    return LoadedImage(pixels=pixels, tags=tags, original_shape=shape, frame_index=index)
+
+
+def read_dicom_tags(raw: bytes, pseudonym: Pseudonym | None = None) -> dict[str, Any]:
+    """Only the allow-listed tags (no pixel decoding)."""
+    return read_tags(parse_dataset(raw), pseudonym)
+
+
+# -- parsing ---------------------------------------------------------------------------------
+
+
+def parse_dataset(raw: bytes) -> Dataset:
+    """Parse bytes into a dataset, telling a truncated object from one that is not DICOM."""
+    if not raw:
+        raise DecodeError(Reason.DICOM_TRUNCATED, "the object is empty (0 bytes)")
+    fp = io.BytesIO(raw)
+    try:
+        # force=True also accepts objects without the PS3.10 preamble and meta header,
+        # which some PACS exports still produce; they are checked below instead.
+        ds = pydicom.dcmread(fp, force=True)
+    except EOFError as exc:
+        raise DecodeError(Reason.DICOM_TRUNCATED, f"object ends early: {exc}") from exc
+    except (InvalidDicomError, OSError, ValueError, KeyError, TypeError) as exc:
+        raise DecodeError(Reason.DICOM_INVALID, f"not a readable DICOM object: {exc}") from exc
+    # pydicom stops quietly at the end of the stream: an element shorter than its declared
+    # length, or a sequence left open, means the object was cut (PS3.5 §7.1).
+    short = [
+        elem.tag
+        for elem in ds._dict.values()
+        if isinstance(elem, RawDataElement)
+        and elem.length != _UNDEFINED_LENGTH
+        and elem.value is not None
+        and len(elem.value) < elem.length
+    ]
+    if short or fp.tell() < len(raw):
+        where = f"element {short[0]}" if short else f"byte {fp.tell()}"
+        raise DecodeError(Reason.DICOM_TRUNCATED, f"object is truncated at {where}")
+    if "SOPClassUID" not in ds and "Rows" not in ds:
+        raise DecodeError(
+            Reason.DICOM_INVALID, "no SOP Class UID and no image attributes: not a DICOM object"
+        )
+    if not any(k in ds for k in _PIXEL_KEYWORDS):
+        if "Rows" in ds and "Columns" in ds:
+            # The Image Pixel Module is there (PS3.3 C.7.6.3) but its Pixel Data is not.
+            raise DecodeError(Reason.DICOM_TRUNCATED, "image attributes but no Pixel Data")
+        if "SOPClassUID" not in ds:
+            raise DecodeError(Reason.DICOM_TRUNCATED, "object ends before its SOP Class UID")
+        sop = ds.SOPClassUID
+        raise DecodeError(
+            Reason.DICOM_NO_PIXELS,
+            f"SOP class {getattr(sop, 'name', str(sop))} carries no Pixel Data",
+        )
+    return ds
+
+
+def _plain(value: Any) -> Any:
+    """pydicom value types → JSON-friendly Python values."""
+    if isinstance(value, MultiValue | list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, int | float | str):
+        # IS/DS subclass int/float/str; plain types keep the JSON encoder honest.
+        if isinstance(value, int) and not isinstance(value, bool):
+            return int(value)
+        if isinstance(value, float):
+            return float(value)
+        return str(value)
+    return str(value)
+
+
+def read_tags(ds: Dataset, pseudonym: Pseudonym | None = None) -> dict[str, Any]:
+    """The allow-list (collectors.dicom_tags), normalised; PatientAge becomes a band."""
+    raw: dict[str, Any] = {}
+    for keyword in _TAG_KEYWORDS:
+        if keyword == "StationName" and pseudonym is None:
+            continue  # only ever stored as a pseudonym
+        elem = ds.get(keyword)
+        if elem is None or elem == "":
+            continue
+        try:
+            raw[keyword] = _plain(elem)
+        except (TypeError, ValueError):
+            continue  # a malformed optional attribute is dropped, like normalise_tags does
+    return normalise_tags(raw, pseudonym or _no_pseudonym)
+
+
+def _no_pseudonym(kind: str, value: str) -> str:
+    raise AssertionError("StationName is skipped when no pseudonymiser is given")
+
+
+# -- pixels ----------------------------------------------------------------------------------
+
+
+def _dimensions(ds: Dataset, max_pixels: int) -> tuple[int, int, int, int]:
+    try:
+        rows, cols = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
+        frames = int(ds.get("NumberOfFrames") or 1)
+        samples = int(ds.get("SamplesPerPixel") or 1)
+    except (TypeError, ValueError) as exc:
+        raise DecodeError(Reason.DICOM_BAD_DIMENSIONS, f"unreadable dimensions: {exc}") from exc
+    if rows <= 0 or cols <= 0 or frames <= 0 or samples not in (1, 3):
+        raise DecodeError(
+            Reason.DICOM_BAD_DIMENSIONS,
+            f"Rows={rows} Columns={cols} NumberOfFrames={frames} SamplesPerPixel={samples}",
+        )
+    if rows * cols > max_pixels:
+        raise DecodeError(
+            Reason.DICOM_BAD_DIMENSIONS,
+            f"{rows}×{cols} = {rows * cols} pixels per frame exceeds the limit {max_pixels}",
+        )
+    return frames, rows, cols, samples
+
+
+def _check_syntax(ds: Dataset) -> None:
+    meta = getattr(ds, "file_meta", None)
+    uid = meta.get("TransferSyntaxUID") if meta is not None else None
+    if uid is None:
+        # No meta header (force-read): the encoding pydicom detected is the syntax.
+        implicit, little = ds.original_encoding
+        uid = pydicom.uid.ImplicitVRLittleEndian if implicit else (
+            pydicom.uid.ExplicitVRLittleEndian if little else pydicom.uid.ExplicitVRBigEndian
+        )  # fmt: skip
+        ds.file_meta = ds.file_meta if meta is not None else pydicom.dataset.FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = uid
+    try:
+        decoder = get_decoder(uid)
+    except NotImplementedError as exc:
+        name = getattr(uid, "name", str(uid))
+        raise DecodeError(
+            Reason.DICOM_UNSUPPORTED_SYNTAX, f"no decoder for transfer syntax {name} ({uid})"
+        ) from exc
+    if not decoder.is_available:
+        missing = "; ".join(f"{k}: {v}" for k, v in decoder.missing_dependencies)
+        raise DecodeError(
+            Reason.DICOM_UNSUPPORTED_SYNTAX,
+            f"transfer syntax {uid.name} needs a plugin that is not installed ({missing})",
+        )
+
+
+def model_ready(
+    ds: Dataset, *, size: int, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> tuple[np.ndarray, tuple[int, int, int, int], int]:
+    """Decode one frame and map it to display values in [0, 1], resized to size × size.
+
+    Order follows the grayscale pipeline of PS3.4 N.2.1: Modality LUT (PS3.3 C.11.1),
+    VOI LUT or window (C.11.2), then polarity (C.7.6.3.1.2, C.11.6).
+    """
+    if size <= 0:
+        raise ValueError("size must be positive")
+    shape = _dimensions(ds, max_pixels)
+    _check_syntax(ds)
+    frames = shape[0]
+    # Multi-frame objects: the middle frame is the deterministic, most representative choice
+    # (mid-volume for enhanced CT/MR; the only frame for single-frame DX).
+    index = frames // 2 if frames > 1 else 0
+    try:
+        arr = pixel_array(ds, index=index if frames > 1 else None)
+    except ValueError as exc:
+        reason = Reason.DICOM_TRUNCATED if "less than expected" in str(exc) else (
+            Reason.DICOM_INVALID
+        )  # fmt: skip
+        raise DecodeError(reason, f"pixel data cannot be decoded: {exc}") from exc
+    except NotImplementedError as exc:
+        raise DecodeError(Reason.DICOM_UNSUPPORTED_SYNTAX, str(exc)) from exc
+    except (RuntimeError, AttributeError, TypeError, KeyError, OSError) as exc:
+        raise DecodeError(Reason.DICOM_INVALID, f"pixel data cannot be decoded: {exc}") from exc
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
+    if arr.ndim == 3 or photometric == "PALETTE COLOR":
+        display = _colour_to_gray(arr, ds, photometric)
+    elif arr.ndim == 2:
+        display = _grayscale_display(arr, ds, photometric)
+    else:
+        raise DecodeError(Reason.DICOM_BAD_DIMENSIONS, f"decoded frame has shape {arr.shape}")
+    return resize_square(display, size), shape, index
+
+
+def _grayscale_display(arr: np.ndarray, ds: Dataset, photometric: str) -> np.ndarray:
+    # PS3.3 C.11.1: Modality LUT. Rescale Slope/Intercept is applied in float32 in place
+    # (exact for stored values up to 2^24); a Modality LUT Sequence goes through pydicom.
+    if "ModalityLUTSequence" in ds:
+        from pydicom.pixels import apply_modality_lut
+
+        values = np.asarray(apply_modality_lut(arr, ds), dtype=np.float32)
+    else:
+        values = arr.astype(np.float32)
+        slope = _number(ds.get("RescaleSlope"), 1.0)
+        intercept = _number(ds.get("RescaleIntercept"), 0.0)
+        if slope != 1.0:
+            values *= np.float32(slope)
+        if intercept != 0.0:
+            values += np.float32(intercept)
+    out = _voi(values, ds)
+    # PS3.3 C.7.6.3.1.2: MONOCHROME1 shows the minimum as white. C.11.6.1: an INVERSE
+    # Presentation LUT Shape inverts too (DX requires INVERSE with MONOCHROME1, C.8.11.7,
+    # so that pair means one inversion, not two).
+    shape = str(ds.get("PresentationLUTShape", "")).strip().upper()
+    if photometric == "MONOCHROME1" or shape == "INVERSE":
+        out = np.subtract(np.float32(1.0), out, out=out)
+    return out
+
+
+def _voi(values: np.ndarray, ds: Dataset) -> np.ndarray:
+    """PS3.3 C.11.2: VOI LUT Sequence, else the first window (C.11.2.1.2), else min-max."""
+    if "VOILUTSequence" in ds and ds.VOILUTSequence:
+        item = ds.VOILUTSequence[0]
+        descriptor = item.LUTDescriptor
+        # C.11.2.1.1: the third LUT Descriptor value is the bit depth of the LUT entries.
+        bits = int(descriptor[2]) if len(descriptor) > 2 else 16
+        looked_up = np.asarray(apply_voi(values, ds, index=0), dtype=np.float32)
+        return np.clip(looked_up / np.float32(2**bits - 1), 0.0, 1.0, out=looked_up)
+    center = _number(ds.get("WindowCenter"), math.nan)
+    width = _number(ds.get("WindowWidth"), math.nan)
+    function = str(ds.get("VOILUTFunction", "LINEAR")).strip().upper()
+    if math.isfinite(center) and math.isfinite(width):
+        if function == "SIGMOID" and width > 0:
+            # C.11.2.1.3.1
+            return (1.0 / (1.0 + np.exp(-4.0 * (values - center) / width))).astype(np.float32)
+        if function == "LINEAR_EXACT" and width > 0:
+            # C.11.2.1.3.2
+            out = (values - np.float32(center)) / np.float32(width) + np.float32(0.5)
+            return np.clip(out, 0.0, 1.0, out=out)
+        if width >= 1:
+            # C.11.2.1.2.1 (LINEAR): ((x - (c - 0.5)) / (w - 1) + 0.5), clipped; w = 1 is a
+            # threshold at c - 0.5.
+            if width == 1:
+                return (values > np.float32(center - 0.5)).astype(np.float32)
+            out = (values - np.float32(center - 0.5)) / np.float32(width - 1) + np.float32(0.5)
+            return np.clip(out, 0.0, 1.0, out=out)
+    lo, hi = float(values.min()), float(values.max())
+    if hi <= lo:
+        return np.zeros_like(values)
+    out = values - np.float32(lo)
+    out *= np.float32(1.0 / (hi - lo))
+    return out
+
+
+def _colour_to_gray(arr: np.ndarray, ds: Dataset, photometric: str) -> np.ndarray:
+    """RGB (YBR already converted by pydicom) or PALETTE COLOR → luminance in [0, 1]."""
+    if photometric == "PALETTE COLOR":
+        # PS3.3 C.7.6.3.1.5: the palette maps stored values to RGB; its descriptor's third
+        # value is the entries' bit depth.
+        rgb = apply_color_lut(arr, ds)
+        bits = int(ds.RedPaletteColorLookupTableDescriptor[2])
+    else:
+        rgb = arr
+        bits = int(ds.get("BitsStored") or 8)
+    if rgb.ndim != 3 or rgb.shape[-1] != 3:
+        raise DecodeError(Reason.DICOM_BAD_DIMENSIONS, f"colour frame has shape {rgb.shape}")
+    # ITU-R BT.601 luma weights (the Y of YBR_FULL, PS3.3 C.7.6.3.1.2).
+    weights = np.array([0.299, 0.587, 0.114], dtype=np.float32) / np.float32(2**bits - 1)
+    return np.clip(rgb.astype(np.float32) @ weights, 0.0, 1.0)
+
+
+def _number(value: Any, default: float) -> float:
+    if isinstance(value, MultiValue | list | tuple):
+        value = value[0] if len(value) else None  # C.11.2.1.2: the first pair is the default
+    if value is None or value == "":
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return default
+    return number if math.isfinite(number) else default
+
+
+def resize_square(image: np.ndarray, size: int) -> np.ndarray:
+    """Zero-pad to a centred square (keeps the aspect ratio), then area-aware bilinear resize.
+
+    torch's CPU interpolation is deterministic; antialiasing keeps downsampling from aliasing
+    fine texture (noise, ribs) into the model's input.
+    """
+    h, w = image.shape
+    side = max(h, w)
+    if h != w:
+        square = np.zeros((side, side), dtype=np.float32)
+        top, left = (side - h) // 2, (side - w) // 2
+        square[top : top + h, left : left + w] = image
+        image = square
+    if side == size:
+        return np.ascontiguousarray(image, dtype=np.float32)
+    tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None]
+    out = F.interpolate(
+        tensor, size=(size, size), mode="bilinear", antialias=side > size, align_corners=False
+    )
+    return np.clip(out[0, 0].numpy(), 0.0, 1.0)
+
+
+# -- non-DICOM inline images (data: URIs in tests and small deployments) -----------------------
+
+
+def _read_png(raw: bytes, size: int, max_pixels: int) -> LoadedImage:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(raw)) as img:
+            w, h = img.size
+            if w <= 0 or h <= 0 or w * h > max_pixels:
+                raise DecodeError(Reason.DICOM_BAD_DIMENSIONS, f"PNG is {w}×{h}")
+            if img.mode in ("I;16", "I;16B", "I"):
+                arr = np.asarray(img, dtype=np.float32) / np.float32(65535.0)
+            else:
+                arr = np.asarray(img.convert("L"), dtype=np.float32) / np.float32(255.0)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise DecodeError(Reason.DICOM_INVALID, f"not a readable PNG: {exc}") from exc
+    pixels = resize_square(np.clip(arr, 0.0, 1.0), size)
+    return LoadedImage(pixels=pixels, tags={}, original_shape=(1, h, w, 1), source="png")
+
+
+def _read_npy(raw: bytes, size: int, max_pixels: int) -> LoadedImage:
+    try:
+        arr = np.load(io.BytesIO(raw), allow_pickle=False)  # never unpickle input
+    except (ValueError, OSError, EOFError) as exc:
+        raise DecodeError(Reason.DICOM_INVALID, f"not a readable .npy array: {exc}") from exc
+    if arr.ndim == 3 and arr.shape[-1] in (1, 3):
+        arr = arr.mean(axis=-1)
+    if arr.ndim != 2 or arr.size == 0 or arr.size > max_pixels:
+        raise DecodeError(Reason.DICOM_BAD_DIMENSIONS, f".npy array has shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.number):
+        raise DecodeError(Reason.DICOM_INVALID, f".npy dtype {arr.dtype} is not numeric")
+    values = arr.astype(np.float32)
+    if not np.isfinite(values).all():
+        raise DecodeError(Reason.DICOM_INVALID, ".npy array holds NaN or infinity")
+    lo, hi = float(values.min()), float(values.max())
+    values = (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
+    h, w = arr.shape
+    return LoadedImage(
+        pixels=resize_square(values, size), tags={}, original_shape=(1, h, w, 1), source="npy"
+    )
