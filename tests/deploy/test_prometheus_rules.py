@@ -1,0 +1,73 @@
+"""The alerting rules load in Prometheus's own checker and pass their unit tests.
+
+Runs the Debian package's promtool on deploy/prometheus: `check config`, `check rules`,
+`test rules` (tests/*.test.yml state, per alert, when it fires and when it stays silent).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from monitor import metrics
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
+RULES = DEPLOY / "rules" / "radwatch.rules.yml"
+RUNBOOK = DEPLOY / "runbook.md"
+REQUIRED = {
+    "RadwatchDriftDetected",
+    "RadwatchPerformanceDrop",
+    "RadwatchIngestStalled",
+    "RadwatchConsumerLagGrowing",
+    "RadwatchDeadLetterRate",
+    "RadwatchDown",
+}
+
+
+def promtool(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["promtool", *args], capture_output=True, text=True, timeout=60,
+                          cwd=DEPLOY)  # fmt: skip
+
+
+def test_rules_are_valid() -> None:
+    result = promtool("check", "rules", str(RULES))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_prometheus_config_is_valid() -> None:
+    result = promtool("check", "config", "prometheus.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_rule_unit_tests_pass() -> None:
+    tests = sorted(str(p) for p in (DEPLOY / "tests").glob("*.test.yml"))
+    assert tests
+    result = promtool("test", "rules", *tests)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_required_alert_has_for_and_runbook() -> None:
+    doc = yaml.safe_load(RULES.read_text())
+    rules = {r["alert"]: r for g in doc["groups"] for r in g["rules"] if "alert" in r}
+    assert set(rules) >= REQUIRED
+    for name, rule in rules.items():
+        assert rule.get("for"), f"{name} has no for: duration"
+        assert rule["annotations"].get("runbook_url"), f"{name} has no runbook"
+        anchor = rule["annotations"]["runbook"].split("#", 1)[1]
+        headings = {line.lstrip("#").strip().lower() for line in RUNBOOK.read_text().splitlines()
+                    if line.startswith("## ")}  # fmt: skip
+        assert anchor in headings, f"{name}: runbook section {anchor} missing"
+
+
+def test_rules_use_metric_names_from_monitor_metrics() -> None:
+    """The rules and the code agree on names: each radwatch_* name in a rule is defined."""
+    import re
+
+    defined = {v for k, v in vars(metrics).items() if k.isupper() and isinstance(v, str)}
+    used = set(re.findall(r"radwatch_[a-z_]+", RULES.read_text()))
+    suffixes = ("_total", "_bucket", "_count", "_sum")
+    for name in used:
+        base = next((name.removesuffix(s) for s in suffixes if name.endswith(s)), name)
+        assert name in defined or base in defined, f"rule uses undefined metric {name}"
