@@ -37,6 +37,8 @@ class Reason(StrEnum):
     SCORE_NOT_FINITE = "score_not_finite"
     SCORE_OUT_OF_RANGE = "score_out_of_range"
     BAD_TIMESTAMP = "bad_timestamp"
+    NUL_CHARACTER = "nul_character"
+    STORAGE_REJECTED = "storage_rejected"
     DUPLICATE_CONFLICT = "duplicate_conflict"
     # Image-path reasons, decided by the image resolver and DICOM reader.
     IMAGE_UNREADABLE = "image_unreadable"
@@ -147,6 +149,9 @@ def _parse(raw: bytes, default_schema: str, pseudonym: Pseudonymiser, max_bytes:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidEvent(Reason.NOT_JSON, f"value is not JSON: {exc.msg} at {exc.pos}") from exc
+    if "\\u0000" in text:
+        # PostgreSQL text and jsonb cannot hold U+0000; refuse it here with a precise reason.
+        raise InvalidEvent(Reason.NUL_CHARACTER, "value contains a NUL character (\\u0000)")
     if not isinstance(doc, dict):
         raise InvalidEvent(Reason.NOT_OBJECT, f"JSON value is a {type(doc).__name__}, not object")
     schema = doc.get("schema", default_schema)

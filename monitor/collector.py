@@ -24,6 +24,7 @@ from collectors.events import (
     INFERENCE_SCHEMA,
     LABEL_SCHEMA,
     InferenceEvent,
+    Reason,
     Rejection,
     parse_record,
 )
@@ -111,7 +112,11 @@ class Collector:
                 polled = consumer.poll(timeout_ms=cfg.poll_timeout_ms, max_records=cfg.batch_size)
                 records = [r for batch in polled.values() for r in batch]
                 if not records:
-                    if until_idle is not None and time.monotonic() - last_record >= until_idle:
+                    # Idle time counts only once the group has given us partitions: a join
+                    # can take a few seconds and is not idleness.
+                    if not consumer.assignment() and time.monotonic() - last_record < 60:
+                        last_record = time.monotonic()
+                    elif until_idle is not None and time.monotonic() - last_record >= until_idle:
                         break
                     continue
                 last_record = time.monotonic()
@@ -158,6 +163,17 @@ class Collector:
         return batch
 
     def _write(self, batch: Batch) -> WriteOutcome:
+        """Store a batch; if PostgreSQL rejects its content, isolate the offending records."""
+        try:
+            return self._write_once(batch)
+        except psycopg.OperationalError:
+            raise
+        except psycopg.Error as exc:
+            log.error("PostgreSQL rejected a batch (%s: %s); isolating the records it refuses",
+                      exc.sqlstate, type(exc).__name__)  # fmt: skip
+            return self._write_isolating(batch)
+
+    def _write_once(self, batch: Batch) -> WriteOutcome:
         if self._store is None or self._conn is None or self._conn.closed:
             self._conn = db.connect(self.config.database_url, autocommit=True)
             self._store = IngestStore(self._conn, self.pseudonym)
@@ -171,6 +187,28 @@ class Collector:
             self._conn.close()
             self._store = None
             raise
+
+    def _write_isolating(self, batch: Batch) -> WriteOutcome:
+        """One record per transaction: the refused ones are dead-lettered, the rest stored."""
+        n_inf = n_lab = 0
+        dead = list(batch.dead_letters)
+        singles = [Batch(inferences=[item], images=batch.images) for item in batch.inferences]
+        singles += [Batch(labels=[item]) for item in batch.labels]
+        for single in singles:
+            try:
+                outcome = self._write_once(single)
+            except psycopg.OperationalError:
+                raise
+            except psycopg.Error as exc:
+                _, record = (single.inferences or single.labels)[0]
+                dead.append(DeadLetter(record, Reason.STORAGE_REJECTED,
+                                       f"PostgreSQL refused the record ({exc.sqlstate})"))  # fmt: skip
+                continue
+            n_inf += outcome.inferences_new
+            n_lab += outcome.labels_new
+            dead += outcome.dead_letters
+        rest = self._write_once(Batch(dead_letters=dead))
+        return WriteOutcome(n_inf, n_lab, rest.dead_letters)
 
     def _publish_dead_letters(self, producer, dead: tuple[DeadLetter, ...]) -> None:
         for letter in dead:

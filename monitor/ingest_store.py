@@ -64,10 +64,11 @@ class DeadLetter:
         are stored; the original bytes travel on the dead-letter topic.
         """
         try:
-            doc = json.loads(self.raw.decode("utf-8"))
+            # NaN/Infinity become null: jsonb has no such numbers.
+            doc = json.loads(self.raw.decode("utf-8"), parse_constant=lambda _: None)
         except (UnicodeDecodeError, json.JSONDecodeError):
             return None
-        if not isinstance(doc, dict | list):
+        if not isinstance(doc, dict | list) or "\\u0000" in json.dumps(doc):
             return None
         return Jsonb(pseudonym.redact(doc))
 

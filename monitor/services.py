@@ -198,9 +198,9 @@ class EmbeddedPostgres:
         ensure_user_exists(self.system_user)
         entry = pwd.getpwnam(self.system_user)
         # The server user must traverse to its data dir and read the shipped binaries.
-        ensure_prefix_permissions(self.data_dir)
-        ensure_folder_permissions(self.bin_path.parent, 0o055)
         self.pgdata.mkdir(mode=0o700, exist_ok=True)
+        ensure_prefix_permissions(self.pgdata)
+        ensure_folder_permissions(self.bin_path.parent, 0o055)
         os.chown(self.pgdata, entry.pw_uid, entry.pw_gid)
         self.log_file.touch()
         os.chown(self.log_file, entry.pw_uid, entry.pw_gid)

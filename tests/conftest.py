@@ -7,8 +7,10 @@ its own topic names and consumer group, so tests never see each other's data.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -26,20 +28,19 @@ TEST_KEY = "test-pseudonym-key-0123456789abcdef"
 
 
 @pytest.fixture(scope="session")
-def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[services.ServiceState]:
-    data_dir = tmp_path_factory.mktemp("radwatch-services")
-    state = services.services_up(data_dir)
-    yield state
-    services.services_down(data_dir)
+def embedded_data_dir() -> Iterator[Path]:
+    # Not under pytest's tmp dir: pytest resets that tree to 0700 when another session starts,
+    # which would lock out the unprivileged user PostgreSQL runs as when we are root.
+    path = Path(tempfile.mkdtemp(prefix="radwatch-test-services-"))
+    yield path.resolve()
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
-def embedded_data_dir(embedded: services.ServiceState, tmp_path_factory) -> Path:
-    # The directory services_up was given (the one holding services.json).
-    for path in Path(tmp_path_factory.getbasetemp()).glob("radwatch-services*"):
-        if (path / services.STATE_FILE).exists():
-            return path.resolve()
-    raise AssertionError("embedded services state not found")
+def embedded(embedded_data_dir: Path) -> Iterator[services.ServiceState]:
+    state = services.services_up(embedded_data_dir)
+    yield state
+    services.services_down(embedded_data_dir)
 
 
 def _admin_url(state: services.ServiceState) -> str:
