@@ -1,0 +1,177 @@
+"""`radwatch audit verify | export | checkpoint`: check, ship and seal the audit trail."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from monitor import db
+from monitor.audit import AuditError, audit_table_exists
+from monitor.config import Settings
+
+if TYPE_CHECKING:
+    from monitor.audit_verify import VerifyResult
+
+EXIT_OK, EXIT_FINDING = 0, 1
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "audit",
+        help="verify, export or checkpoint the tamper-evident audit trail",
+        description="Examples: radwatch audit verify; "
+        "radwatch audit export --format fhir --out audit.ndjson --from 2026-11-01; "
+        "radwatch audit checkpoint",
+    )
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    verify = actions.add_parser(
+        "verify",
+        help="recompute the hash chain and the signed checkpoints (exit 1 when tampered)",
+        description="Example: radwatch audit verify --json",
+    )
+    _key_options(verify)
+    verify.add_argument("--json", action="store_true", help="print the result as JSON")
+    verify.set_defaults(handler=_verify)
+
+    export = actions.add_parser(
+        "export",
+        help="write the trail as FHIR R4 AuditEvent NDJSON or CSV",
+        description="Example: radwatch audit export --format fhir --out audit.ndjson "
+        "--from 2026-11-01 --to 2026-11-30 (UTC when no offset; a bare --to date is inclusive)",
+    )
+    export.add_argument("--format", choices=("fhir", "csv"), required=True)
+    export.add_argument("--out", type=Path, required=True, metavar="FILE")
+    export.add_argument("--from", dest="since", metavar="TIME", help="ISO 8601, inclusive")
+    export.add_argument("--to", dest="until", metavar="TIME", help="ISO 8601, exclusive")
+    export.add_argument("--by", help="who exports (recorded in the trail; default: actor)")
+    export.set_defaults(handler=_export)
+
+    checkpoint = actions.add_parser(
+        "checkpoint",
+        help="sign a Merkle root over the rows added since the last checkpoint",
+        description="Run it periodically (cron, systemd timer). Example: radwatch audit "
+        "checkpoint --key /etc/radwatch/audit-signing.key",
+    )
+    checkpoint.add_argument("--key", type=Path, help="Ed25519 private key file (created once)")
+    checkpoint.add_argument("--checkpoint-file", type=Path, help="JSON-lines file to append to")
+    checkpoint.add_argument("--by", help="who seals (recorded in the trail; default: actor)")
+    checkpoint.set_defaults(handler=_checkpoint)
+
+
+def _key_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--public-key", type=Path, help="trusted Ed25519 public key (PEM)")
+    parser.add_argument("--checkpoint-file", type=Path,
+                        help="the shipped checkpoint file to compare against")  # fmt: skip
+
+
+def database_url(settings: Settings) -> str:
+    """Only PostgreSQL is needed here: never start a broker for an audit command."""
+    from monitor.cli import UsageError
+    from monitor.runtime import resolve_endpoints
+
+    url = settings.database_url or resolve_endpoints(settings, prepare=False).database_url
+    with db.connect(url) as conn:
+        if not audit_table_exists(conn):
+            raise UsageError("this database has no audit trail yet (run `radwatch db migrate`)")
+    return url
+
+
+def _with_overrides(settings: Settings, args: argparse.Namespace) -> Settings:
+    import dataclasses
+
+    extra = dict(settings.extra)
+    for option, name in (("key", "audit_key_file"), ("public_key", "audit_public_key_file"),
+                         ("checkpoint_file", "audit_checkpoint_file")):  # fmt: skip
+        value = getattr(args, option, None)
+        if value is not None:
+            extra[name] = str(value)
+    return dataclasses.replace(settings, extra=extra)
+
+
+def run_verify(url: str, settings: Settings) -> VerifyResult:
+    from monitor.audit_checkpoint import key_paths
+    from monitor.audit_verify import verify
+
+    paths = key_paths(settings)
+    with db.connect(url) as conn:
+        return verify(conn, public_key=paths.public, checkpoint_file=paths.checkpoints)
+
+
+def _verify(args: argparse.Namespace, settings: Settings) -> int:
+    from monitor.cli import UsageError
+
+    settings = _with_overrides(settings, args)
+    try:
+        result = run_verify(database_url(settings), settings)
+    except AuditError as exc:
+        raise UsageError(str(exc)) from exc
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2))
+    else:
+        print(result.summary())
+        for finding in result.findings[1:] if result.first else ():
+            print(f"  also: {finding.line()}")
+    if not result.ok:
+        assert result.first is not None
+        print(f"radwatch: audit trail tampered: {result.first.line()}", file=sys.stderr)
+        return EXIT_FINDING
+    return EXIT_OK
+
+
+def _export(args: argparse.Namespace, settings: Settings) -> int:
+    from monitor.audit_export import export, parse_time
+    from monitor.cli import UsageError
+
+    try:
+        since = parse_time(args.since) if args.since else None
+        until = parse_time(args.until, end=True) if args.until else None
+    except AuditError as exc:
+        raise UsageError(str(exc)) from exc
+    if since and until and since >= until:
+        raise UsageError("--from must be before --to")
+    with db.connect(database_url(settings)) as conn:
+        result = export(conn, args.out, fmt=args.format, since=since, until=until,
+                        actor=args.by or settings.actor)  # fmt: skip
+    print(json.dumps({"out": str(result.path), "format": result.format, "rows": result.rows,
+                      "first_seq": result.first_seq, "last_seq": result.last_seq,
+                      "sha256": result.sha256}))  # fmt: skip
+    return EXIT_OK
+
+
+def _checkpoint(args: argparse.Namespace, settings: Settings) -> int:
+    from monitor.audit_checkpoint import create_checkpoint, key_paths
+    from monitor.cli import UsageError
+
+    settings = _with_overrides(settings, args)
+    try:
+        with db.connect(database_url(settings)) as conn:
+            checkpoint = create_checkpoint(conn, settings, actor=args.by)
+    except AuditError as exc:
+        raise UsageError(str(exc)) from exc
+    if checkpoint is None:
+        print(json.dumps({"checkpoint": None, "reason": "no rows since the last checkpoint"}))
+    else:
+        print(json.dumps({"checkpoint": checkpoint.id, "first_seq": checkpoint.first_seq,
+                          "last_seq": checkpoint.last_seq, "merkle_root": checkpoint.merkle_root,
+                          "key_id": checkpoint.key_id,
+                          "file": str(key_paths(settings).checkpoints)}))  # fmt: skip
+    return EXIT_OK
+
+
+def demo_step(settings: Settings, url: str, out_dir: Path) -> int:
+    """The demo's last step: seal, verify and export its own trail to DIR/audit.ndjson."""
+    from monitor.audit_checkpoint import create_checkpoint
+    from monitor.audit_export import export
+
+    with db.connect(url) as conn:
+        create_checkpoint(conn, settings)
+    result = run_verify(url, settings)
+    print(result.summary())
+    with db.connect(url) as conn:
+        exported = export(conn, out_dir / "audit.ndjson", fmt="fhir", actor=settings.actor)
+    print(f"audit: {exported.rows} FHIR AuditEvents in {exported.path}")
+    return EXIT_OK if result.ok else EXIT_FINDING
