@@ -1,0 +1,69 @@
+"""`radwatch metrics`: serve Prometheus /metrics (and the Alertmanager webhook) until stopped."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+
+from monitor.config import Settings
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "metrics",
+        help="serve Prometheus /metrics (and the Alertmanager webhook)",
+        description="Serves /metrics on RADWATCH_METRICS_ADDR, with drift, performance and alert "
+        "values read from PostgreSQL at scrape time, and POST /alertmanager/webhook. "
+        "Example: RADWATCH_METRICS_ADDR=0.0.0.0:9108 radwatch metrics",
+    )
+    add_server_options(parser)
+    parser.set_defaults(handler=_metrics)
+
+
+def add_server_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--addr", metavar="HOST:PORT",
+                        help="listen address (default: RADWATCH_METRICS_ADDR)")  # fmt: skip
+    parser.add_argument("--lag-interval", type=float, default=15.0, metavar="SECONDS",
+                        help="how often to sample the consumer group's Kafka lag")  # fmt: skip
+    parser.add_argument("--no-webhook", action="store_true",
+                        help="do not accept Alertmanager's webhook")  # fmt: skip
+
+
+def start_metrics(args: argparse.Namespace, settings: Settings, endpoints) -> list:
+    """Start the HTTP server and the lag sampler; returns the things to stop, in order."""
+    from monitor.alert_webhook import AlertWebhook
+    from monitor.cli import UsageError
+    from monitor.metrics_server import LagSampler, MetricsServer, MetricsServerError, build_registry
+    from monitor.runtime import kafka_options
+
+    if args.lag_interval <= 0:
+        raise UsageError("--lag-interval must be positive")
+    registry, collector = build_registry(endpoints.database_url)
+    webhook = None if args.no_webhook else AlertWebhook(endpoints.database_url)
+    try:
+        server = MetricsServer(args.addr or settings.metrics_addr, registry, webhook=webhook)
+    except MetricsServerError as exc:
+        raise UsageError(str(exc)) from exc
+    server.start()
+    print(f"metrics: http://{server.address}/metrics", flush=True)
+    sampler = LagSampler(
+        kafka_options(settings, endpoints, client_id="radwatch-metrics"),
+        [settings.inference_topic, settings.label_topic],
+        interval=args.lag_interval,
+    ).start()
+    return [sampler, server, collector]
+
+
+def _metrics(args: argparse.Namespace, settings: Settings) -> int:
+    from monitor.runtime import resolve_endpoints
+
+    endpoints = resolve_endpoints(settings, prepare=False)
+    running = start_metrics(args, settings, endpoints)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    for thing in running:
+        (thing.stop if hasattr(thing, "stop") else thing.close)()
+    return 0

@@ -1,0 +1,120 @@
+"""The scrape-time collector over a real PostgreSQL: values exposed, labels bounded, no UID.
+
+An injected CollectorRegistry holds only the DatabaseCollector; its exposition is checked
+by `promtool check metrics` (Debian package) and by scanning every label value.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from psycopg.types.json import Jsonb
+
+from monitor import metrics
+from monitor.metrics_collector import DatabaseCollector
+
+NOW = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
+
+
+def insert_inferences(url: str, n: int, *, site: str, model: str = "cxr-nodule") -> None:
+    with psycopg.connect(url) as conn:
+        for i in range(n):
+            conn.execute(
+                """INSERT INTO inferences (event_id, content_hash, model_name, model_version, site,
+                       occurred_at, study_pseudo, scores, kafka_topic, kafka_partition,
+                       kafka_offset)
+                   VALUES (%s, 'h', %s, '1.4.2', %s, %s, %s, %s, 't', 0, %s)""",
+                (str(uuid.uuid4()), model, site, NOW + timedelta(seconds=i),
+                 uuid.uuid4().hex + uuid.uuid4().hex, Jsonb({"nodule": 0.2}), i),
+            )  # fmt: skip
+        conn.execute(
+            """INSERT INTO dead_letters (kafka_topic, kafka_partition, kafka_offset, reason,
+                   message, payload_sha256, payload_size)
+               VALUES ('t', 0, 99, 'invalid_json', 'not JSON', 'x', 3)
+               ON CONFLICT DO NOTHING"""
+        )
+
+
+def scrape(url: str) -> tuple[bytes, dict[str, list]]:
+    registry = CollectorRegistry()
+    collector = DatabaseCollector(url)
+    registry.register(collector)
+    try:
+        text = generate_latest(registry)
+    finally:
+        collector.close()
+    samples: dict[str, list] = {}
+    for family in text_string_to_metric_families(text.decode()):
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append(sample)
+    return text, samples
+
+
+def test_exposes_stored_counts_and_is_promtool_clean(database_url: str) -> None:
+    insert_inferences(database_url, 5, site="north-general")
+    text, samples = scrape(database_url)
+    stored = {s.labels["site"]: s.value for s in samples[metrics.INFERENCES_STORED + "_total"]}
+    assert stored == {"north-general": 5.0}
+    dead = samples[metrics.DEAD_LETTERS_STORED + "_total"]
+    assert [(s.labels["reason"], s.value) for s in dead] == [("invalid_json", 1.0)]
+    assert samples[metrics.LAST_INFERENCE_RECEIVED][0].value > 0
+    status = {s.labels["status"]: s.value for s in samples[metrics.MODEL_STATUS]}
+    assert status["no_reference"] == 1.0 and sum(status.values()) == 1.0
+    up = {s.labels["source"]: s.value for s in samples[metrics.SOURCE_UP]}
+    assert up["ingest"] == 1.0
+    result = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
+                            timeout=30)  # fmt: skip
+    assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
+
+
+def test_missing_table_is_a_down_source_not_a_failed_scrape(database_url: str) -> None:
+    with psycopg.connect(database_url) as conn:
+        conn.execute("DROP TABLE IF EXISTS performance_results CASCADE")
+    _, samples = scrape(database_url)
+    up = {s.labels["source"]: s.value for s in samples[metrics.SOURCE_UP]}
+    assert up["performance"] == 0.0 and up["ingest"] == 1.0
+    assert metrics.PERFORMANCE not in samples
+
+
+def test_unreachable_database_still_answers_the_scrape() -> None:
+    _, samples = scrape("postgresql://nobody@127.0.0.1:1/none")
+    assert {s.value for s in samples[metrics.SOURCE_UP]} == {0.0}
+
+
+UID_LIKE = re.compile(r"^\d+(\.\d+){3,}$|[0-9a-f]{16,}|\d{6,}", re.I)
+
+
+def test_no_label_value_looks_like_an_identifier(database_url: str) -> None:
+    # A site field abused to carry a StudyInstanceUID, a pseudonym and an MRN, plus more
+    # distinct sites than the label budget: none of it may reach a label.
+    insert_inferences(database_url, 1, site="1.2.840.113619.2.55.3.604688119")
+    insert_inferences(database_url, 1, site=uuid.uuid4().hex)
+    insert_inferences(database_url, 1, site="MRN 00123456")
+    for i in range(metrics.MAX_VALUES_PER_LABEL + 5):
+        insert_inferences(database_url, 1, site=f"site-{i:03d}")
+    _, samples = scrape(database_url)
+    values = [v for group in samples.values() for s in group for v in s.labels.values()]
+    assert values
+    assert not [v for v in values if UID_LIKE.search(v)]
+    sites = {s.labels["site"] for s in samples[metrics.INFERENCES_STORED + "_total"]}
+    assert len(sites) <= metrics.MAX_VALUES_PER_LABEL + 1 and metrics.OTHER in sites
+    # Collapsed series are summed, never duplicated: every stored inference is counted once.
+    total = sum(s.value for s in samples[metrics.INFERENCES_STORED + "_total"])
+    assert total == 3 + metrics.MAX_VALUES_PER_LABEL + 5
+
+
+def test_bounded_label_rules() -> None:
+    assert metrics.bounded_label("north-general") == "north-general"
+    assert metrics.bounded_label("ACME X2") == "ACME X2"
+    assert metrics.bounded_label(None) == "unknown"
+    for bad in ("1.2.840.10008.5.1.4", "0b6f8a0e-1c2d-4d0e-9a51-0f5c3e2b7a10",
+                "a3f1c2d4e5f60718", "P0001234", "x" * 100, "new\nline"):  # fmt: skip
+        assert metrics.bounded_label(bad) == metrics.OTHER, bad
+    assert metrics.stratum_kind("site") == "site"
+    assert metrics.stratum_kind("patient_pseudo") == metrics.OTHER
