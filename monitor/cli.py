@@ -44,8 +44,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    # kafka-python is chatty at INFO about every connection; keep our own lines readable.
-    logging.getLogger("kafka").setLevel(logging.WARNING if not args.verbose else logging.DEBUG)
+    # kafka-python is chatty at INFO, and at DEBUG it logs raw record bytes, which carry
+    # identifiers: it stays at WARNING even with --verbose (no PHI in logs, DESIGN.md §5).
+    logging.getLogger("kafka").setLevel(logging.WARNING)
     os.environ.setdefault("DO_NOT_TRACK", "1")  # Evidently telemetry off (DESIGN.md §10)
     try:
         settings = load_settings(args.config)
