@@ -25,6 +25,7 @@ def build_collector(settings: Settings) -> Collector:
     from monitor.runtime import kafka_options, resolve_endpoints
 
     endpoints = resolve_endpoints(settings)
+    pseudonym = Pseudonymiser(settings.key_bytes())
     config = CollectorConfig(
         kafka=kafka_options(settings, endpoints, client_id="radwatch-collect"),
         database_url=endpoints.database_url,
@@ -35,7 +36,25 @@ def build_collector(settings: Settings) -> Collector:
         batch_size=settings.batch_size,
         poll_timeout_ms=settings.poll_timeout_ms,
     )
-    return Collector(config, Pseudonymiser(settings.key_bytes()))
+    from monitor.embedding_stage import EmbeddingStage
+
+    # Embeddings + image features of the decoded images, stored after each durable batch.
+    post_write = [EmbeddingStage.from_settings(settings)]
+    return Collector(
+        config, pseudonym, pre_write=_image_stages(settings, pseudonym), post_write=post_write
+    )
+
+
+def _image_stages(settings: Settings, pseudonym: Pseudonymiser) -> list:
+    """Decode `image.uri` before the write; unreadable images are dead-lettered (issue 3)."""
+    from monitor.config import ConfigError
+    from monitor.image_stage import ImageStage, ImageStageConfig
+
+    try:
+        config = ImageStageConfig.from_extra(settings.extra)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    return [ImageStage(config, pseudonym)]
 
 
 def _collect(args: argparse.Namespace, settings: Settings) -> int:

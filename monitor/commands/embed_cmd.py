@@ -1,0 +1,184 @@
+"""`radwatch embed`: backfill embeddings and image features for a model's stored events.
+
+Finds images by their sealed locator: the collector's embedding stage stores each image URI
+AES-256-GCM-sealed (key derived from the pseudonym key) in `image_locators`, because the raw
+URI may carry identifiers and must not sit in PostgreSQL in the clear (DESIGN.md §5).
+Re-reading the inference topic instead was rejected: Kafka retention is days, a backfill
+for a new embedder may need months. Images are decoded in worker processes (a torch
+DataLoader) ahead of the forward pass; each batch is committed on its own, and images
+already embedded under the embedder's fingerprint are skipped, so an interrupted run
+resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import psycopg
+
+from monitor.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "embed",
+        help="backfill embeddings and image features for stored events",
+        description="Example: radwatch embed --model cxr-nodule --since 2026-11-01 "
+        "--until 2026-12-01 --embedder default",
+    )
+    parser.add_argument("--model", required=True, help="model name, as events carry it")
+    parser.add_argument("--since", required=True, type=_when, help="ISO 8601 date or time (UTC)")
+    parser.add_argument("--until", required=True, type=_when, help="exclusive end, ISO 8601")
+    parser.add_argument("--embedder", default="default",
+                        help="'default' or an embedder named in the config file")  # fmt: skip
+    parser.add_argument("--batch-size", type=int, help="images per forward pass (device default)")
+    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
+                        help="DICOM decoding processes (0: decode in this process)")  # fmt: skip
+    parser.set_defaults(handler=_embed)
+
+
+def _when(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 date or time") from exc
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class BackfillResult:
+    pending: int  # images in the window without this embedding when the run started
+    embedded: int
+    failed: int
+    no_locator: int  # images in the window whose URI was never stored (cannot be read again)
+    fingerprint: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {"pending": self.pending, "embedded": self.embedded, "failed": self.failed,
+                "no_locator": self.no_locator, "fingerprint": self.fingerprint}  # fmt: skip
+
+
+_PENDING = """
+    SELECT DISTINCT ON (i.image_ref) i.image_ref, i.event_id, i.model_name, l.sealed_uri,
+           f.image_ref IS NOT NULL
+    FROM inferences i
+    JOIN image_locators l ON l.image_ref = i.image_ref
+    LEFT JOIN image_features f ON f.image_ref = i.image_ref
+    WHERE i.model_name = %(model)s AND i.occurred_at >= %(since)s AND i.occurred_at < %(until)s
+      AND NOT EXISTS (SELECT 1 FROM embeddings e
+                      WHERE e.image_ref = i.image_ref AND e.embedder_fingerprint = %(fp)s)
+    ORDER BY i.image_ref, i.occurred_at, i.event_id"""
+_UNLOCATED = """
+    SELECT count(DISTINCT i.image_ref) FROM inferences i
+    WHERE i.model_name = %(model)s AND i.occurred_at >= %(since)s AND i.occurred_at < %(until)s
+      AND i.image_ref IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM image_locators l WHERE l.image_ref = i.image_ref)"""
+
+
+def backfill(
+    conn: psycopg.Connection,
+    embedder,
+    sealer,
+    *,
+    model: str,
+    since: datetime,
+    until: datetime,
+    workers: int,
+    batch_size: int | None = None,
+    size: int | None = None,
+    actor: str = "radwatch",
+    progress: bool = False,
+    on_batch: Callable[[int], None] | None = None,
+) -> BackfillResult:
+    """Embed every image of `model` in [since, until) not yet embedded by `embedder`."""
+    from tqdm import tqdm
+
+    from monitor import audit
+    from monitor.embedding_stage import (
+        EmbeddingRow,
+        FeatureRow,
+        decoded_batches,
+        register_embedder,
+        stack_pixels,
+        store,
+    )
+
+    register_embedder(conn, embedder, actor=actor)
+    params = {"model": model, "since": since, "until": until, "fp": embedder.fingerprint}
+    rows = conn.execute(_PENDING, params).fetchall()
+    unlocated_row = conn.execute(_UNLOCATED, params).fetchone()
+    no_locator = int(unlocated_row[0]) if unlocated_row else 0
+    uris = [sealer.open(str(r[0]), bytes(r[3])) for r in rows]
+    rows_size = size or embedder.spec.input_size[0]
+    batch = batch_size or embedder.device.batch_size
+    embedded = failed = 0
+    bar = tqdm(total=len(rows), unit="img", desc=f"embed {model}", disable=not progress)
+    try:
+        for items in decoded_batches(uris, size=rows_size, batch_size=batch, workers=workers):
+            ok = [d for d in items if d.pixels is not None]
+            for d in items:
+                if d.error is not None:
+                    # The event id and the reason only: the URI may carry identifiers.
+                    log.warning("cannot read the image of event %s: %s", rows[d.index][1], d.error)
+            failed += len(items) - len(ok)
+            vectors = embedder.embed(stack_pixels(ok, embedder.device.pin_memory)) if ok else []
+            embeddings = [
+                EmbeddingRow(str(rows[d.index][0]), str(rows[d.index][2]), str(rows[d.index][1]),
+                             vectors[i])
+                for i, d in enumerate(ok)
+            ]  # fmt: skip
+            features = [
+                FeatureRow(str(rows[d.index][0]), str(rows[d.index][2]), str(rows[d.index][1]),
+                           d.features)
+                for d in ok
+                if d.features is not None and not rows[d.index][4]
+            ]  # fmt: skip
+            store(conn, embedder.fingerprint, embeddings, features)
+            embedded += len(ok)
+            bar.update(len(items))
+            if on_batch is not None:
+                on_batch(embedded)
+    finally:
+        bar.close()
+    result = BackfillResult(len(rows), embedded, failed, no_locator, embedder.fingerprint)
+    audit.record(
+        conn, actor=actor, action="embeddings.backfilled", entity_type="embedder",
+        entity_id=embedder.fingerprint, entity_version=embedder.spec.name,
+        outcome="success" if failed == 0 else "partial",
+        reason=None if failed == 0 else f"{failed} image(s) could not be read",
+        refs={"model": model}, detail={**result.as_dict(), "since": since.isoformat(),
+                                        "until": until.isoformat()},
+    )  # fmt: skip
+    return result
+
+
+def _embed(args: argparse.Namespace, settings: Settings) -> int:
+    from monitor import db
+    from monitor.cli import UsageError
+    from monitor.embedding_stage import UriSealer, build_embedder
+    from monitor.runtime import resolve_endpoints
+
+    if args.until <= args.since:
+        raise UsageError("--until must be after --since")
+    if args.batch_size is not None and args.batch_size <= 0 or args.workers < 0:
+        raise UsageError("--batch-size must be positive and --workers not negative")
+    endpoints = resolve_endpoints(settings)
+    embedder = build_embedder(settings, args.embedder)
+    sealer = UriSealer(settings.key_bytes())
+    with db.connect(endpoints.database_url, autocommit=True) as conn:
+        result = backfill(
+            conn, embedder, sealer, model=args.model, since=args.since, until=args.until,
+            workers=args.workers, batch_size=args.batch_size, actor=settings.actor,
+            progress=sys.stderr.isatty(),
+        )  # fmt: skip
+    print(json.dumps(result.as_dict()))
+    return 0 if result.failed == 0 else 1
