@@ -40,9 +40,11 @@ def build_collector(settings: Settings) -> Collector:
 
     # Embeddings + image features of the decoded images, stored after each durable batch.
     post_write = [EmbeddingStage.from_settings(settings)]
-    return Collector(
-        config, pseudonym, pre_write=_image_stages(settings, pseudonym), post_write=post_write
-    )
+    from monitor.metrics import start_batch_timer
+
+    # The batch timer first, so radwatch_ingest_batch_seconds covers every stage and the write.
+    pre_write = [start_batch_timer, *_image_stages(settings, pseudonym)]
+    return Collector(config, pseudonym, pre_write=pre_write, post_write=post_write)
 
 
 def _image_stages(settings: Settings, pseudonym: Pseudonymiser) -> list:
