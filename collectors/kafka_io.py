@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -56,7 +57,9 @@ def make_consumer(options: KafkaOptions, topics: Iterable[str], *, max_poll_reco
 
 def make_producer(options: KafkaOptions, **overrides: Any) -> KafkaProducer:
     # acks=all and idempotence off: tansu's memory build does not implement InitProducerId.
-    return KafkaProducer(acks="all", linger_ms=5, retries=5, **options.common(), **overrides)
+    return KafkaProducer(
+        **{"acks": "all", "linger_ms": 5, "retries": 5, **options.common(), **overrides}
+    )
 
 
 def wait_for_broker(options: KafkaOptions, *, timeout: float | None = None,
@@ -65,6 +68,9 @@ def wait_for_broker(options: KafkaOptions, *, timeout: float | None = None,
     delay, deadline = 0.5, None if timeout is None else time.monotonic() + timeout
     while True:
         try:
+            # A plain TCP connect first: kafka-python's own bootstrap retries a refused
+            # connection for ~30 s with ERROR lines before it raises, hiding this message.
+            _tcp_reachable(options.bootstrap)
             admin = KafkaAdminClient(**options.common(), request_timeout_ms=5000)
             admin.close()
             return
@@ -75,6 +81,22 @@ def wait_for_broker(options: KafkaOptions, *, timeout: float | None = None,
                         type(exc).__name__, delay)  # fmt: skip
             time.sleep(delay)
             delay = min(10.0, delay * 2)
+
+
+def _tcp_reachable(bootstrap: str, timeout: float = 3.0) -> None:
+    """Return when one bootstrap server accepts a TCP connection; raise the last OSError."""
+    error: OSError | None = None
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        if not port.isdigit():
+            return  # not host:port; let kafka-python judge it
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+                return
+        except OSError as exc:
+            error = exc
+    if error is not None:
+        raise error
 
 
 def ensure_topics(options: KafkaOptions, topics: Iterable[str], partitions: int) -> None:

@@ -1,0 +1,154 @@
+"""Ingest throughput: radwatch collect (Kafka → validate → pseudonymise → PostgreSQL) beside
+a bare kafka-python consumer reading the same topic, the limit for this client.
+
+Runs on the embedded broker and PostgreSQL in a temporary data dir. Both clocks run from
+the first record received to the last record handled (stored, for radwatch), so group
+joins and idle waits are not counted. Target: ratio ≥ 0.5 on a 2-core machine.
+
+    python bench/ingest.py [--events 50000] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from kafka import KafkaConsumer, TopicPartition
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from collectors.kafka_io import KafkaOptions, ensure_topics, make_producer  # noqa: E402
+from collectors.pseudonym import Pseudonymiser  # noqa: E402
+from monitor import db, services  # noqa: E402
+from monitor.collector import Collector, CollectorConfig  # noqa: E402
+
+
+def event(i: int, rng: random.Random) -> tuple[bytes, bytes]:
+    """A contract-v1 inference event without an image (tags, scores, a 16-d embedding)."""
+    study = f"2.25.{rng.getrandbits(120)}"
+    doc = {
+        "schema": "radwatch.inference.v1", "event_id": str(uuid.UUID(int=rng.getrandbits(128))),
+        "occurred_at": f"2026-11-28T10:{i // 60 % 60:02d}:{i % 60:02d}Z",
+        "model": {"name": "cxr-nodule", "version": "1.4.2"}, "site": "north-general",
+        "study": {"study_uid": study, "series_uid": study + ".1", "sop_uid": study + ".1.1",
+                  "accession": f"A{i:08d}", "patient_id": f"P{i:08d}"},
+        "dicom": {"Modality": "DX", "Manufacturer": "ACME", "ManufacturerModelName": "X1",
+                  "SoftwareVersions": "4.2", "KVP": 110, "PixelSpacing": [0.15, 0.15],
+                  "PhotometricInterpretation": "MONOCHROME2", "PatientAge": "063Y", "PatientSex": "F"},
+        "embedding": [round(rng.gauss(0, 1), 4) for _ in range(16)],
+        "prediction": {"scores": {"nodule": round(rng.random(), 4)}, "threshold": {"nodule": 0.5}},
+        "latency_ms": 140,
+    }  # fmt: skip
+    return study.encode(), json.dumps(doc).encode()
+
+
+def publish(options: KafkaOptions, topic: str, n: int) -> int:
+    producer = make_producer(options, batch_size=256 * 1024, linger_ms=20)
+    rng, size = random.Random(11), 0
+    for i in range(n):
+        key, value = event(i, rng)
+        size += len(value)
+        producer.send(topic, key=key, value=value)
+        if i % 10_000 == 0:
+            producer.flush()
+    producer.flush(timeout=120)
+    producer.close()
+    return size // n
+
+
+def bare_consumer(options: KafkaOptions, topic: str, n: int) -> float:
+    consumer = KafkaConsumer(bootstrap_servers=options.bootstrap, enable_auto_commit=False,
+                             max_poll_records=500)  # fmt: skip
+    parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+    consumer.assign(parts)
+    consumer.seek_to_beginning(*parts)
+    seen, first, first_n = 0, 0.0, 0
+    while seen < n:
+        for records in consumer.poll(timeout_ms=500).values():
+            for record in records:
+                json.loads(record.value)  # a consumer that does anything at all decodes
+            seen += len(records)
+        if not first and seen:
+            first, first_n = time.perf_counter(), seen  # same convention as radwatch's clock
+    elapsed = time.perf_counter() - first
+    consumer.close()
+    return (n - first_n) / elapsed
+
+
+def radwatch_collect(options: KafkaOptions, url: str, topic: str, n: int) -> float:
+    marks: dict[str, float] = {}
+    stored = 0
+
+    def on_batch(batch, outcome) -> None:
+        nonlocal stored
+        stored += outcome.inferences_new
+        if "first" not in marks:
+            marks["first"], marks["first_n"] = time.perf_counter(), stored
+        if stored >= n:
+            marks["last"] = time.perf_counter()
+            collector.request_stop()
+
+    group = KafkaOptions(options.bootstrap, group_id=f"bench-{uuid.uuid4().hex[:6]}")
+    config = CollectorConfig(kafka=group, database_url=url, inference_topic=topic,
+                             label_topic=topic + ".labels", deadletter_topic=topic + ".dlq",
+                             max_event_bytes=1 << 20, batch_size=1000, poll_timeout_ms=200)  # fmt: skip
+    collector = Collector(config, Pseudonymiser(b"bench-key-0123456789abcdef"), on_batch=on_batch)
+    collector.run(until_idle=30)
+    if "last" not in marks:
+        raise RuntimeError(f"radwatch stored only {stored} of {n}")
+    # From the end of the first batch: its records are excluded from the count too, so the
+    # group join (seconds on tansu) is not charged to radwatch.
+    return (n - marks["first_n"]) / (marks["last"] - marks["first"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    data_dir = Path(tempfile.mkdtemp(prefix="radwatch-bench-"))
+    try:
+        state = services.services_up(data_dir)
+        assert state.bootstrap and state.database_url
+        options = KafkaOptions(state.bootstrap)
+        rows = []
+        for repeat in range(args.repeats):
+            topic = f"bench{repeat}.{uuid.uuid4().hex[:6]}"
+            ensure_topics(options, [topic, topic + ".labels", topic + ".dlq"], 4)
+            size = publish(options, topic, args.events)
+            url = state.database_url.rsplit("/", 1)[0] + f"/bench{repeat}_{uuid.uuid4().hex[:6]}"
+            with db.connect(state.database_url, autocommit=True) as conn:
+                conn.execute(f'CREATE DATABASE "{url.rsplit("/", 1)[1]}"')
+            db.migrate(url)
+            bare = bare_consumer(options, topic, args.events)
+            ours = radwatch_collect(options, url, topic, args.events)
+            rows.append((bare, ours))
+            print(f"run {repeat + 1}: bare {bare:,.0f}/s, radwatch {ours:,.0f}/s, "
+                  f"ratio {ours / bare:.2f}", file=sys.stderr)  # fmt: skip
+        bare_m = statistics.median(r[0] for r in rows)
+        ours_m = statistics.median(r[1] for r in rows)
+        print(
+            f"\nIngest, {args.events:,} events of ~{size} B, 4 partitions, median of {args.repeats}"
+        )
+        print("| path | events/s |")
+        print("|---|---:|")
+        print(f"| bare kafka-python consumer (poll + json.loads), the limit | {bare_m:,.0f} |")
+        print(
+            f"| radwatch collect → PostgreSQL (validated, pseudonymised, COPY, committed) | {ours_m:,.0f} |"
+        )
+        print(f"| ratio radwatch / bare (target ≥ 0.5) | {ours_m / bare_m:.2f} |")
+    finally:
+        services.services_down(data_dir)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
