@@ -58,11 +58,11 @@ def start_metrics(args: argparse.Namespace, settings: Settings, endpoints) -> li
 def _metrics(args: argparse.Namespace, settings: Settings) -> int:
     from monitor.runtime import resolve_endpoints
 
-    endpoints = resolve_endpoints(settings, prepare=False)
-    running = start_metrics(args, settings, endpoints)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    endpoints = resolve_endpoints(settings, prepare=False)
+    running = start_metrics(args, settings, endpoints)
     stop.wait()
     for thing in running:
         (thing.stop if hasattr(thing, "stop") else thing.close)()

@@ -1,0 +1,165 @@
+"""`radwatch run`: the pilot deployment — collect + detect + metrics + webhook in one process.
+
+The collector runs in the main thread (it owns the signal handlers); detection and the
+performance watch run on a scheduler thread every --detect-interval seconds; /metrics and
+Alertmanager's webhook are served on RADWATCH_METRICS_ADDR. SIGTERM or SIGINT finishes the
+current batch and the current detection pass, then everything stops in order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType
+
+from monitor.config import Settings
+
+log = logging.getLogger(__name__)
+
+COMPONENT = "radwatch-run"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from monitor.commands.metrics_cmd import add_server_options
+
+    parser = sub.add_parser(
+        "run",
+        help="collect + detect + metrics in one process (the pilot deployment)",
+        description="One process for a pilot: a collector worker, the detection scheduler, "
+        "/metrics and the Alertmanager webhook. Example: radwatch run --detect-interval 60",
+    )
+    parser.add_argument("--detect-interval", type=float, default=60.0, metavar="SECONDS",
+                        help="seconds between detection passes (default 60)")  # fmt: skip
+    add_server_options(parser)
+    parser.set_defaults(handler=_run)
+
+
+Job = tuple[str, Callable[[], object]]
+
+
+def detection_jobs(settings: Settings, database_url: str) -> list[Job]:
+    """The passes the scheduler runs: drift detection (monitor.detection) and the
+    performance watch (monitor.performance), each when that part of radwatch is installed."""
+    jobs: list[Job] = []
+    detection = _optional("monitor.detection", "drift detection")
+    if detection is not None:
+        jobs.append(("drift detection",
+                     lambda: detection.run_once(settings, database_url)))  # fmt: skip
+    performance = _optional("monitor.performance", "the performance watch")
+    if performance is not None:
+        from monitor import db
+
+        def performance_pass() -> object:
+            with db.connect(database_url) as conn:
+                return performance.run(conn)
+
+        jobs.append(("performance watch", performance_pass))
+    return jobs
+
+
+def _optional(module: str, what: str):
+    """A part of radwatch that may be absent from a build: the module, or None (logged)."""
+    if importlib.util.find_spec(module) is None:
+        log.warning("%s is not part of this build: not scheduled", what)
+        return None
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        log.warning("%s cannot be loaded (%s): not scheduled", what, exc)
+        return None
+
+
+class Scheduler:
+    """Runs every job now and then every `interval` seconds until stopped."""
+
+    def __init__(self, jobs: list[Job], interval: float) -> None:
+        self._jobs = jobs
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="detection", daemon=True)
+        self.passes = 0
+
+    def start(self) -> Scheduler:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=300)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            for name, job in self._jobs:
+                if self._stop.is_set():
+                    break
+                try:
+                    job()
+                except Exception:
+                    # One failed pass is logged with its cause and retried next interval; the
+                    # collector and /metrics keep running (an outage of one part is visible
+                    # as stale radwatch_drift_last_evaluated_timestamp_seconds).
+                    log.exception("%s pass failed; retrying in %.0fs", name, self._interval)
+            self.passes += 1
+            self._stop.wait(self._interval)
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from monitor import audit, db
+    from monitor.cli import UsageError
+    from monitor.commands.collect_cmd import build_collector
+    from monitor.commands.metrics_cmd import start_metrics
+    from monitor.runtime import resolve_endpoints
+
+    if args.detect_interval <= 0:
+        raise UsageError("--detect-interval must be positive")
+    # Handlers first: a SIGTERM during start-up (imports, embedded services) still stops cleanly.
+    stopping = threading.Event()
+    collectors: list = []
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+        for c in collectors:
+            c.request_stop(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    endpoints = resolve_endpoints(settings)
+    collector = build_collector(settings)
+    collectors.append(collector)
+    if stopping.is_set():
+        collector.request_stop()
+    running = start_metrics(args, settings, endpoints)
+    scheduler = Scheduler(detection_jobs(settings, endpoints.database_url),
+                          args.detect_interval).start()  # fmt: skip
+    with db.connect(endpoints.database_url) as conn:
+        audit.record_start(conn, component=COMPONENT, config=settings, actor=settings.actor)
+        conn.commit()
+    outcome, reason = "success", "signal"
+    try:
+        stats = collector.run()
+        if not stopping.is_set():
+            # The collector gave up (database unreachable past its retries): exit non-zero so
+            # the supervisor restarts us; the batch in flight is replayed from Kafka.
+            outcome, reason = "failure", "collector stopped"
+    finally:
+        scheduler.stop()
+        for thing in running:
+            (thing.stop if hasattr(thing, "stop") else thing.close)()
+    with db.connect(endpoints.database_url) as conn:
+        audit.record_stop(conn, component=COMPONENT, actor=settings.actor, outcome=outcome,
+                          reason=reason, detail={"inferences": stats.inferences,
+                                                 "labels": stats.labels,
+                                                 "dead_letters": stats.dead_letters,
+                                                 "detection_passes": scheduler.passes})  # fmt: skip
+        conn.commit()
+    print(
+        f"stopped: {stats.inferences} inferences, {stats.labels} labels, "
+        f"{stats.dead_letters} dead letters, {scheduler.passes} detection passes",
+        flush=True,
+    )
+    return 0 if outcome == "success" else 1
