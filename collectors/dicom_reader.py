@@ -39,6 +39,7 @@ _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 _UNDEFINED_LENGTH = 0xFFFFFFFF
 # The tag keywords read from the file: the allow-list (collectors.dicom_tags) and nothing else.
 _TAG_KEYWORDS = tuple(sorted(ALLOWED - {"AgeBand"}))
+_BARE_DATASET_STARTS = (b"\x02\x00", b"\x08\x00", b"\x00\x02", b"\x00\x08")
 
 
 class ImageError(Exception):
@@ -143,6 +144,10 @@ def parse_dataset(raw: bytes) -> Dataset:
     """Parse bytes into a dataset, telling a truncated object from one that is not DICOM."""
     if not raw:
         raise DecodeError(Reason.DICOM_TRUNCATED, "the object is empty (0 bytes)")
+    if raw[128:132] != b"DICM" and raw[:2] not in _BARE_DATASET_STARTS:
+        # PS3.10 §7.1: a file starts with a 128-byte preamble and "DICM"; a bare dataset
+        # (no meta header) starts with group 0002 or 0008 in either byte order.
+        raise DecodeError(Reason.DICOM_INVALID, "not a DICOM object (no DICM prefix)")
     fp = io.BytesIO(raw)
     try:
         # force=True also accepts objects without the PS3.10 preamble and meta header,
@@ -259,7 +264,7 @@ def _check_syntax(ds: Dataset) -> None:
             Reason.DICOM_UNSUPPORTED_SYNTAX, f"no decoder for transfer syntax {name} ({uid})"
         ) from exc
     if not decoder.is_available:
-        missing = "; ".join(f"{k}: {v}" for k, v in decoder.missing_dependencies)
+        missing = "; ".join(str(m) for m in decoder.missing_dependencies)
         raise DecodeError(
             Reason.DICOM_UNSUPPORTED_SYNTAX,
             f"transfer syntax {uid.name} needs a plugin that is not installed ({missing})",

@@ -1,0 +1,114 @@
+"""The deployed model the synthetic hospital runs: a small CNN nodule detector ("cxr-nodule").
+
+Inference side of the synthetic hospital: the simulator feeds it what a typical inference
+service would (stored values ÷ the bit range, resized — PhotometricInterpretation ignored,
+the classic pipeline bug the inversion scenario exposes) and puts its score and its
+penultimate-layer embedding in each event. Weights are plain-torch state dicts whose SHA-256
+is recorded beside them and checked at every load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from collectors.dicom_reader import resize_square
+
+MODEL_NAME = "cxr-nodule"
+MODEL_VERSION = "1.4.2"
+INPUT_SIZE = 128
+EMBEDDING_DIM = 32
+THRESHOLD = 0.5
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+WEIGHTS = WEIGHTS_DIR / "cxr_nodule.pt"
+CARD = WEIGHTS_DIR / "cxr_nodule.json"  # sha256, training provenance and validation AUROC
+
+
+class WeightsError(RuntimeError):
+    """The weights file is missing or does not match its recorded SHA-256."""
+
+
+class NoduleNet(nn.Module):
+    """Four conv blocks → global max pool (a nodule is small and anywhere) → embedding → logit."""
+
+    def __init__(self, embedding_dim: int = EMBEDDING_DIM) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = (1, 8, 16, 32, 64)
+        for c_in, c_out in zip(channels, channels[1:], strict=False):
+            layers += [
+                nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(2),
+            ]
+        self.features = nn.Sequential(*layers)
+        self.embed = nn.Sequential(nn.Linear(channels[-1], embedding_dim), nn.ReLU())
+        self.head = nn.Linear(embedding_dim, 1)
+
+    def embedding(self, x: torch.Tensor) -> torch.Tensor:
+        return self.embed(torch.amax(self.features(x), dim=(2, 3)))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits [N], embeddings [N, D]) for inputs [N, 1, H, W]."""
+        emb = self.embedding(x)
+        return self.head(emb).squeeze(1), emb
+
+
+def service_input(stored: np.ndarray, bits_stored: int) -> np.ndarray:
+    """What the inference service feeds the model: stored / (2^bits − 1), resized.
+
+    Deliberately naive: no Modality/VOI LUT, and MONOCHROME1 is *not* inverted.
+    """
+    scaled = stored.astype(np.float32) * np.float32(1.0 / (2**bits_stored - 1))
+    return resize_square(scaled, INPUT_SIZE)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class DeployedModel:
+    """The loaded network plus its identity; `predict` is a pure function of its inputs."""
+
+    net: NoduleNet
+    sha256: str
+    name: str = MODEL_NAME
+    version: str = MODEL_VERSION
+    threshold: float = THRESHOLD
+
+    @torch.no_grad()
+    def predict(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Inputs [N, H, W] float32 → (scores [N] in [0, 1], embeddings [N, D] float32)."""
+        tensor = torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32))[:, None]
+        logits, emb = self.net(tensor)
+        return torch.sigmoid(logits).numpy(), emb.numpy()
+
+
+def load_deployed(path: Path = WEIGHTS, card: Path = CARD) -> DeployedModel:
+    """Load the state dict after checking its SHA-256 against the model card."""
+    try:
+        expected = json.loads(card.read_text())["sha256"]
+    except (OSError, KeyError, json.JSONDecodeError) as exc:
+        raise WeightsError(f"model card {card} is missing or unreadable") from exc
+    if not path.exists():
+        raise WeightsError(f"weights {path} are missing: run scripts/train_deployed_model.py")
+    actual = sha256_file(path)
+    if actual != expected:
+        raise WeightsError(f"weights {path.name} have SHA-256 {actual}, the card says {expected}")
+    net = NoduleNet()
+    # weights_only: a state dict of tensors, never arbitrary pickled objects.
+    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    net.eval()
+    return DeployedModel(net=net, sha256=actual)
