@@ -1,0 +1,162 @@
+"""Train the synthetic hospital's deployed CNN ("cxr-nodule") on the reference distribution.
+
+Writes collectors/hospital/weights/cxr_nodule.pt (a plain-torch state dict) and its model
+card cxr_nodule.json (SHA-256, provenance, validation AUROC on the reference and under each
+scenario). CPU only, a few minutes:  python scripts/train_deployed_model.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from collectors.hospital import model as deployed  # noqa: E402
+from collectors.hospital.scenarios import SCENARIOS  # noqa: E402
+from collectors.hospital.study import plan_study, stored_pixels  # noqa: E402
+
+TRAIN_SEED = 9001  # disjoint from the simulator's usual seeds (0–100)
+VALID_SEED = 9002
+SCENARIO_SEED = 9003
+
+
+def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Mann–Whitney U / (n_pos · n_neg), ties counted half (Hanley & McNeil 1982)."""
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores), dtype=np.float64)
+    sorted_scores = scores[order]
+    i = 0
+    while i < len(scores):
+        j = i
+        while j + 1 < len(scores) and sorted_scores[j + 1] == sorted_scores[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
+        i = j + 1
+    pos = labels == 1
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def dataset(seed: int, n: int, scenario: str = "none") -> tuple[np.ndarray, np.ndarray]:
+    inputs = np.empty((n, deployed.INPUT_SIZE, deployed.INPUT_SIZE), dtype=np.float32)
+    labels = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        plan = plan_study(seed, i, scenario_name=scenario)
+        inputs[i] = deployed.service_input(stored_pixels(plan), plan.scanner.bits_stored)
+        labels[i] = int(plan.positive)
+    return inputs, labels
+
+
+def say(*parts: object) -> None:
+    print(*parts, flush=True)  # progress shows even when piped
+
+
+def cached(folder: Path | None, name: str, seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    path = folder / f"{name}-{seed}-{n}.npz" if folder else None
+    if path is not None and path.exists():
+        data = np.load(path)
+        return data["x"], data["y"]
+    x, y = dataset(seed, n)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, x=x, y=y)
+    return x, y
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--train", type=int, default=4000)
+    parser.add_argument("--valid", type=int, default=1000)
+    parser.add_argument("--scenario-n", type=int, default=300)
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0, help="torch initialisation seed")
+    parser.add_argument("--out", type=Path, default=deployed.WEIGHTS)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--cache", type=Path, help="keep generated arrays here (npz) for reruns")
+    args = parser.parse_args()
+    torch.manual_seed(args.seed)
+    # One thread: on a shared machine more threads mostly fight each other.
+    torch.set_num_threads(args.threads)
+    t0 = time.monotonic()
+    x_train, y_train = cached(args.cache, "train", TRAIN_SEED, args.train)
+    x_valid, y_valid = cached(args.cache, "valid", VALID_SEED, args.valid)
+    say(f"data: {args.train} train / {args.valid} valid in {time.monotonic() - t0:.0f} s")
+    net = deployed.NoduleNet()
+    optimiser = torch.optim.Adam(net.parameters(), lr=3e-3)
+    prevalence = float(y_train.mean())
+    loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor((1 - prevalence) / prevalence))
+    generator = torch.Generator().manual_seed(args.seed)
+    xt, yt = torch.from_numpy(x_train)[:, None], torch.from_numpy(y_train).float()
+    for epoch in range(args.epochs):
+        net.train()
+        order = torch.randperm(len(xt), generator=generator)
+        total = 0.0
+        for start in range(0, len(xt), 64):
+            idx = order[start : start + 64]
+            logits, _ = net(xt[idx])
+            loss = loss_fn(logits, yt[idx])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            total += loss.item() * len(idx)
+        model = deployed.DeployedModel(net=net.eval(), sha256="training")
+        scores, _ = model.predict(x_valid)
+        say(f"epoch {epoch + 1}: loss {total / len(xt):.4f}  valid AUROC "
+              f"{auroc(scores, y_valid):.4f}  ({time.monotonic() - t0:.0f} s)")  # fmt: skip
+    net.eval()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(net.state_dict(), args.out)
+    model = deployed.DeployedModel(net=net, sha256="training")
+    scores, _ = model.predict(x_valid)
+    reference_auroc = auroc(scores, y_valid)
+    by_scenario = {}
+    for name in SCENARIOS:
+        x, y = dataset(SCENARIO_SEED, args.scenario_n, name)
+        s, _ = model.predict(x)
+        by_scenario[name] = {
+            "auroc": round(auroc(s, y), 4),
+            "positive_rate": round(float((s >= deployed.THRESHOLD).mean()), 4),
+        }
+        say(f"  scenario {name:18s} AUROC {by_scenario[name]['auroc']:.4f}  "
+              f"positive rate {by_scenario[name]['positive_rate']:.3f}")  # fmt: skip
+    card = {
+        "name": deployed.MODEL_NAME,
+        "version": deployed.MODEL_VERSION,
+        "file": args.out.name,
+        "sha256": deployed.sha256_file(args.out),
+        "architecture": "NoduleNet: 4×(conv3-BN-ReLU-maxpool) 8/16/32/64, global max pool, "
+        f"linear {deployed.EMBEDDING_DIM} + ReLU (the embedding), linear 1",
+        "input": f"{deployed.INPUT_SIZE}×{deployed.INPUT_SIZE}, stored/(2^BitsStored-1)",
+        "training": {
+            "seed": args.seed,
+            "data_seed": TRAIN_SEED,
+            "n": args.train,
+            "epochs": args.epochs,
+            "optimiser": "Adam lr 3e-3, batch 64",
+            "distribution": "scenario none (reference)",
+        },  # fmt: skip
+        "validation": {
+            "data_seed": VALID_SEED,
+            "n": args.valid,
+            "auroc": round(reference_auroc, 4),
+        },
+        "scenarios_severity_1": {"data_seed": SCENARIO_SEED, "n": args.scenario_n, **by_scenario},
+    }
+    (args.out.parent / (args.out.stem + ".json")).write_text(json.dumps(card, indent=2) + "\n")
+    say(f"wrote {args.out} ({args.out.stat().st_size} bytes), sha256 {card['sha256']}")
+    say(f"reference AUROC {reference_auroc:.4f}; total {time.monotonic() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
