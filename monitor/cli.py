@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from monitor.commands import command_modules
 from monitor.config import ConfigError, load_settings
+from monitor.services import ServiceError
 
 EXIT_OK, EXIT_FINDING, EXIT_USAGE = 0, 1, 2
 
@@ -53,6 +54,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args, settings) or 0)
     except (ConfigError, UsageError) as exc:
         print(f"radwatch: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ServiceError as exc:
+        # An embedded service would not start or stop: the first line says why; the log
+        # tail that follows it in the exception goes to the debug log only.
+        print(f"radwatch: {str(exc).splitlines()[0]}", file=sys.stderr)
+        logging.getLogger(__name__).debug("%s", exc)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
