@@ -16,7 +16,7 @@ import hashlib
 import json
 import logging
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -300,3 +300,48 @@ def record_migrations(
                entity_id=f"{migration.version:04d}_{migration.name}",
                entity_version=str(migration.version),
                detail={"sql_sha256": migration.sha256})  # fmt: skip
+
+
+class Lifecycle:
+    """`radwatch.start` / `radwatch.stop` of one long-running component, on its own
+    connection so they never ride on (or roll back with) a data batch."""
+
+    def __init__(self, database_url: str, *, component: str, config: Any, actor: str = "radwatch"):
+        self.database_url = database_url
+        self.component = component
+        self.config = config
+        self.actor = actor
+        self.started: AuditRecord | None = None
+
+    def start(self, *, should_stop: Callable[[], bool] = lambda: False) -> AuditRecord | None:
+        from monitor import db
+
+        def write() -> AuditRecord:
+            with db.connect(self.database_url, autocommit=True) as conn:
+                return record_start(conn, component=self.component, config=self.config,
+                                    actor=self.actor)  # fmt: skip
+
+        try:
+            self.started = db.with_retry(write, what="recording the start in the audit trail",
+                                         should_stop=should_stop)  # fmt: skip
+        except psycopg.OperationalError:
+            # Only reached when a stop was requested while PostgreSQL was still down.
+            log.warning("stopping before PostgreSQL was reachable: start not recorded")
+        return self.started
+
+    def stop(self, *, detail: Mapping[str, Any] | None = None,
+             error: BaseException | None = None) -> AuditRecord | None:  # fmt: skip
+        from monitor import db
+
+        if self.started is None:
+            return None  # never started: nothing to pair the stop with
+        outcome, reason = ("success", None) if error is None else ("failure", type(error).__name__)
+        try:
+            with db.connect(self.database_url, autocommit=True) as conn:
+                return record_stop(conn, component=self.component, actor=self.actor,
+                                   outcome=outcome, reason=reason,
+                                   detail={"started_seq": self.started.seq, **(detail or {})})  # fmt: skip
+        except psycopg.OperationalError as exc:
+            log.error("radwatch.stop of %s not recorded in the audit trail: PostgreSQL "
+                      "unavailable (%s)", self.component, str(exc).strip().splitlines()[:1])  # fmt: skip
+            return None

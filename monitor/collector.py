@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -30,7 +31,7 @@ from collectors.events import (
 )
 from collectors.kafka_io import KafkaOptions, make_consumer, make_producer, wait_for_broker
 from collectors.pseudonym import Pseudonymiser
-from monitor import db, metrics
+from monitor import audit, db, metrics
 from monitor.ingest_store import Batch, DeadLetter, IngestStore, Position, Record, WriteOutcome
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,9 @@ class Collector:
     def run(self, until_idle: float | None = None) -> CollectStats:
         """Consume until stopped (or idle for `until_idle` seconds); returns what was done."""
         cfg = self.config
+        # Audit trail: radwatch.start with version and configuration hash (issue 8).
+        lifecycle = audit.Lifecycle(cfg.database_url, component="collector", config=cfg)
+        lifecycle.start(should_stop=self._stop.is_set)
         wait_for_broker(cfg.kafka, should_stop=self._stop.is_set)
         consumer = make_consumer(
             cfg.kafka, [cfg.inference_topic, cfg.label_topic], max_poll_records=cfg.batch_size
@@ -140,6 +144,10 @@ class Collector:
             consumer.close(autocommit=False)
             if self._conn is not None:
                 self._conn.close()
+            lifecycle.stop(detail={"inferences": self.stats.inferences,
+                                   "labels": self.stats.labels,
+                                   "dead_letters": self.stats.dead_letters},
+                           error=sys.exc_info()[1])  # fmt: skip
         return self.stats
 
     # -- steps -------------------------------------------------------------------------------

@@ -73,6 +73,10 @@ def migrate(url: str) -> list[Migration]:
                 (migration.version, migration.name, migration.sha256),
             )
             applied.append(migration)
+        # Audit trail (issue 8): each applied migration, once the audit table exists.
+        from monitor import audit
+
+        audit.record_migrations(conn, applied)
     return applied
 
 
