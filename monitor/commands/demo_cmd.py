@@ -46,4 +46,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     print(f"summary: {args.out / 'summary.json'}")
-    return 0
+    # LAST step (issue 8): seal, verify and export the demo's own audit trail (audit.ndjson).
+    from monitor.commands.audit_cmd import demo_step
+
+    return demo_step(settings, endpoints.database_url, args.out)
