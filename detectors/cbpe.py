@@ -14,8 +14,6 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from sklearn.isotonic import IsotonicRegression
-from sklearn.linear_model import LogisticRegression
 
 from detectors.performance import (
     Estimate,
@@ -70,6 +68,11 @@ def fit_calibrator(labels: ArrayLike, scores: ArrayLike, method: Method = "isoto
         raise PerformanceError("calibration needs ≥ 20 reference studies, ≥ 5 of each class")
     if s.min() < 0.0 or s.max() > 1.0:
         raise PerformanceError("CBPE needs scores in [0, 1]")
+    # scikit-learn is imported here, not at module level: it costs seconds to import and
+    # only fitting needs it (every `radwatch` command imports this module's types).
+    from sklearn.isotonic import IsotonicRegression
+    from sklearn.linear_model import LogisticRegression
+
     if method == "isotonic":
         iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(s, y)
         x_knots = tuple(float(v) for v in iso.X_thresholds_)

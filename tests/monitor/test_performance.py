@@ -160,4 +160,21 @@ def test_results_stored_with_estimated_beside_realised(database_url: str) -> Non
         performance.run(conn, config=config, observer=Recorder())
         after = conn.execute("SELECT count(*) FROM performance_results").fetchone()
         assert before == after
-    json.dumps([c for c in []])
+
+
+def test_command_prints_estimated_beside_realised(settings) -> None:
+    from conftest import run_radwatch
+
+    with psycopg.connect(settings.database_url) as conn:
+        _hospital(conn, n=1400, seed=2, harmful_from=None)
+    out = run_radwatch(settings, "performance", "--window", "200", "--reference-size", "1000",
+                       "--no-alerts")  # fmt: skip
+    assert "AUROC est" in out.stdout and "real" in out.stdout, out.stdout
+    assert "reference: first 1000 inferences" in out.stdout
+    doc = json.loads(run_radwatch(settings, "performance", "--json", "--window", "200",
+                                  "--reference-size", "1000", "--no-alerts").stdout)  # fmt: skip
+    (model,) = doc
+    assert model["model"] == "cxr-nodule" and len(model["windows"]) == 2
+    cell = next(c for c in model["windows"][0]["cells"] if c["stratum"]["kind"] == "all")
+    assert cell["estimated"]["auroc"]["value"] is not None
+    assert cell["realised"]["auroc"]["value"] is not None
