@@ -29,10 +29,11 @@ from monitor.audit_checkpoint import (
     merkle_root,
     read_checkpoint_file,
 )
-from monitor.audit_export import read_ndjson
+from monitor.audit_export import parse_time, read_ndjson
 from monitor.cli import UsageError
 from monitor.commands import audit_cmd, compliance_report_cmd
 from monitor.commands.collect_cmd import build_collector
+from monitor.compliance_report import _discovered, build_sections
 
 N_ROWS = 30  # rows in every tampering scenario; tampering lands in the middle (seq 12..17)
 
@@ -374,7 +375,13 @@ def test_exports_validate_as_fhir_r4_and_carry_no_phi(settings, tmp_path):
     # The exports are recorded, with the file's hash.
     recorded = [r for r in trail if r.action == "audit.export"]
     assert [r.detail["format"] for r in recorded] == ["fhir", "csv"]
-    for text in (fhir.read_text(), table.read_text(), json.dumps([r.content() for r in trail])):
+    report = tmp_path / "report.html"
+    code, _ = radwatch(settings, "compliance-report", "--model", "cxr-nodule",
+                       "--period", "2026-11-01/2026-11-30", "--out", str(report))  # fmt: skip
+    html_text = report.read_text()
+    assert code == 0 and "audit trail intact" in html_text and "<td>1.4.2</td>" in html_text
+    for text in (fhir.read_text(), table.read_text(), json.dumps([r.content() for r in trail]),
+                 html_text):  # fmt: skip
         for secret in (*SECRETS, TEST_KEY):
             assert secret not in text
     # A time range excludes what lies outside it.
@@ -399,3 +406,42 @@ def test_verify_without_the_public_key_cannot_trust_checkpoints(settings):
     radwatch(settings, "audit", "checkpoint")
     code, out = verify_cli(settings, "--public-key", str(Path(settings.data_dir) / "nope.pub"))
     assert code == 1 and "bad signature" in out and "no trusted public key" in out
+
+
+def test_compliance_report_reads_what_exists_and_says_what_does_not(settings, tmp_path):
+    with db.connect(settings.database_url, autocommit=True) as conn:
+        # Stands in for another layer's table, found through information_schema by its name.
+        conn.execute("""CREATE TABLE qa_alert_log (id int, model_name text, opened_at timestamptz,
+                        state text, acked_by text, embedding real[])""")  # fmt: skip
+        conn.execute("""INSERT INTO qa_alert_log VALUES
+                        (1, 'cxr-nodule', '2026-11-10T10:00Z', 'resolved', 'qa.lead', '{1,2}'),
+                        (2, 'cxr-nodule', '2025-01-10T10:00Z', 'resolved', 'old.lead', NULL),
+                        (3, 'other-model', '2026-11-10T10:00Z', 'open', 'other.lead', NULL)""")
+        record(conn, actor="qa.lead", action="alert.acknowledged", entity_type="alert",
+               entity_id="1", refs={"model": "cxr-nodule"}, detail={"note": "new scanner"})  # fmt: skip
+        sections = build_sections(conn, "cxr-nodule", parse_time("2026-11-01"),
+                                  parse_time("2026-11-30", end=True))  # fmt: skip
+        [absent] = _discovered(conn, "Nothing", ["%no_such_table%"], "cxr-nodule",
+                               parse_time("2026-11-01"), parse_time("2026-11-02"),
+                               in_period=True)  # fmt: skip
+    assert not absent.available and absent.note.startswith("not available")
+    alerts = next(s for s in sections if s.title == "Alerts: qa_alert_log")
+    assert [r[0] for r in alerts.rows] == [1] and "embedding" not in alerts.columns
+    code, out = radwatch(settings, "compliance-report", "--model", "cxr-nodule", "--period",
+                         "2026-11-01/2026-11-30", "--out", str(tmp_path / "r.html"))  # fmt: skip
+    text = (tmp_path / "r.html").read_text()
+    assert code == 0 and "qa.lead" in text and "new scanner" in text and "other.lead" not in text
+    code, out = radwatch(settings, "compliance-report", "--model", "x", "--period", "2026-11-01",
+                         "--out", str(tmp_path / "bad.html"))  # fmt: skip
+    assert code == 2 and "FROM/TO" in out
+
+
+def test_demo_step_seals_verifies_and_writes_audit_ndjson(settings, tmp_path):
+    fill(settings.database_url, 15)
+    code = audit_cmd.demo_step(settings, settings.database_url, tmp_path / "demo-out")
+    assert code == 0
+    events = list(read_ndjson(tmp_path / "demo-out" / "audit.ndjson"))
+    assert any(e.type.code == "audit.checkpoint" and e.entity[0].name == "1" for e in events)
+    with superuser(settings.database_url) as conn:
+        tamper_changed(conn)
+    assert audit_cmd.demo_step(settings, settings.database_url, tmp_path / "again") == 1
