@@ -1,0 +1,255 @@
+"""Scale-out throughput: 1 and 2 `radwatch collect` worker processes in one consumer group,
+beside a bare kafka-python consumer reading the same topic (the limit for this client).
+
+Runs on the embedded broker and PostgreSQL in a temporary data dir. Each worker is a real
+`radwatch collect` process. The clock starts once every worker holds its final share of
+the 4 partitions and the backlog is published (the workers are paused meanwhile; group
+joins and interpreter start-up are not counted) and stops when the last event is in
+PostgreSQL; the bare consumer's clock starts at its first record.
+On a 2-core machine shared with the broker and PostgreSQL, 2 workers cannot double the
+throughput; the table says how much of the extra core they turn into events/s.
+
+    python bench/scale.py [--events 30000] [--workers 1 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from kafka import KafkaConsumer, TopicPartition
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from collectors.kafka_io import KafkaOptions, ensure_topics, make_producer  # noqa: E402
+from monitor import db, services  # noqa: E402
+
+PSEUDONYM_KEY = "bench-key-0123456789abcdef0123456789abcdef"
+# The real CLI, with kafka-python's assignment log line turned up (the CLI quiets "kafka"),
+# so the bench can see when every worker holds its partitions.
+WORKER = (
+    "import logging, sys; "
+    "logging.getLogger('kafka.coordinator.consumer').setLevel(logging.INFO); "
+    "from monitor.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+ASSIGNED = re.compile(r"Setting newly assigned partitions \{(.*?)\} for group")
+
+
+def event(i: int, rng: random.Random, dim: int) -> tuple[bytes, bytes]:
+    """A contract-v1 inference event without an image; `dim` floats of model embedding."""
+    study = f"2.25.{rng.getrandbits(120)}"
+    doc = {
+        "schema": "radwatch.inference.v1", "event_id": str(uuid.UUID(int=rng.getrandbits(128))),
+        "occurred_at": f"2026-11-28T10:{i // 60 % 60:02d}:{i % 60:02d}Z",
+        "model": {"name": "cxr-nodule", "version": "1.4.2"}, "site": "north-general",
+        "study": {"study_uid": study, "accession": f"A{i:08d}", "patient_id": f"P{i:08d}"},
+        "dicom": {"Modality": "DX", "Manufacturer": "ACME", "ManufacturerModelName": "X1",
+                  "SoftwareVersions": "4.2", "KVP": 110, "PatientAge": "063Y", "PatientSex": "F"},
+        "embedding": [round(rng.gauss(0, 1), 4) for _ in range(dim)],
+        "prediction": {"scores": {"nodule": round(rng.random(), 4)}, "threshold": {"nodule": 0.5}},
+        "latency_ms": 140,
+    }  # fmt: skip
+    return study.encode(), json.dumps(doc).encode()
+
+
+@dataclass
+class Stack:
+    """Embedded broker + PostgreSQL in a temporary directory, removed on close."""
+
+    data_dir: Path
+    bootstrap: str
+    admin_url: str
+
+    @classmethod
+    def start(cls) -> Stack:
+        data_dir = Path(tempfile.mkdtemp(prefix="radwatch-bench-"))
+        state = services.services_up(data_dir)
+        assert state.bootstrap and state.database_url
+        return cls(data_dir, state.bootstrap, state.database_url)
+
+    def close(self) -> None:
+        services.services_down(self.data_dir)
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def database(self, name: str) -> str:
+        with db.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        url = self.admin_url.rsplit("/", 1)[0] + "/" + name
+        db.migrate(url)
+        return url
+
+    def topics(self, prefix: str, partitions: int = 4) -> dict[str, str]:
+        names = {"inference": f"{prefix}.inferences", "label": f"{prefix}.labels",
+                 "deadletter": f"{prefix}.deadletter"}  # fmt: skip
+        ensure_topics(KafkaOptions(self.bootstrap), list(names.values()), partitions)
+        return names
+
+
+class Worker:
+    """One `radwatch collect` process; stderr goes to a file read while it runs."""
+
+    def __init__(self, stack: Stack, url: str, topics: dict[str, str], group: str,
+                 log: Path, **extra_env: str) -> None:  # fmt: skip
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RADWATCH_")}
+        env.update(
+            RADWATCH_KAFKA_BOOTSTRAP=stack.bootstrap, RADWATCH_DATABASE_URL=url,
+            RADWATCH_DATA_DIR=str(log.parent / "data"), RADWATCH_GROUP_ID=group,
+            RADWATCH_INFERENCE_TOPIC=topics["inference"], RADWATCH_LABEL_TOPIC=topics["label"],
+            RADWATCH_DEADLETTER_TOPIC=topics["deadletter"], RADWATCH_PSEUDONYM_KEY=PSEUDONYM_KEY,
+            RADWATCH_BATCH_SIZE="1000", RADWATCH_POLL_TIMEOUT_MS="200", PYTHONUNBUFFERED="1",
+            # A paused worker (SIGSTOP while the backlog is published) keeps its membership.
+            RADWATCH_SESSION_TIMEOUT_MS="60000", RADWATCH_HEARTBEAT_INTERVAL_MS="3000",
+        )  # fmt: skip
+        env.update(extra_env)
+        self.log = log
+        with open(log, "ab") as err:
+            self.proc = subprocess.Popen([sys.executable, "-c", WORKER, "collect"], env=env,
+                                         cwd=REPO, stdout=subprocess.DEVNULL, stderr=err)  # fmt: skip
+
+    def partitions(self, topic: str) -> int | None:
+        found = ASSIGNED.findall(self.log.read_text(errors="replace"))
+        return found[-1].count(f"topic='{topic}'") if found else None
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def stored(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM inferences").fetchone()
+    return int(row[0]) if row else 0
+
+
+def publish(bootstrap: str, topic: str, n: int, dim: int) -> int:
+    producer = make_producer(KafkaOptions(bootstrap), batch_size=256 * 1024, linger_ms=20)
+    rng, size = random.Random(11), 0
+    for i in range(n):
+        key, value = event(i, rng, dim)
+        size += len(value)
+        producer.send(topic, key=key, value=value)
+    producer.flush(timeout=300)
+    producer.close()
+    return size // n
+
+
+def bare_consumer(bootstrap: str, topic: str, n: int) -> float:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                             max_poll_records=1000)  # fmt: skip
+    parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+    consumer.assign(parts)
+    consumer.seek_to_beginning(*parts)
+    seen, first, first_n = 0, 0.0, 0
+    while seen < n:
+        for records in consumer.poll(timeout_ms=500).values():
+            for record in records:
+                json.loads(record.value)  # a consumer that does anything at all decodes
+            seen += len(records)
+        if not first and seen:
+            first, first_n = time.perf_counter(), seen
+    elapsed = time.perf_counter() - first
+    consumer.close()
+    return (n - first_n) / elapsed
+
+
+def settle(procs: list[Worker], topic: str, timeout: float = 240) -> None:
+    """Wait until every worker holds partitions of `topic` and together they hold all 4."""
+    deadline = time.monotonic() + timeout
+    while True:
+        shares = [w.partitions(topic) for w in procs]
+        if all(shares) and sum(s or 0 for s in shares) == 4:
+            return
+        for w in procs:
+            if w.proc.poll() is not None:
+                raise RuntimeError(f"worker exited: {w.log.read_text()[-2000:]}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"group never settled: {shares}")
+        time.sleep(0.1)
+
+
+def collect_with(stack: Stack, n: int, workers: int, dim: int, log_dir: Path) -> tuple[float, int]:
+    """events/s of `workers` processes in one group, from resume to the last event stored.
+
+    The workers join on empty topics and are paused (SIGSTOP) while the events are
+    published, so every run starts with a settled group and a full backlog.
+    """
+    topics = stack.topics(f"scale{workers}.{uuid.uuid4().hex[:6]}")
+    url = stack.database(f"scale{workers}_{uuid.uuid4().hex[:6]}")
+    group = f"scale-{uuid.uuid4().hex[:6]}"
+    procs = [Worker(stack, url, topics, group, log_dir / f"w{workers}-{i}.log")
+             for i in range(workers)]  # fmt: skip
+    try:
+        settle(procs, topics["inference"])
+        for w in procs:
+            w.proc.send_signal(signal.SIGSTOP)
+        size = publish(stack.bootstrap, topics["inference"], n, dim)
+        t0 = time.perf_counter()
+        for w in procs:
+            w.proc.send_signal(signal.SIGCONT)
+        deadline = time.monotonic() + 900
+        while stored(url) < n:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {stored(url)} of {n} stored")
+            time.sleep(0.1)
+        return n / (time.perf_counter() - t0), size
+    finally:
+        for w in procs:
+            w.proc.send_signal(signal.SIGCONT)
+            w.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=30_000)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--embedding-dim", type=int, default=16)
+    args = parser.parse_args()
+    stack = Stack.start()
+    try:
+        topics = stack.topics(f"bare.{uuid.uuid4().hex[:6]}")
+        size = publish(stack.bootstrap, topics["inference"], args.events, args.embedding_dim)
+        bare = bare_consumer(stack.bootstrap, topics["inference"], args.events)
+        print(f"bare consumer: {bare:,.0f}/s", file=sys.stderr)
+        results = {}
+        for k in args.workers:
+            rate, _ = collect_with(stack, args.events, k, args.embedding_dim, stack.data_dir)
+            results[k] = rate
+            print(f"{k} worker(s): {rate:,.0f}/s", file=sys.stderr)
+        load = os.getloadavg()[0]
+        print(f"\nScale-out, {args.events:,} events of ~{size} B, 4 partitions, "
+              f"{os.cpu_count()} cores, load average {load:.1f} at the end")  # fmt: skip
+        print("| path | events/s | vs bare | vs 1 worker |")
+        print("|---|---:|---:|---:|")
+        print(
+            f"| bare kafka-python consumer (poll + json.loads), the limit | {bare:,.0f} | 1.00 | |"
+        )
+        one = results.get(1)
+        for k, rate in results.items():
+            scaling = f"{rate / one:.2f}" if one else ""
+            print(f"| radwatch collect × {k} (→ PostgreSQL, committed) | {rate:,.0f} | "
+                  f"{rate / bare:.2f} | {scaling} |")  # fmt: skip
+    finally:
+        stack.close()
+
+
+if __name__ == "__main__":
+    main()
