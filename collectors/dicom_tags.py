@@ -43,6 +43,7 @@ NUMERIC = (
 )
 SPACING = ("PixelSpacing", "ImagerPixelSpacing")
 PSEUDONYMISED = ("StationName",)
+_CATEGORICAL, _NUMERIC, _SPACING = frozenset(CATEGORICAL), frozenset(NUMERIC), frozenset(SPACING)
 ALLOWED = frozenset(CATEGORICAL + NUMERIC + SPACING + PSEUDONYMISED + ("PatientAge", "AgeBand"))
 
 AGE_BANDS = ((18, "0-17"), (30, "18-29"), (45, "30-44"), (60, "45-59"), (75, "60-74"))
@@ -80,18 +81,19 @@ def _first_number(value: Any) -> float | None:
 def normalise_tags(tags: Mapping[str, Any], pseudonym: Callable[[str, str], str]) -> dict[str, Any]:
     """Keep only allow-listed attributes, in JSON-friendly types; drop what is unparseable."""
     out: dict[str, Any] = {}
-    for name in CATEGORICAL:
-        value = tags.get(name)
+    present = tags.keys()
+    for name in _CATEGORICAL & present:
+        value = tags[name]
         if isinstance(value, list | tuple):
             value = "\\".join(str(v) for v in value)  # PS3.5 §6.4 value multiplicity
         if value is not None and str(value).strip() != "":
             out[name] = str(value).strip()[:64]
-    for name in NUMERIC:
-        number = _first_number(tags.get(name))
+    for name in _NUMERIC & present:
+        number = _first_number(tags[name])
         if number is not None:
             out[name] = number
-    for name in SPACING:
-        value = tags.get(name)
+    for name in _SPACING & present:
+        value = tags[name]
         if isinstance(value, list | tuple) and len(value) == 2:
             pair = [_first_number(v) for v in value]
             if all(p is not None and p > 0 for p in pair):

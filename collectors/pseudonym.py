@@ -7,7 +7,6 @@ The same key gives the same pseudonym, so labels still join to inferences.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from typing import Any
 
@@ -44,9 +43,10 @@ class Pseudonymiser:
         self._key = key
 
     def __call__(self, kind: str, value: str) -> str:
-        mac = hmac.new(self._key, f"{kind}\x00{value}".encode(), hashlib.sha256)
+        # One-shot C HMAC: this runs several times per event on the ingest hot path.
+        mac = hmac.digest(self._key, f"{kind}\x00{value}".encode(), "sha256")
         # 128 bits is ample against collisions for any hospital's volume and keeps rows small.
-        return mac.hexdigest()[:32]
+        return mac[:16].hex()
 
     def redact(self, value: Any) -> Any:
         """A copy of a JSON value with every identifier-keyed string replaced by its pseudonym."""

@@ -60,11 +60,12 @@ def test_valid_inference_is_pseudonymised_and_reduced_to_the_allow_list():
     assert "P999" not in repr(event)  # the raw URI is held but never shown
 
 
-def test_content_hash_ignores_key_order():
-    a = parse(inference())
-    b = parse(json.loads(json.dumps(inference()), object_pairs_hook=lambda p: dict(reversed(p))))
-    assert isinstance(a, InferenceEvent) and isinstance(b, InferenceEvent)
-    assert a.content_hash == b.content_hash
+def test_content_hash_tells_a_replay_from_a_changed_event():
+    a, replay = parse(inference()), parse(inference())
+    changed = parse(inference(site="elsewhere"))
+    assert isinstance(a, InferenceEvent) and isinstance(replay, InferenceEvent)
+    assert isinstance(changed, InferenceEvent)
+    assert a.content_hash == replay.content_hash != changed.content_hash
 
 
 def _without(path: str) -> dict:
