@@ -18,6 +18,7 @@ from collectors.dicom_reader import load_image
 from collectors.events import INFERENCE_SCHEMA, InferenceEvent, parse_record
 from collectors.pseudonym import Pseudonymiser
 from detectors.encoders import default_encoder
+from monitor.commands.collect_cmd import build_collector
 from monitor.commands.embed_cmd import backfill
 from monitor.embedding_stage import EmbeddingStage, UriSealer
 from monitor.ingest_store import Batch, Position, Record
@@ -183,10 +184,10 @@ def test_backfill_on_a_stored_stream_resumes_after_interruption(settings, dicoms
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["pending"] == 4 and summary["embedded"] == 4 and summary["failed"] == 0
     assert summary["fingerprint"] == stage.embedder.fingerprint
-    again = run_radwatch(settings, "embed", "--model", MODEL, "--since", "2026-11-01",
-                         "--until", "2026-11-10", "--workers", "0")  # fmt: skip
-    assert json.loads(again.stdout.strip().splitlines()[-1])["pending"] == 0
-    with psycopg.connect(settings.database_url) as conn:
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        again = backfill(conn, stage.embedder, stage.sealer, model=MODEL, since=since,
+                         until=until, workers=0)  # fmt: skip
+        assert (again.pending, again.embedded) == (0, 0)
         assert conn.execute("SELECT count(*) FROM embeddings").fetchone() == (6,)
         assert conn.execute("SELECT count(*) FROM image_features").fetchone() == (6,)
         vectors = dict(conn.execute("SELECT image_ref, vector FROM embeddings").fetchall())
@@ -203,13 +204,17 @@ def test_backfill_on_a_stored_stream_resumes_after_interruption(settings, dicoms
 
 def test_radwatch_collect_wires_the_embedding_stage(settings, dicoms) -> None:
     produce(settings, settings.inference_topic, [enc(d) for d in image_events(dicoms[:3])])
-    result = run_radwatch(settings, "collect", "--until-idle", "2")
-    assert json.loads(result.stdout.strip().splitlines()[-1])["inferences"] == 3
+    # In-process (a subprocess would only add a torch import): the same build_collector.
+    collector = build_collector(settings)
+    assert any(isinstance(s, EmbeddingStage) for s in collector._post_write)
+    assert collector.run(until_idle=2).inferences == 3
     with psycopg.connect(settings.database_url) as conn:
         assert conn.execute("SELECT count(*) FROM image_locators").fetchone() == (3,)
         fps = conn.execute("SELECT fingerprint FROM embedders").fetchall()
         assert fps == [(default_encoder().fingerprint,)]
-        # Whether images are decoded during collection depends on the image stage; what is
-        # embedded is always under the default encoder's fingerprint.
-        stored = conn.execute("SELECT DISTINCT embedder_fingerprint FROM embeddings").fetchall()
-        assert stored in ([], fps)
+        # The image stage decodes before the write; the embedding stage embeds after it.
+        stored = conn.execute(
+            "SELECT embedder_fingerprint, count(*) FROM embeddings GROUP BY 1"
+        ).fetchall()
+        assert stored == [(fps[0][0], 3)]
+        assert conn.execute("SELECT count(*) FROM image_features").fetchone() == (3,)

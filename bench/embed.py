@@ -1,0 +1,120 @@
+"""CPU benchmark: DICOM file → embedding throughput beside forward-only throughput.
+
+Measures whether decoding in worker processes hides behind the default encoder's forward
+pass (issue 4 target: end-to-end / forward-only ≥ 0.8). Forward-only embeds pre-decoded
+tensors; end-to-end reads synthetic DICOM files through collectors.dicom_reader in a torch
+DataLoader (monitor.embedding_stage.decoded_batches), exactly as `radwatch embed` does.
+
+    python bench/embed.py [--images 256] [--rows 512] [--workers 1] [--batch-size 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+TARGET = 0.8
+
+
+def write_dicoms(folder: Path, n: int, rows: int, cols: int, seed: int = 0) -> list[str]:
+    """`n` synthetic 12-bit DX objects (a soft body over noise); returns file:// URIs."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:rows, 0:cols]
+    body = 1500 + 1200 * np.exp(
+        -(((yy - rows / 2) / (rows / 3)) ** 2 + ((xx - cols / 2) / (cols / 4)) ** 2)
+    )
+    uris = []
+    for i in range(n):
+        pixels = np.clip(body + rng.normal(0, 40, body.shape), 0, 4095).astype(np.uint16)
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = UID("1.2.840.10008.5.1.4.1.1.1.1")  # DX for Presentation
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = pydicom.Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, generate_uid()
+        ds.Modality, ds.Rows, ds.Columns = "DX", rows, cols
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+        ds.PixelData = pixels.tobytes()
+        path = folder / f"img-{i:05d}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        uris.append(path.as_uri())
+    return uris
+
+
+def end_to_end(embedder, uris: list[str], *, batch_size: int, workers: int) -> float:
+    """Seconds to go from files to embeddings for all `uris`."""
+    from monitor.embedding_stage import decoded_batches, stack_pixels
+
+    start = time.perf_counter()
+    done = 0
+    size = embedder.spec.input_size[0]
+    for items in decoded_batches(uris, size=size, batch_size=batch_size, workers=workers,
+                                 with_features=False):  # fmt: skip
+        ok = [d for d in items if d.pixels is not None]
+        if len(ok) != len(items):
+            raise SystemExit(f"bench: {len(items) - len(ok)} image(s) failed to decode")
+        done += len(embedder.embed(stack_pixels(ok, embedder.device.pin_memory)))
+    assert done == len(uris)
+    return time.perf_counter() - start
+
+
+def forward_only(embedder, pixels: np.ndarray, *, batch_size: int) -> float:
+    """Seconds to embed pre-decoded [N, H, W] pixels (no file reading, no decoding)."""
+    import torch
+
+    tensor = torch.from_numpy(pixels)
+    start = time.perf_counter()
+    for i in range(0, len(tensor), batch_size):
+        embedder.embed(tensor[i : i + batch_size])
+    return time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=256)
+    parser.add_argument("--rows", type=int, default=512, help="stored image size (square)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) // 2))
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from collectors.dicom_reader import load_image
+    from detectors.device import select_device
+    from detectors.encoders import default_encoder
+
+    embedder = default_encoder(select_device("cpu", batch_size=args.batch_size))
+    with tempfile.TemporaryDirectory(prefix="radwatch-bench-") as tmp:
+        uris = write_dicoms(Path(tmp), args.images, args.rows, args.rows)
+        size = embedder.spec.input_size[0]
+        pixels = np.stack([load_image(u, size=size).pixels for u in uris])
+        embedder.embed(pixels[: args.batch_size])  # warm-up (allocator, oneDNN primitives)
+        t_fwd = forward_only(embedder, pixels, batch_size=args.batch_size)
+        t_e2e = end_to_end(embedder, uris, batch_size=args.batch_size, workers=args.workers)
+    fwd, e2e = args.images / t_fwd, args.images / t_e2e
+    ratio = e2e / fwd
+    print(f"default encoder on CPU ({torch.get_num_threads()} torch threads, {args.workers} "
+          f"decode worker(s), {os.cpu_count()} cores); {args.images} DICOM files "
+          f"{args.rows}×{args.rows} 12-bit → {size}×{size}, batch {args.batch_size}")  # fmt: skip
+    print(f"{'path':<34} {'seconds':>8} {'images/s':>9} {'ratio':>6}")
+    print(f"{'forward-only (pre-decoded tensors)':<34} {t_fwd:>8.2f} {fwd:>9.1f} {1.0:>6.2f}")
+    print(f"{'end-to-end (DICOM file → vector)':<34} {t_e2e:>8.2f} {e2e:>9.1f} {ratio:>6.2f}")
+    print(f"target ratio ≥ {TARGET}: {'met' if ratio >= TARGET else 'NOT met'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
