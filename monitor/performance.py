@@ -51,7 +51,10 @@ class PerformanceConfig:
     window: int = 500  # inferences per count window (ignored when `period` is set)
     period: str | None = None  # 'day' or 'week': calendar windows instead of counts
     reference_size: int = 1000  # the model's first N inferences form the reference
-    alpha: float = 0.01  # per-window false-alarm rate of the degradation test, all strata
+    alpha: float = 0.05  # per-window family-wise false-alarm rate, all strata and metrics
+    # A drop smaller than this is not worth an alert; it also absorbs a reference that
+    # happened to look a little better than the model really is.
+    margin: float = 0.02
     subgroup_alpha: float = 0.05  # family-wise level of the subgroup-gap flags
     confidence: float = 0.95
     minimum: MinimumCounts = field(default_factory=MinimumCounts)
@@ -325,7 +328,7 @@ def _evaluate_window(
                 elif ref_cell is not None:
                     overall = reference.cell(ALL, finding)
                     ref = overall.realised if overall is not None else ref_cell.realised
-            degradation = compare(ref, realised, alpha=level)
+            degradation = compare(ref, realised, alpha=level, margin=config.margin)
             cells.append(StratumFinding(stratum, finding, int(s_all.size), realised,
                                         estimated, degradation, ref))  # fmt: skip
     tables = []
@@ -609,7 +612,8 @@ def run(
                      detail={"windows": len(report.windows), "rows": stored,
                              "window_kind": config.window_kind(),
                              "reference_size": config.reference_size,
-                             "calibration": config.calibration, "alpha": config.alpha})  # fmt: skip
+                             "calibration": config.calibration, "alpha": config.alpha,
+                             "margin": config.margin})  # fmt: skip
         changes = observe_alerts(conn, report, actor=actor, observer=observer) if alert else []
         conn.commit()
         reports.append(ModelReport(name, report.findings, report.reference, report.windows,

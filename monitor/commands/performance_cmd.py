@@ -32,8 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--period", choices=("day", "week"), help="calendar windows instead")
     parser.add_argument("--reference-size", type=int, default=1000,
                         help="the model's first N inferences form the reference")  # fmt: skip
-    parser.add_argument("--alpha", type=float, default=0.01,
-                        help="per-window false-alarm rate of the degradation test")  # fmt: skip
+    parser.add_argument("--alpha", type=float, default=0.05,
+                        help="per-window false-alarm rate of the degradation tests")  # fmt: skip
     parser.add_argument("--no-alerts", action="store_true",
                         help="evaluate and store, but do not feed the alert lifecycle")  # fmt: skip
     parser.set_defaults(handler=_performance)
