@@ -26,7 +26,7 @@ M = '{model=~"$model"}'
 
 
 def build() -> Dashboard:
-    status_map = [
+    status_map: list[dm.ValueMap | dm.RangeMap | dm.RegexMap | dm.SpecialValueMap] = [
         dm.ValueMap(options={
             "0": dm.ValueMappingResult(text="ok", color="green", index=0),
             "1": dm.ValueMappingResult(text="drift", color="red", index=1),

@@ -70,6 +70,7 @@ class MetricsServer:
     @property
     def address(self) -> str:
         host, port = self._httpd.server_address[:2]
+        host = host.decode() if isinstance(host, bytes) else host
         return f"{host}:{port}"
 
     def start(self) -> MetricsServer:

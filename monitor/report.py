@@ -275,7 +275,7 @@ def _thumbnails(data: ReportData, refs: list[str], key: bytes) -> list[tuple[str
     out: list[tuple[str, str]] = []
     with db.connect(data.database_url) as conn:
         try:
-            sealed = dict(conn.execute(
+            sealed: dict[str, bytes] = dict(conn.execute(
                 "SELECT image_ref, sealed_uri FROM image_locators WHERE image_ref = ANY(%s)",
                 (refs,),
             ).fetchall())  # fmt: skip
