@@ -46,6 +46,10 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     print(f"summary: {args.out / 'summary.json'}")
+    # Step (issue 7): DIR/report.html, and where /metrics would be served.
+    from monitor.commands.report_cmd import demo_step as report_step
+
+    report_step(settings, endpoints.database_url, args.out)
     # LAST step (issue 8): seal, verify and export the demo's own audit trail (audit.ndjson).
     from monitor.commands.audit_cmd import demo_step
 

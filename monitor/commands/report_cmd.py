@@ -65,3 +65,29 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError(str(exc)) from exc
     print(f"report: {path}")
     return 0
+
+
+def demo_step(settings: Settings, database_url: str, out_dir: Path) -> None:
+    """`radwatch demo`'s report step: write DIR/report.html and say where metrics are.
+
+    The demo is non-interactive, so /metrics is not served here; the lines printed say how
+    to serve it over the demo's database.
+    """
+    from monitor import db
+    from monitor.report import ReportError
+
+    with db.connect(database_url) as conn:
+        models = [r[0] for r in conn.execute(
+            "SELECT model_name FROM inferences GROUP BY model_name ORDER BY count(*) DESC"
+        ).fetchall()]  # fmt: skip
+    for i, model in enumerate(models):
+        out = out_dir / ("report.html" if i == 0 else f"report-{model}.html")
+        try:
+            write_report(database_url, settings, model, out)
+            print(f"report: {out}")
+        except ReportError as exc:
+            print(f"report: not written for {model} ({exc})")
+    print(
+        f"metrics: RADWATCH_DATABASE_URL={database_url} radwatch metrics "
+        f"→ http://{settings.metrics_addr}/metrics (radwatch run serves it while collecting)"
+    )
