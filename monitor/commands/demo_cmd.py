@@ -6,7 +6,6 @@ import argparse
 import json
 from pathlib import Path
 
-from collectors import simulator
 from collectors.kafka_io import make_producer
 from monitor.config import Settings
 
@@ -24,12 +23,43 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_demo)
 
 
+def _isolated_run(settings: Settings, resolve_endpoints):
+    """Each demo run gets its own topics and database, so runs never mix scenarios or data.
+
+    On the embedded server the database is created here; with an external PostgreSQL the
+    configured database is used as it is (we do not create databases on a hospital's server).
+    """
+    import dataclasses
+    import time
+
+    from monitor import db
+
+    run_id = time.strftime("%Y%m%d%H%M%S")
+    base = resolve_endpoints(settings, prepare=False)
+    changes: dict[str, object] = {
+        "inference_topic": f"{settings.inference_topic}.demo{run_id}",
+        "label_topic": f"{settings.label_topic}.demo{run_id}",
+        "deadletter_topic": f"{settings.deadletter_topic}.demo{run_id}",
+        "group_id": f"{settings.group_id}-demo{run_id}",
+        "kafka_bootstrap": base.bootstrap,
+        "database_url": base.database_url,
+    }
+    if settings.database_url is None:
+        name = f"demo_{run_id}"
+        with db.connect(base.database_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        changes["database_url"] = base.database_url.rsplit("/", 1)[0] + "/" + name
+    isolated = dataclasses.replace(settings, **changes)  # type: ignore[arg-type]
+    return isolated, resolve_endpoints(isolated)
+
+
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from collectors import simulator  # imports torch: only when the demo runs
     from monitor.commands.collect_cmd import build_collector
     from monitor.runtime import kafka_options, resolve_endpoints
     from monitor.status import database_counts
 
-    endpoints = resolve_endpoints(settings)
+    settings, endpoints = _isolated_run(settings, resolve_endpoints)
     print(f"services: broker {endpoints.bootstrap}, PostgreSQL {endpoints.database_url}")
     producer = make_producer(kafka_options(settings, endpoints, client_id="radwatch-demo"))
     n_inf, n_lab = simulator.publish(

@@ -50,3 +50,17 @@ def test_services_up_status_migrate_down():
     status = json.loads(run("services", "status", env=env).stdout)
     assert not status["broker"]["running"] and not status["postgres"]["running"]
     shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def test_commands_start_without_importing_heavy_libraries():
+    # Every command builds the whole parser; a torch import there would add seconds to
+    # `radwatch status`. Heavy imports belong inside the handlers that need them.
+    code = (
+        "import sys; from monitor.cli import build_parser; build_parser(); "
+        "print(sorted(m for m in ('torch', 'alibi_detect', 'evidently', 'sklearn', 'matplotlib') "
+        "if m in sys.modules))"
+    )
+    result = subprocess.run([*radwatch_cmd()[:1], "-c", code], cwd=REPO, capture_output=True,
+                            text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
