@@ -250,9 +250,6 @@ class EmbeddingStage:
         return cls(build_embedder(settings), UriSealer(settings.key_bytes()), settings.actor)
 
     def __call__(self, conn: psycopg.Connection, batch: Batch) -> None:
-        if not self._registered:
-            register_embedder(conn, self.embedder, actor=self.actor)
-            self._registered = True
         locators: dict[str, tuple[str, bytes, str]] = {}
         todo: dict[str, tuple[Any, str, Any]] = {}  # image_ref → (event, model, image)
         for event, _ in batch.inferences:
@@ -271,6 +268,11 @@ class EmbeddingStage:
         missing = [r for r in refs if r not in have]
         embeddings: list[EmbeddingRow] = []
         if missing:
+            if not self._registered:
+                # Registered (and audited) when it first embeds, not when a worker starts:
+                # an image-free stream leaves no trace of an embedder it never used.
+                register_embedder(conn, self.embedder, actor=self.actor)
+                self._registered = True
             vectors = self.embedder.embed([np.asarray(todo[r][2].pixels) for r in missing])
             self.stats.computed += len(missing)
             embeddings = [
