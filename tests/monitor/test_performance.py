@@ -48,10 +48,12 @@ def _insert_label(conn, *, model, study, at, labels):
 
 
 def _hospital(conn, *, n: int, seed: int, harmful_from: int | None, model: str = "cxr-nodule",
-              label_share: float = 0.7) -> None:  # fmt: skip
+              label_share: float = 0.7, with_labels: bool = True) -> list[tuple]:  # fmt: skip
     """numpy hospital: binormal scores (AUROC ~0.94); from `harmful_from` on, the model fails
-    at scanner ACME X2 (scores no longer separate: a shift that harms performance)."""
+    at scanner ACME X2 (scores no longer separate: a shift that harms performance). Returns
+    the label rows, inserted only when `with_labels` (else the caller delivers them later)."""
     rng = np.random.default_rng(seed)
+    inferences, labels = [], []
     for i in range(n):
         site, vendor, scanner = SCANNERS[int(rng.integers(3))]
         y = int(rng.random() < 0.2)
@@ -61,13 +63,39 @@ def _hospital(conn, *, n: int, seed: int, harmful_from: int | None, model: str =
         score = float(stats.norm.cdf(rng.normal() + d * y - 0.5 * d))
         at = START + timedelta(minutes=10 * i)
         study = f"s{seed}-{i}"
-        _insert_inference(conn, model=model, study=study, at=at, site=site, vendor=vendor,
-                          scanner=scanner, sex="F" if rng.random() < 0.5 else "M",
-                          band=("18-39", "40-59", "60-79")[int(rng.integers(3))],
-                          scores={"nodule": round(score, 5)})  # fmt: skip
+        event_id = f"{model}-{seed}-{i}"
+        inferences.append((
+            event_id, hashlib.sha256(event_id.encode()).hexdigest(), model, site, at, study,
+            Jsonb({"Manufacturer": vendor, "ManufacturerModelName": scanner,
+                   "PatientSex": "F" if rng.random() < 0.5 else "M",
+                   "AgeBand": ("18-39", "40-59", "60-79")[int(rng.integers(3))]}),
+            Jsonb({"nodule": round(score, 5)}), Jsonb({"nodule": 0.5})))  # fmt: skip
         if rng.random() < label_share:
-            _insert_label(conn, model=model, study=study, at=at + timedelta(hours=30),
-                          labels={"nodule": y})  # fmt: skip
+            label_id = f"{event_id}-read"
+            labels.append((label_id, hashlib.sha256(label_id.encode()).hexdigest(), model,
+                           study, Jsonb({"nodule": y}), at + timedelta(hours=30)))  # fmt: skip
+    with conn.cursor() as cur:
+        cur.executemany(
+            """INSERT INTO inferences (event_id, content_hash, model_name, site, occurred_at,
+                   study_pseudo, dicom, scores, thresholds, kafka_topic, kafka_partition,
+                   kafka_offset) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 't', 0, 0)""",
+            inferences,
+        )
+    if with_labels:
+        deliver_labels(conn, labels)
+    conn.commit()
+    return labels
+
+
+def deliver_labels(conn, labels: list[tuple]) -> None:
+    with conn.cursor() as cur:
+        cur.executemany(
+            """INSERT INTO labels (event_id, content_hash, model_name, study_pseudo, labels,
+                   source, occurred_at, kafka_topic, kafka_partition, kafka_offset)
+               VALUES (%s, %s, %s, %s, %s, 'radiologist-report', %s, 'l', 0, 0)""",
+            labels,
+        )
+    conn.commit()
 
 
 class Recorder:
