@@ -131,7 +131,10 @@ def record(
 ) -> AuditRecord:
     """Append one audit row in the caller's transaction (opens one if the caller has none).
 
-    Never put PHI in any field: identifiers must already be pseudonyms (DESIGN.md §5).
+    Inside an open transaction the row commits or rolls back with it (a savepoint here); on
+    an idle connection psycopg's outermost transaction() commits the row at once. Appends are
+    serialised by an advisory lock held until the caller commits: keep such transactions
+    short. Never put PHI in any field: identifiers must already be pseudonyms (DESIGN.md §5).
     """
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (AUDIT_LOCK,))
