@@ -70,10 +70,14 @@ def _key_options(parser: argparse.ArgumentParser) -> None:
 
 def database_url(settings: Settings) -> str:
     """Only PostgreSQL is needed here: never start a broker for an audit command."""
+    from monitor import services
     from monitor.cli import UsageError
-    from monitor.runtime import resolve_endpoints
 
-    url = settings.database_url or resolve_endpoints(settings, prepare=False).database_url
+    url = (
+        settings.database_url or services.services_up(settings.data_dir, broker=False).database_url
+    )
+    if url is None:
+        raise UsageError("no database configured and the embedded PostgreSQL did not start")
     with db.connect(url) as conn:
         if not audit_table_exists(conn):
             raise UsageError("this database has no audit trail yet (run `radwatch db migrate`)")
