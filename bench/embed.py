@@ -5,7 +5,7 @@ pass (issue 4 target: end-to-end / forward-only ≥ 0.8). Forward-only embeds pr
 tensors; end-to-end reads synthetic DICOM files through collectors.dicom_reader in a torch
 DataLoader (monitor.embedding_stage.decoded_batches), exactly as `radwatch embed` does.
 
-    python bench/embed.py [--images 256] [--rows 512] [--workers 1] [--batch-size 32]
+    python bench/embed.py [--images 96] [--rows 512] [--workers 1] [--batch-size 32] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -54,8 +54,10 @@ def write_dicoms(folder: Path, n: int, rows: int, cols: int, seed: int = 0) -> l
     return uris
 
 
-def end_to_end(embedder, uris: list[str], *, batch_size: int, workers: int) -> float:
-    """Seconds to go from files to embeddings for all `uris`."""
+def end_to_end(
+    embedder, uris: list[str], *, batch_size: int, workers: int, forward: bool = True
+) -> float:
+    """Seconds to go from files to embeddings (or, without `forward`, to pixels only)."""
     from monitor.embedding_stage import decoded_batches, stack_pixels
 
     start = time.perf_counter()
@@ -66,7 +68,8 @@ def end_to_end(embedder, uris: list[str], *, batch_size: int, workers: int) -> f
         ok = [d for d in items if d.pixels is not None]
         if len(ok) != len(items):
             raise SystemExit(f"bench: {len(items) - len(ok)} image(s) failed to decode")
-        done += len(embedder.embed(stack_pixels(ok, embedder.device.pin_memory)))
+        host = stack_pixels(ok, embedder.device.pin_memory)
+        done += len(embedder.embed(host)) if forward else len(host)
     assert done == len(uris)
     return time.perf_counter() - start
 
@@ -84,10 +87,12 @@ def forward_only(embedder, pixels: np.ndarray, *, batch_size: int) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=256)
+    parser.add_argument("--images", type=int, default=96)
     parser.add_argument("--rows", type=int, default=512, help="stored image size (square)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) // 2))
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="interleaved repetitions; the best of each is reported")  # fmt: skip
     args = parser.parse_args(argv)
 
     import torch
@@ -102,16 +107,26 @@ def main(argv: list[str] | None = None) -> int:
         size = embedder.spec.input_size[0]
         pixels = np.stack([load_image(u, size=size).pixels for u in uris])
         embedder.embed(pixels[: args.batch_size])  # warm-up (allocator, oneDNN primitives)
-        t_fwd = forward_only(embedder, pixels, batch_size=args.batch_size)
-        t_e2e = end_to_end(embedder, uris, batch_size=args.batch_size, workers=args.workers)
-    fwd, e2e = args.images / t_fwd, args.images / t_e2e
+        # Interleaved and best-of-N: on a shared machine, other load only ever slows a run
+        # down, so the fastest repetition is the closest to the code's own speed.
+        t_fwd = t_e2e = t_dec = float("inf")
+        for _ in range(args.repeats):
+            t_fwd = min(t_fwd, forward_only(embedder, pixels, batch_size=args.batch_size))
+            t_e2e = min(t_e2e, end_to_end(embedder, uris, batch_size=args.batch_size,
+                                          workers=args.workers))  # fmt: skip
+            t_dec = min(t_dec, end_to_end(embedder, uris, batch_size=args.batch_size,
+                                          workers=args.workers, forward=False))  # fmt: skip
+    fwd, e2e, dec = args.images / t_fwd, args.images / t_e2e, args.images / t_dec
     ratio = e2e / fwd
     print(f"default encoder on CPU ({torch.get_num_threads()} torch threads, {args.workers} "
           f"decode worker(s), {os.cpu_count()} cores); {args.images} DICOM files "
-          f"{args.rows}×{args.rows} 12-bit → {size}×{size}, batch {args.batch_size}")  # fmt: skip
+          f"{args.rows}×{args.rows} 12-bit → {size}×{size}, batch {args.batch_size}, "
+          f"best of {args.repeats}")  # fmt: skip
     print(f"{'path':<34} {'seconds':>8} {'images/s':>9} {'ratio':>6}")
     print(f"{'forward-only (pre-decoded tensors)':<34} {t_fwd:>8.2f} {fwd:>9.1f} {1.0:>6.2f}")
     print(f"{'end-to-end (DICOM file → vector)':<34} {t_e2e:>8.2f} {e2e:>9.1f} {ratio:>6.2f}")
+    print(f"{'decode only (workers, no forward)':<34} {t_dec:>8.2f} {dec:>9.1f} "
+          f"{dec / fwd:>6.2f}")  # fmt: skip
     print(f"target ratio ≥ {TARGET}: {'met' if ratio >= TARGET else 'NOT met'}")
     return 0
 
