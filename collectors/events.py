@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+import orjson
+
 from collectors.dicom_tags import normalise_tags
 from collectors.pseudonym import Pseudonymiser
 
@@ -145,16 +147,11 @@ def _parse(raw: bytes, default_schema: str, pseudonym: Pseudonymiser, max_bytes:
     if len(raw) > max_bytes:
         raise InvalidEvent(Reason.TOO_LARGE, f"value is {len(raw)} bytes, limit is {max_bytes}")
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InvalidEvent(Reason.NOT_UTF8, f"value is not UTF-8 (byte {exc.start})") from exc
-    try:
-        # NaN/Infinity literals are accepted by json here and rejected as scores below,
-        # so they get the more precise reason.
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidEvent(Reason.NOT_JSON, f"value is not JSON: {exc.msg} at {exc.pos}") from exc
-    if "\\u0000" in text:
+        # orjson (strict RFC 8259, UTF-8 checked) is ~4x faster than json on this hot path.
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        doc = _loads_precisely(raw)
+    if b"\\u0000" in raw:
         # PostgreSQL text and jsonb cannot hold U+0000; refuse it here with a precise reason.
         raise InvalidEvent(Reason.NUL_CHARACTER, "value contains a NUL character (\\u0000)")
     if not isinstance(doc, dict):
@@ -165,6 +162,22 @@ def _parse(raw: bytes, default_schema: str, pseudonym: Pseudonymiser, max_bytes:
     if schema == LABEL_SCHEMA:
         return _label(doc, pseudonym, content_hash(raw))
     raise InvalidEvent(Reason.UNKNOWN_SCHEMA, f"unknown schema {str(schema)[:80]!r}")
+
+
+def _loads_precisely(raw: bytes) -> Any:
+    """The slow path for what orjson refused: say exactly why, or accept NaN/Infinity.
+
+    The standard library accepts NaN/Infinity literals, which are then rejected as scores
+    with the more precise reason `score_not_finite`.
+    """
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidEvent(Reason.NOT_UTF8, f"value is not UTF-8 (byte {exc.start})") from exc
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidEvent(Reason.NOT_JSON, f"value is not JSON: {exc.msg} at {exc.pos}") from exc
 
 
 def _require(doc: Mapping[str, Any], key: str, kind: type | tuple[type, ...], path: str) -> Any:
