@@ -218,3 +218,41 @@ def test_radwatch_collect_wires_the_embedding_stage(settings, dicoms) -> None:
         ).fetchall()
         assert stored == [(fps[0][0], 3)]
         assert conn.execute("SELECT count(*) FROM image_features").fetchone() == (3,)
+
+
+def test_configured_checkpoint_embedder_is_built_and_verified(tmp_path: Path) -> None:
+    import torch
+
+    from detectors.encoders import resnet18
+    from monitor.config import ConfigError, Settings
+    from monitor.embedding_stage import build_embedder
+
+    torch.manual_seed(SEED)
+    torch.save(resnet18().state_dict(), tmp_path / "r18.pt")
+    entry = {"path": str(tmp_path / "r18.pt"), "arch": "resnet18", "input_size": [64, 64],
+             "intensity": "imagenet", "channels": 3, "output_dim": 512, "modality": "DX"}  # fmt: skip
+    settings = Settings(device="cpu", extra={"embedders": {"site-r18": entry}})
+    embedder = build_embedder(settings, "site-r18")
+    assert embedder.spec.output_dim == 512 and embedder.spec.modality == "DX"
+    assert embedder.fingerprint != build_embedder(settings).fingerprint
+    wrong = Settings(device="cpu", extra={"embedders": {"site-r18": {**entry, "output_dim": 128}}})
+    with pytest.raises(ConfigError, match=r"returned shape \(2, 512\)"):
+        build_embedder(wrong, "site-r18")
+    with pytest.raises(ConfigError, match="unknown embedder 'nope'.*default, site-r18"):
+        build_embedder(settings, "nope")
+    with pytest.raises(ConfigError, match="needs 'output_dim'"):
+        build_embedder(Settings(device="cpu", extra={"embedders": {"x": {"path": "/a"}}}), "x")
+
+
+def test_sealed_uris_open_only_with_their_key_and_row() -> None:
+    from detectors.embedding import EmbeddingError
+
+    sealer = UriSealer(b"k" * 32)
+    sealed = sealer.seal("ref-1", "file:///data/PATIENT-NAME/a.dcm")
+    assert b"PATIENT" not in sealed and sealer.open("ref-1", sealed).endswith("a.dcm")
+    assert sealer.seal("ref-1", "file:///x") != sealer.seal("ref-1", "file:///x")  # fresh nonce
+    with pytest.raises(EmbeddingError, match="does not open"):
+        sealer.open("ref-2", sealed)  # moved to another row
+    with pytest.raises(EmbeddingError, match="does not open"):
+        UriSealer(b"j" * 32).open("ref-1", sealed)
+    assert UriSealer(b"k" * 32).key_id == sealer.key_id != UriSealer(b"j" * 32).key_id
