@@ -237,15 +237,17 @@ def drift_section(conn: psycopg.Connection) -> list[_Family]:
     return [p, adj, effect, detected, score, evaluated]
 
 
-# Latest window per (model, stratum, signal, detector, feature). Column names follow
-# monitor/migrations/0004_drift.sql.
+# Every row of each model's latest evaluated window (a window holds one row per stratum,
+# detector and feature, insufficient_data included), so the read stays small however long
+# the history. Column names follow monitor/migrations/0004_drift.sql.
 DRIFT_LATEST_SQL = """
-SELECT DISTINCT ON (model_name, stratum_kind, stratum_value, signal, detector, feature)
-       model_name, model_version, stratum_kind, stratum_value, signal, detector, feature,
-       p_value, p_adjusted, effect_size, drift, unified_score,
-       extract(epoch FROM computed_at)
-FROM drift_results
-ORDER BY model_name, stratum_kind, stratum_value, signal, detector, feature, window_end DESC
+SELECT r.model_name, r.model_version, r.stratum_kind, r.stratum_value, r.signal, r.detector,
+       CASE WHEN r.feature = '' THEN 'all' ELSE r.feature END,
+       r.p_value, r.p_adjusted, r.effect_size, r.drift, r.unified_score,
+       extract(epoch FROM w.computed_at)
+FROM drift_results r
+JOIN (SELECT DISTINCT ON (model_name) id, computed_at FROM drift_windows
+      ORDER BY model_name, window_end DESC, id DESC) w ON r.window_id = w.id
 """
 
 
@@ -260,7 +262,8 @@ def performance_section(conn: psycopg.Connection) -> list[_Family]:
                        "test flagged a drop.", PERF_LABELS[:5])  # fmt: skip
     rows = conn.execute(
         """SELECT DISTINCT ON (model_name, finding, stratum_kind, stratum_value, metric)
-                  model_name, finding, stratum_kind, stratum_value, metric,
+                  model_name, CASE WHEN finding = '*' THEN 'all' ELSE finding END,
+                  stratum_kind, stratum_value, metric,
                   realised, realised_lower, realised_upper,
                   estimated, estimated_lower, estimated_upper, degraded
            FROM performance_results

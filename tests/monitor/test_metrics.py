@@ -118,3 +118,68 @@ def test_bounded_label_rules() -> None:
         assert metrics.bounded_label(bad) == metrics.OTHER, bad
     assert metrics.stratum_kind("site") == "site"
     assert metrics.stratum_kind("patient_pseudo") == metrics.OTHER
+
+
+def insert_drift_and_alert(url: str) -> None:
+    """One reference, two windows (the latest counts), results per stratum, one open alert."""
+    with psycopg.connect(url) as conn:
+        ref = conn.execute(
+            """INSERT INTO drift_references (model_name, created_by, n_events, n_fit, n_holdout,
+                   last_occurred_at, last_event_id, strata_counts, content_hash,
+                   detector_fingerprint, config, calibration)
+               VALUES ('cxr-nodule', 'test', 400, 300, 100, %s, 'e', '{}', 'h', 'f', '{}', '{}')
+               RETURNING id""",
+            (NOW,),
+        ).fetchone()[0]
+        for seq, score, p in ((1, 0.5, 0.4), (2, 7.5, 1e-6)):
+            end = NOW + timedelta(hours=seq)
+            window = conn.execute(
+                """INSERT INTO drift_windows (model_name, reference_id, seq, window_start,
+                       window_end, first_event_id, last_event_id, n_events, closed_by,
+                       unified_score)
+                   VALUES ('cxr-nodule', %s, %s, %s, %s, 'a', 'b', 200, 'count', %s)
+                   RETURNING id""",
+                (ref, seq, NOW, end, score),
+            ).fetchone()[0]
+            for kind, value, feature in (("all", "all", ""), ("scanner", "NewVendor N1", ""),
+                                         ("scanner", "NewVendor N1", "Manufacturer")):  # fmt: skip
+                conn.execute(
+                    """INSERT INTO drift_results (window_id, model_name, model_version,
+                           reference_id, reference_hash, detector, detector_fingerprint, signal,
+                           feature, stratum_kind, stratum_value, status, p_value, p_adjusted,
+                           effect_size, drift, unified_score, window_start, window_end)
+                       VALUES (%s, 'cxr-nodule', '1.4.2', %s, 'h', 'chi2:acquisition', 'f',
+                               'acquisition', %s, %s, %s, %s, %s, %s, 0.4, %s, %s, %s, %s)""",
+                    (window, ref, feature, kind, value, "drift" if p < 0.05 else "ok", p,
+                     min(1.0, p * 3), p < 0.05, score, NOW, end),
+                )  # fmt: skip
+        conn.execute(
+            """INSERT INTO alerts (model_name, stratum_kind, stratum_value, signal, state)
+               VALUES ('cxr-nodule', 'scanner', 'NewVendor N1', 'acquisition', 'open'),
+                      ('cxr-nodule', 'all', 'all', 'performance', 'acknowledged'),
+                      ('cxr-nodule', 'all', 'all', 'scores', 'resolved')"""
+        )
+
+
+def test_latest_drift_window_and_open_alerts_are_exposed(database_url: str) -> None:
+    insert_inferences(database_url, 3, site="north-general")
+    insert_drift_and_alert(database_url)
+    text, samples = scrape(database_url)
+    p = {(s.labels["stratum_value"], s.labels["feature"]): s.value
+         for s in samples[metrics.DRIFT_P_VALUE]}  # fmt: skip
+    # Only the latest window (seq 2) is exposed; feature '' is the detector as a whole.
+    assert p == {("all", "all"): 1e-6, ("NewVendor N1", "all"): 1e-6,
+                 ("NewVendor N1", "Manufacturer"): 1e-6}  # fmt: skip
+    assert {s.value for s in samples[metrics.DRIFT_SCORE]} == {7.5}
+    assert {s.value for s in samples[metrics.DRIFT_DETECTED]} == {1.0}
+    alerts = {(s.labels["kind"], s.labels["signal"], s.labels["state"]): s.value
+              for s in samples[metrics.ALERTS_OPEN]}  # fmt: skip
+    assert alerts == {("drift", "acquisition", "open"): 1.0,
+                      ("performance", "performance", "acknowledged"): 1.0}  # fmt: skip
+    status = {s.labels["status"]: s.value for s in samples[metrics.MODEL_STATUS]}
+    assert status["drift"] == 1.0 and sum(status.values()) == 1.0
+    assert {s.labels["source"] for s in samples[metrics.SOURCE_UP] if s.value == 1.0} == {
+        "ingest", "drift", "performance", "alerts"}  # fmt: skip
+    result = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
+                            timeout=30)  # fmt: skip
+    assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
