@@ -42,14 +42,29 @@ def register(sub: argparse._SubParsersAction) -> None:
 Job = tuple[str, Callable[[], object]]
 
 
-def detection_jobs(settings: Settings, database_url: str) -> list[Job]:
-    """The passes the scheduler runs: drift detection (monitor.detection) and the
-    performance watch (monitor.performance), each when that part of radwatch is installed."""
+def detection_jobs(
+    settings: Settings, database_url: str
+) -> tuple[list[Job], list[Callable[[], None]]]:
+    """The passes the scheduler runs — drift detection (monitor.detection) and the
+    performance watch (monitor.performance), each when that part of radwatch is installed —
+    and what to call when the scheduler thread ends."""
     jobs: list[Job] = []
+    cleanups: list[Callable[[], None]] = []
     detection = _optional("monitor.detection", "drift detection")
     if detection is not None:
-        jobs.append(("drift detection",
-                     lambda: detection.run_once(settings, database_url)))  # fmt: skip
+        scheduler = detection.Scheduler(database_url, detection.DetectionConfig(),
+                                        actor=f"{settings.actor}-detect")  # fmt: skip
+
+        def drift_pass() -> object:
+            # One active scheduler per deployment (advisory lock): stand by while another
+            # process (a `radwatch detect` elsewhere) holds it; retry next interval.
+            if not scheduler.acquire():
+                log.info("another detection scheduler is active; standing by")
+                return None
+            return scheduler.run_once()
+
+        jobs.append(("drift detection", drift_pass))
+        cleanups.append(scheduler.release)
     performance = _optional("monitor.performance", "the performance watch")
     if performance is not None:
         from monitor import db
@@ -59,7 +74,7 @@ def detection_jobs(settings: Settings, database_url: str) -> list[Job]:
                 return performance.run(conn)
 
         jobs.append(("performance watch", performance_pass))
-    return jobs
+    return jobs, cleanups
 
 
 def _optional(module: str, what: str):
@@ -77,8 +92,10 @@ def _optional(module: str, what: str):
 class Scheduler:
     """Runs every job now and then every `interval` seconds until stopped."""
 
-    def __init__(self, jobs: list[Job], interval: float) -> None:
+    def __init__(self, jobs: list[Job], interval: float,
+                 cleanups: list[Callable[[], None]] | None = None) -> None:  # fmt: skip
         self._jobs = jobs
+        self._cleanups = cleanups or []
         self._interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="detection", daemon=True)
@@ -106,6 +123,9 @@ class Scheduler:
                     log.exception("%s pass failed; retrying in %.0fs", name, self._interval)
             self.passes += 1
             self._stop.wait(self._interval)
+        # The advisory lock lives on a connection this thread opened: release it here.
+        for cleanup in self._cleanups:
+            cleanup()
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
@@ -134,8 +154,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     if stopping.is_set():
         collector.request_stop()
     running = start_metrics(args, settings, endpoints)
-    scheduler = Scheduler(detection_jobs(settings, endpoints.database_url),
-                          args.detect_interval).start()  # fmt: skip
+    jobs, cleanups = detection_jobs(settings, endpoints.database_url)
+    scheduler = Scheduler(jobs, args.detect_interval, cleanups).start()
     with db.connect(endpoints.database_url) as conn:
         audit.record_start(conn, component=COMPONENT, config=settings, actor=settings.actor)
         conn.commit()
