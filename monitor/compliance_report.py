@@ -23,6 +23,8 @@ from monitor.audit_verify import VerifyResult
 
 MAX_ROWS = 500  # per table; the report says when it cut a table short
 SKIP_TYPES = ("ARRAY", "bytea", "USER-DEFINED")  # embeddings, raw bytes, vectors: not for people
+# Bookkeeping tables (membership lists, scheduler cursors, run counters): not for the report.
+SKIP_SUFFIXES = ("_members", "_cursors", "_streaks", "_state", "_online_events")
 TIME_PREFERENCE = ("window_end", "opened_at", "created_at", "built_at", "fitted_at",
                    "decided_at", "recorded_at", "computed_at", "occurred_at", "updated_at")  # fmt: skip
 
@@ -64,7 +66,7 @@ def tables_like(conn: psycopg.Connection, *patterns: str) -> list[Table]:
         ).fetchall()
     ]
     found = []
-    for name in names:
+    for name in (n for n in names if not n.endswith(SKIP_SUFFIXES)):
         cols = conn.execute(
             """SELECT column_name, data_type FROM information_schema.columns
                WHERE table_schema = current_schema() AND table_name = %s
@@ -82,17 +84,35 @@ def _table_section(
     shown = [c for c, t in table.columns if t not in SKIP_TYPES]
     where: list[sql.Composable] = []
     params: list[Any] = []
-    model_col = (
-        "model_name" if table.has("model_name") else ("model" if table.has("model") else None)
-    )
+    notes = [f"from table {table.name}"]
+    model_col = next((c for c in ("model_name", "model") if table.has(c)), None)
+    references = _references_table(conn)
     if model_col:
         where.append(sql.SQL("{} = %s").format(sql.Identifier(model_col)))
         params.append(model)
+        notes.append(f"{model_col} = {model}")
+    elif table.has("reference_id") and references:
+        # Detector fits and artefacts name their reference, which names the model.
+        where.append(sql.SQL("reference_id IN (SELECT id FROM {} WHERE model_name = %s)").format(
+            sql.Identifier(references)))  # fmt: skip
+        params.append(model)
+        notes.append(f"references of model {model}")
+    else:
+        notes.append("table has no model column: all rows")
     time_col = table.time_column()
-    if in_period and time_col:
+    if in_period and table.has("window_start") and table.has("window_end"):
+        where.append(sql.SQL("window_start < %s AND window_end >= %s"))
+        params += [end, start]
+        notes.append("windows overlapping the period")
+    elif in_period and table.has("opened_at") and table.has("resolved_at"):
+        where.append(sql.SQL("opened_at < %s AND (resolved_at IS NULL OR resolved_at >= %s)"))
+        params += [end, start]
+        notes.append("open at some time in the period")
+    elif in_period and time_col:
         where.append(sql.SQL("{} >= %s AND {} < %s").format(
             sql.Identifier(time_col), sql.Identifier(time_col)))  # fmt: skip
         params += [start, end]
+        notes.append(f"{time_col} within the period")
     query = sql.SQL("SELECT {} FROM {}{} ORDER BY {} LIMIT {}").format(
         sql.SQL(", ").join(sql.Identifier(c) for c in shown),
         sql.Identifier(table.name),
@@ -101,14 +121,19 @@ def _table_section(
         sql.Literal(MAX_ROWS + 1),
     )
     rows = conn.execute(query, params).fetchall()
-    notes = [f"from table {table.name}"]
-    notes.append(f"model {model_col} = {model}" if model_col else "table has no model column")
-    if in_period and time_col:
-        notes.append(f"{time_col} within the period")
     if len(rows) > MAX_ROWS:
         notes.append(f"first {MAX_ROWS} rows shown")
     return Section(title, "; ".join(notes), tuple(shown),
                    tuple(tuple(r) for r in rows[:MAX_ROWS]))  # fmt: skip
+
+
+def _references_table(conn: psycopg.Connection) -> str | None:
+    row = conn.execute(
+        """SELECT table_name FROM information_schema.columns
+           WHERE table_schema = current_schema() AND table_name LIKE '%reference%'
+             AND column_name = 'model_name' ORDER BY table_name LIMIT 1"""
+    ).fetchone()
+    return str(row[0]) if row else None
 
 
 def _discovered(
@@ -177,8 +202,8 @@ def build_sections(
     sections = [_model_versions(conn, model, start, end)]
     sections += _discovered(conn, "References", ["%reference%"], model, start, end,
                             in_period=False)  # fmt: skip
-    sections += _discovered(conn, "Detector configurations", ["%detector%"], model, start, end,
-                            in_period=False)  # fmt: skip
+    sections += _discovered(conn, "Detector configurations", ["%detector%", "%embedder%"], model,
+                            start, end, in_period=False)  # fmt: skip
     sections += _discovered(conn, "Alerts", ["%alert%"], model, start, end, in_period=True)
     sections += _discovered(conn, "Performance with intervals by subgroup",
                             ["performance_results", "%performance%"], model, start, end,
