@@ -536,6 +536,11 @@ def _cell_summary(cell: StratumFinding) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def observe_safe(value: Any) -> Any:
+    """JSON-ready copy (jsonb rejects NaN): the alert lifecycle's own sanitiser."""
+    return importlib.import_module("monitor.alerts").audit_safe(value)
+
+
 def observe_alerts(
     conn: psycopg.Connection,
     report: ModelReport,
@@ -557,6 +562,7 @@ def observe_alerts(
             ).fetchone()
             if last and last[0] is not None and int(last[0]) >= w.index:
                 continue
+            details = observe_safe(details)
             conn.execute(
                 """INSERT INTO performance_observations (model_name, stratum_kind, stratum_value,
                        window_kind, window_index, window_end, firing, details)

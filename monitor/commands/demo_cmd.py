@@ -73,6 +73,10 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
           f"{stats.dead_letters} dead letters")  # fmt: skip
     summary = {"published": {"inferences": n_inf, "labels": n_lab},
                "stored": database_counts(endpoints.database_url)}  # fmt: skip
+    # Step (issue 6): estimated beside realised performance; a performance alert if harmful.
+    from monitor.commands.performance_cmd import demo_step as performance_step
+
+    summary["performance"] = performance_step(endpoints.database_url, events=args.events)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     print(f"summary: {args.out / 'summary.json'}")

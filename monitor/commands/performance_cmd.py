@@ -135,7 +135,9 @@ def format_report(report: ModelReport) -> str:
                         f"{row.metric} {_est(row.estimate)} vs rest {_est(row.rest)} "
                         f"(p={row.p_value:.2g})")  # fmt: skip
     for change in report.alert_changes:
-        lines.append(f"     alert: {change}")
+        lines.append(f"     ALERT {change.action}: performance alert #{change.alert_id} "
+                     f"{change.model} {change.stratum_kind}={change.stratum_value} "
+                     f"({change.state})")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -184,7 +186,7 @@ def report_dict(report: ModelReport) -> dict[str, Any]:
         "findings": list(report.findings),
         "reference": window(report.reference),
         "windows": [window(w) for w in report.windows],
-        "alert_changes": [str(c) for c in report.alert_changes],
+        "alert_changes": [c.__dict__ for c in report.alert_changes],
     }
 
 
@@ -212,7 +214,7 @@ def demo_step(database_url: str, *, events: int) -> dict[str, Any]:
             "degraded_windows": [
                 w.window.index for w in r.windows
                 if any(c.degradation.degraded for c in w.cells)],
-            "alert_changes": [str(c) for c in r.alert_changes],
+            "alert_changes": [c.__dict__ for c in r.alert_changes],
         }
         for r in reports
     }  # fmt: skip

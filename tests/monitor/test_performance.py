@@ -250,3 +250,46 @@ def test_calendar_windows() -> None:
     assert [len(w.studies) for w in windows] == [144, 144, 144, 144, 24]
     assert [w.complete for w in windows] == [True, True, True, True, False]
     assert all(w.end - w.start == timedelta(days=1) for w in windows)
+
+
+def _open_performance_alerts(conn) -> set[tuple[str, str, str]]:
+    rows = conn.execute(
+        """SELECT model_name, stratum_kind, stratum_value FROM alerts
+           WHERE signal = 'performance' AND state <> 'resolved'"""
+    ).fetchall()
+    return {(str(m), str(k), str(v)) for m, k, v in rows}
+
+
+def test_harmful_scenario_alerts_once_labels_arrive_benign_does_not(database_url: str) -> None:
+    # numpy hospital, seeds 4 (harmful: the model fails at ACME X2 from study 1000) and 5
+    # (no shift); 3000 studies each, reference = first 1000, windows of 500, 70% read.
+    config = PerformanceConfig(window=500, reference_size=1000)
+    with psycopg.connect(database_url) as conn:
+        harm = _hospital(conn, n=3000, seed=4, harmful_from=1000, model="harmful",
+                         with_labels=False)  # fmt: skip
+        _hospital(conn, n=3000, seed=5, harmful_from=None, model="benign")
+        reference_end = START + timedelta(minutes=10 * 1000, hours=30)
+        deliver_labels(conn, [row for row in harm if row[5] < reference_end])
+        performance.run(conn, config=config)
+        # Reads of the shifted period have not arrived: nothing to decide, no alert.
+        assert _open_performance_alerts(conn) == set()
+        undecided = conn.execute(
+            "SELECT count(*) FROM performance_observations WHERE model_name = 'harmful'"
+        ).fetchone()
+        assert undecided == (0,)
+        deliver_labels(conn, [row for row in harm if row[5] >= reference_end])
+        reports = {r.model: r for r in performance.run(conn, config=config)}
+        opened = _open_performance_alerts(conn)
+        audited = conn.execute(
+            """SELECT count(*) FROM audit_events WHERE action = 'alert.opened'
+               AND refs->>'stratum' = 'scanner=ACME X2' AND refs->>'signal' = 'performance'"""
+        ).fetchone()
+        assert audited == (1,)
+        # Windows already observed are never fed to the lifecycle twice.
+        again = performance.run(conn, config=config)
+        assert all(r.alert_changes == () for r in again)
+    assert any(c.action == "opened" and c.stratum_value == "ACME X2"
+               for c in reports["harmful"].alert_changes)  # fmt: skip
+    assert not reports["benign"].alert_changes
+    assert ("harmful", "scanner", "ACME X2") in opened, opened
+    assert not any(model == "benign" for model, _, _ in opened), opened
