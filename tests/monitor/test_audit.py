@@ -226,8 +226,12 @@ def tamper_deleted_and_renumbered(conn: psycopg.Connection) -> None:
     ],
     ids=lambda v: getattr(v, "__name__", str(v)),
 )
-def test_tampering_is_found_at_the_right_seq(settings, tamper, seq, problem):
+@pytest.mark.parametrize("sealed", [False, True], ids=["unsealed", "checkpointed"])
+def test_tampering_is_found_at_the_right_seq(settings, tamper, seq, problem, sealed):
     fill(settings.database_url)
+    if sealed:  # a signed checkpoint over the rows must not blur where the damage is
+        with db.connect(settings.database_url, autocommit=True) as conn:
+            create_checkpoint(conn, settings)
     with superuser(settings.database_url) as conn:
         tamper(conn)
     code, out = verify_cli(settings, "--json")
