@@ -66,4 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the imported module's main, not this __main__ copy: commands raise
+    # monitor.cli.UsageError, which must be the class main() catches.
+    from monitor.cli import main as _main
+
+    sys.exit(_main())
