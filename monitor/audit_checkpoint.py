@@ -252,3 +252,22 @@ def _append_file(path: Path, checkpoint: Checkpoint) -> None:
         fh.write(json.dumps(asdict(checkpoint), sort_keys=True) + "\n")
         fh.flush()
         os.fsync(fh.fileno())
+
+
+def checkpoint_if_due(
+    conn: psycopg.Connection, settings: Settings, *, every_s: float = 3600.0
+) -> Checkpoint | None:
+    """For service loops (e.g. a `radwatch run` scheduler job): seal when the last checkpoint
+    is older than `every_s` and rows were added since; None otherwise. Cheap to call often."""
+    row = conn.execute(
+        """SELECT (SELECT max(created_at) FROM audit_checkpoints),
+                  (SELECT max(last_seq) FROM audit_checkpoints),
+                  (SELECT max(seq) FROM audit_events)"""
+    ).fetchone()
+    assert row is not None
+    last_at, sealed, newest = row
+    if newest is None or (sealed is not None and newest <= sealed):
+        return None
+    if last_at is not None and (datetime.now(UTC) - last_at).total_seconds() < every_s:
+        return None
+    return create_checkpoint(conn, settings)

@@ -24,6 +24,7 @@ from monitor import audit, db
 from monitor.audit import GENESIS, AuditRecord, chain_hash, read_records, record
 from monitor.audit_checkpoint import (
     Checkpoint,
+    checkpoint_if_due,
     create_checkpoint,
     key_id,
     merkle_root,
@@ -477,3 +478,16 @@ def test_concurrent_writers_keep_the_sequence_gapless_and_the_chain_whole(databa
     assert sum(r.action == "window.decision" for r in trail) == 4 * 20
     with db.connect(database_url) as conn:
         assert verify(conn, public_key=None, checkpoint_file=None).ok
+
+
+def test_checkpoint_if_due_seals_only_when_due(settings):
+    fill(settings.database_url, 2)
+    with db.connect(settings.database_url, autocommit=True) as conn:
+        first = checkpoint_if_due(conn, settings, every_s=3600)
+        assert first is not None  # never sealed before: due
+        fill(settings.database_url, 2)
+        assert checkpoint_if_due(conn, settings, every_s=3600) is None  # too soon
+        second = checkpoint_if_due(conn, settings, every_s=0)
+        assert second is not None and second.first_seq == first.last_seq + 1
+        # Only the audit.checkpoint row itself is new; sealing it is due again at once with 0.
+        assert checkpoint_if_due(conn, settings, every_s=0) is not None
