@@ -275,7 +275,17 @@ class CategoricalChi2:
         if not findings:
             raise InsufficientDataError("no categorical attribute in the window")
         best = min(findings, key=lambda f: f.p_value)
+        # Most atypical studies: rarest values under the reference (summed surprisal).
+        surprisal = np.zeros(len(window))
+        for attr, (vocab, _) in self.vocab.items():
+            values = window.categories.get(attr)
+            if values is not None and len(values) == len(window):
+                shares = vocab.shares
+                surprisal += [-math.log(shares.get(categorical.as_category(v), 0.0)
+                                        + 1.0 / (vocab.n + 1)) for v in values]  # fmt: skip
+        order = np.argsort(-surprisal, kind="stable")[:N_ATYPICAL]
         return DriftResult(
+            atypical_ids=tuple(window.ids[i] for i in order),
             detector=self.name, signal=self.signal, status=Status.OK, p_value=best.p_value,
             statistic=best.statistic, effect_size=max(f.effect_size for f in findings),
             n_reference=max(v.n for v, _ in self.vocab.values()), n_window=len(window),
@@ -328,9 +338,12 @@ class OnlineCVM:
         if len(x) > cfg.online_reference:
             x = x[np.sort(rng.choice(len(x), cfg.online_reference, replace=False))]
         np.random.seed(cfg.seed + 3)  # alibi simulates null streams with the global generator
+        # alibi estimates a (1 - 1/(d·ERT)) quantile and drops streams as they cross it, so
+        # it needs several times d·ERT simulated streams.
+        n_boot = max(cfg.online_bootstraps, int(3 * x.shape[1] * cfg.online_ert))
         self.detector = CVMDriftOnline(
             x, ert=cfg.online_ert, window_sizes=list(cfg.online_window_sizes),
-            n_bootstraps=cfg.online_bootstraps, verbose=False,
+            n_bootstraps=n_boot, verbose=False,
         )  # fmt: skip
         self.n_features = x.shape[1]
         return self

@@ -1,0 +1,101 @@
+"""`radwatch alerts list [--json] | ack ID --by WHO --note TEXT | resolve ID --by WHO --note TEXT`.
+
+The QA team's edge of monitor/alerts.py: what is open, what moved, who took it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from monitor.config import Settings
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "alerts", help="list, acknowledge and resolve alerts",
+        description="Example: radwatch alerts ack 3 --by qa.lead --note 'vendor visit booked'",
+    )  # fmt: skip
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    lst = actions.add_parser("list", help="alerts, newest last")
+    lst.add_argument("--json", action="store_true")
+    lst.add_argument("--all", action="store_true", help="include resolved alerts")
+    lst.add_argument("--model")
+    lst.set_defaults(handler=_list)
+    for name, help_ in (("ack", "acknowledge an alert"), ("resolve", "resolve an alert")):
+        p = actions.add_parser(name, help=help_)
+        p.add_argument("id", type=int)
+        p.add_argument("--by", required=True, help="who (a person's pseudonymous handle)")
+        p.add_argument("--note", required=True)
+        p.set_defaults(handler=_act, act=name)
+
+
+def _conn(settings: Settings):  # type: ignore[no-untyped-def]
+    from monitor import db
+    from monitor.runtime import resolve_endpoints
+
+    url = resolve_endpoints(settings, prepare=False).database_url
+    db.migrate(url)
+    return db.connect(url)
+
+
+def _list(args: argparse.Namespace, settings: Settings) -> int:
+    from monitor import alerts
+
+    with _conn(settings) as conn:
+        found = alerts.list_alerts(conn, model=args.model)
+    if not args.all:
+        found = [a for a in found if a.state != alerts.RESOLVED]
+    if args.json:
+        print(json.dumps([a.as_dict() for a in found], indent=2, default=str))
+        return 0
+    if not found:
+        print("no alerts")
+    for a in found:
+        print(format_alert(a))
+    return 0
+
+
+def format_alert(a) -> str:  # type: ignore[no-untyped-def]
+    d = a.details
+    lines = [
+        f"#{a.id} [{a.state}] {a.model} · {a.signal} · {a.stratum_kind}={a.stratum_value}"
+        f" · opened {a.opened_at:%Y-%m-%d %H:%M} · onset {d.get('onset', '?')}"
+    ]
+    if d.get("drift_score") is not None:
+        lines.append(
+            f"    drift score {d['drift_score']:.2f} (window ending {d.get('window_end')})"
+        )
+    for f in d.get("top_features", []):
+        lines.append(
+            f"    {f['summary']} (adj. p={f['adjusted_p']:.2g}, effect {f['effect_size']:.2f})"
+        )
+    for t in d.get("tests", []):
+        if t.get("status") == "drift" and t["detector"].startswith("mmd"):
+            lines.append(
+                f"    {t['detector']}: standardised MMD² {t['effect_size']:.1f}, "
+                f"adj. p={t['adjusted_p']:.2g}"
+            )
+    if d.get("atypical_ids"):
+        lines.append(f"    most atypical studies: {', '.join(d['atypical_ids'][:5])}")
+    if a.acknowledged_by:
+        lines.append(f"    acknowledged by {a.acknowledged_by}: {a.acknowledged_note}")
+    if a.resolved_by:
+        lines.append(f"    resolved by {a.resolved_by}: {a.resolved_note}")
+    return "\n".join(lines)
+
+
+def _act(args: argparse.Namespace, settings: Settings) -> int:
+    from monitor import alerts
+    from monitor.cli import UsageError
+
+    with _conn(settings) as conn:
+        try:
+            if args.act == "ack":
+                alert = alerts.acknowledge(conn, args.id, by=args.by, note=args.note)
+            else:
+                alert = alerts.resolve(conn, args.id, by=args.by, note=args.note)
+        except alerts.AlertError as exc:
+            raise UsageError(str(exc)) from exc
+    print(f"alert {alert.id} is now {alert.state}")
+    return 0
