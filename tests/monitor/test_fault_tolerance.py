@@ -2,7 +2,8 @@
 
 Two workers in one consumer group on a 4-partition topic: one is SIGKILLed mid-stream and
 restarted, PostgreSQL is restarted under them, and a worker started before its broker
-exists waits for it. Every event must be stored exactly once and the workers must recover
+exists waits for it. Two `radwatch detect` schedulers: the one holding the advisory lock is
+SIGKILLed and the standby takes over. Every event must be stored exactly once and the workers must recover
 by themselves. (The single-worker cases live in test_collector_faults.py.)
 """
 
@@ -19,8 +20,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+import psutil
 import psycopg
-from conftest import REPO, produce, settings_env
+from conftest import REPO, produce, radwatch_cmd, settings_env
 
 from monitor import services
 from monitor.config import Settings
@@ -248,3 +250,66 @@ def test_broker_unreachable_at_start_retries_with_backoff_then_consumes(settings
     assert stats["inferences"] == 500
     rows, distinct, _ = stored_ids(settings.database_url)
     assert rows == 500 and distinct == ids
+
+
+def lock_holders(url: str) -> list[int]:
+    """Client TCP ports of the sessions holding a session-level advisory lock in this database."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            """SELECT a.client_port FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+               WHERE l.locktype = 'advisory' AND l.granted AND l.database = (
+                   SELECT oid FROM pg_database WHERE datname = current_database())
+                 AND a.pid <> pg_backend_pid()"""
+        ).fetchall()
+    return [int(r[0]) for r in rows if r[0] is not None]
+
+
+def holds_lock(proc: subprocess.Popen, url: str) -> bool:
+    """True when one of `proc`'s own PostgreSQL connections holds the advisory lock."""
+    ports = set(lock_holders(url))
+    try:
+        mine = {c.laddr.port for c in psutil.Process(proc.pid).net_connections(kind="tcp")}
+    except psutil.NoSuchProcess:
+        return False
+    return bool(ports & mine)
+
+
+def test_detection_scheduler_killed_holding_the_lock_standby_takes_over(settings, tmp_path):
+    url = settings.database_url
+    env = settings_env(settings)
+
+    def scheduler(name: str) -> subprocess.Popen:
+        with open(tmp_path / f"{name}.log", "ab") as err:
+            return subprocess.Popen(radwatch_cmd("detect"), env=env, cwd=REPO,
+                                    stdout=subprocess.DEVNULL, stderr=err)  # fmt: skip
+
+    first, second = scheduler("first"), scheduler("second")
+    try:
+        spawned = time.monotonic()
+        # Both start together; whichever takes the lock first is the active one.
+        while not (holders := [p for p in (first, second) if holds_lock(p, url)]):
+            for proc in (first, second):
+                assert proc.poll() is None, f"a scheduler exited {proc.returncode}"
+            # Start-up (imports, migrations) is slow on a loaded 2-core machine; not timed.
+            assert time.monotonic() - spawned < 300, "no scheduler took the lock"
+            time.sleep(0.2)
+        (active,) = holders
+        standby = second if active is first else first
+        # The standby started with the active one; 10 s more (two of its 5 s polls) and it
+        # is surely past start-up, so the takeover below measures the lock hand-over.
+        time.sleep(10)
+        assert standby.poll() is None, f"the standby exited {standby.returncode}"
+        assert holds_lock(active, url) and not holds_lock(standby, url)
+        active.kill()  # SIGKILL: its session ends with the TCP connection, and the lock with it
+        killed = time.monotonic()
+        while not holds_lock(standby, url):
+            assert standby.poll() is None, f"the standby exited {standby.returncode}"
+            assert time.monotonic() - killed < 30, "the standby did not take over within 30 s"
+            time.sleep(0.2)
+        took = time.monotonic() - killed
+    finally:
+        for proc in (first, second):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=30)
+    assert took < 30
