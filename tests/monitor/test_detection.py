@@ -120,15 +120,12 @@ def test_alert_opens_after_onset_names_stratum_signal_and_lifecycle(stream_db, s
         # Onset: the change point lands within one window (100 events) of the true onset.
         assert alert.onset is not None
         assert abs((alert.onset - onset_time) / timedelta(minutes=10)) <= 100, alert.onset
-        # One alert per (model, stratum, signal): evaluating again opens nothing new.
+        # Acknowledging and resolving never add alerts.
         n_before = len(found)
-        # QA workflow through the CLI.
-        out = run_radwatch(settings, "alerts", "list", "--json")
-        listed = json.loads(out.stdout)
-        assert alert.id in [a["id"] for a in listed]
-        run_radwatch(
-            settings, "alerts", "ack", str(alert.id), "--by", "qa.lead", "--note", "looking"
-        )
+        # QA workflow: acknowledge in process, resolve through the CLI (each CLI start costs
+        # ~10-20 s of imports on the shared CI machine, so only one here).
+        assert alert.id in [a.id for a in alerts.list_alerts(conn, state="open")]
+        alerts.acknowledge(conn, alert.id, by="qa.lead", note="looking")
         assert alerts.get(conn, alert.id).state == "acknowledged"
         run_radwatch(settings, "alerts", "resolve", str(alert.id), "--by", "qa.lead",
                      "--note", "vendor onboarded")  # fmt: skip
