@@ -1,24 +1,35 @@
-"""The synthetic hospital stream (walking-skeleton version: image-free events).
+"""The synthetic hospital stream: DICOM files on disk, a deployed CNN, events on Kafka.
 
-Input side of tests and the demo: deterministic inference events (and delayed radiologist
-labels) for a few sites and scanners, published to Kafka like a real inference service.
-The DICOM-producing hospital with a deployed CNN replaces the event bodies in a later issue.
+Input side of tests and the demo. For each study it renders a chest-radiograph phantom,
+writes it as a DX DICOM object under `images_dir`, runs the deployed model on it like an
+inference service, and yields the inference event (score, penultimate-layer embedding,
+`image.uri` = file://…) and, for a share of studies, the radiologist's label that arrives
+later. Deterministic given (seed, scenario, onset, severity): same inputs, same bytes.
 """
 
 from __future__ import annotations
 
+import heapq
 import json
-import uuid
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 
-SITES = (("north-general", "ACME", "X1"), ("south-clinic", "Borealis", "B-200"),
-         ("east-imaging", "ACME", "X2"))  # fmt: skip
-MODEL = {"name": "cxr-nodule", "version": "1.4.2"}
-START = datetime(2026, 11, 1, tzinfo=UTC)
+from collectors.hospital import model as deployed
+from collectors.hospital.fleet import SITES
+from collectors.hospital.scenarios import SCENARIOS
+from collectors.hospital.study import START, StudyPlan, dicom_bytes, plan_study, stored_pixels
+from collectors.hospital.study import tags as study_tags
+
+MODEL = {"name": deployed.MODEL_NAME, "version": deployed.MODEL_VERSION}
+DEFAULT_IMAGES_DIR = Path(".radwatch") / "images"
+_CHUNK = 32  # studies per model batch
+
+__all__ = ["MODEL", "SCENARIOS", "SITES", "START", "SimulatedStudy", "generate", "publish"]
 
 
 @dataclass(frozen=True)
@@ -26,6 +37,8 @@ class SimulatedStudy:
     key: bytes
     inference: dict
     label: dict | None
+    image_path: Path | None = None
+    plan: StudyPlan | None = None
 
     def inference_bytes(self) -> bytes:
         return json.dumps(self.inference).encode()
@@ -33,61 +46,158 @@ class SimulatedStudy:
     def label_bytes(self) -> bytes | None:
         return json.dumps(self.label).encode() if self.label else None
 
-
-def _uid(rng: np.random.Generator) -> str:
-    # 2.25 root: UUID-derived UIDs (PS3.5 §B.2), the standard way to mint UIDs without a root.
-    return "2.25." + str(uuid.UUID(bytes=rng.bytes(16), version=4).int)
-
-
-def generate(n: int, *, seed: int = 0, label_share: float = 0.7) -> Iterator[SimulatedStudy]:
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-        site, vendor, scanner = SITES[int(rng.integers(len(SITES)))]
-        positive = bool(rng.random() < 0.2)
-        score = float(np.clip(rng.beta(5, 2) if positive else rng.beta(2, 5), 0, 1))
-        study_uid = _uid(rng)
-        occurred = START + timedelta(seconds=30 * i)
-        inference = {
-            "schema": "radwatch.inference.v1",
-            "event_id": str(uuid.UUID(bytes=rng.bytes(16), version=4)),
-            "occurred_at": occurred.isoformat().replace("+00:00", "Z"),
-            "model": MODEL,
-            "site": site,
-            "study": {"study_uid": study_uid, "series_uid": _uid(rng), "sop_uid": _uid(rng),
-                      "accession": f"SIM{seed}-{i:07d}", "patient_id": f"SIMPAT{seed}-{i:07d}"},
-            "dicom": {"Modality": "DX", "Manufacturer": vendor, "ManufacturerModelName": scanner,
-                      "SoftwareVersions": "4.2", "KVP": float(np.round(rng.normal(110, 5), 1)),
-                      "PhotometricInterpretation": "MONOCHROME2",
-                      "PatientAge": f"{int(rng.integers(20, 90)):03d}Y",
-                      "PatientSex": "F" if rng.random() < 0.5 else "M"},
-            "embedding": [float(x) for x in np.round(rng.normal(size=16) + positive, 4)],
-            "prediction": {"scores": {"nodule": round(score, 5)}, "threshold": {"nodule": 0.5}},
-            "latency_ms": int(rng.integers(80, 300)),
-        }  # fmt: skip
-        label = None
-        if rng.random() < label_share:
-            label = {
-                "schema": "radwatch.label.v1",
-                "event_id": str(uuid.UUID(bytes=rng.bytes(16), version=4)),
-                "occurred_at": (occurred + timedelta(hours=6)).isoformat().replace("+00:00", "Z"),
-                "model": {"name": MODEL["name"]},
-                "study": {"study_uid": study_uid},
-                "labels": {"nodule": int(positive)},
-                "source": "radiologist-report",
-            }
-        yield SimulatedStudy(study_uid.encode(), inference, label)
+    @property
+    def label_at(self) -> datetime | None:
+        return self.plan.label_at if self.plan and self.label else None
 
 
-def publish(producer, studies: Iterator[SimulatedStudy], inference_topic: str,
-            label_topic: str) -> tuple[int, int]:  # fmt: skip
-    """Send every study's inference (and label, when it has one); returns the counts."""
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def image_dir_for(images_dir: Path, seed: int, scenario: str) -> Path:
+    return Path(images_dir).resolve() / f"seed{seed}-{scenario}"
+
+
+def generate(
+    n: int,
+    *,
+    seed: int = 0,
+    label_share: float = 0.7,
+    scenario: str = "none",
+    onset: int | None = None,
+    severity: float = 1.0,
+    images_dir: Path | str | None = None,
+    label_delay: timedelta = timedelta(hours=6),
+    include_tags: bool = True,
+    start_index: int = 0,
+) -> Iterator[SimulatedStudy]:
+    """Yield `n` studies, writing each DICOM file before its event is yielded.
+
+    `onset` is the study index where the scenario starts (default: half-way, n // 2).
+    `include_tags`: events carry the allow-listed tags an inference service forwards;
+    without them the collector reads the tags from the DICOM file itself.
+    """
+    if scenario not in SCENARIOS:
+        raise ValueError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
+    if not 0.0 <= label_share <= 1.0:
+        raise ValueError("label_share must be in [0, 1]")
+    onset = n // 2 if onset is None else onset
+    folder = image_dir_for(Path(images_dir or DEFAULT_IMAGES_DIR), seed, scenario)
+    folder.mkdir(parents=True, exist_ok=True)
+    model = deployed.load_deployed()
+    indices = range(start_index, start_index + n)
+    for chunk_start in range(0, n, _CHUNK):
+        chunk = indices[chunk_start : chunk_start + _CHUNK]
+        plans = [
+            plan_study(
+                seed,
+                i,
+                scenario_name=scenario,
+                onset=onset,
+                severity=severity,
+                label_share=label_share,
+                label_delay=label_delay,
+            )  # fmt: skip
+            for i in chunk
+        ]
+        stored = [stored_pixels(p) for p in plans]
+        inputs = np.stack(
+            [
+                deployed.service_input(s, p.scanner.bits_stored)
+                for s, p in zip(stored, plans, strict=True)
+            ]
+        )
+        scores, embeddings = model.predict(inputs)
+        for plan, pixels, score, emb in zip(plans, stored, scores, embeddings, strict=True):
+            path = folder / f"{plan.index:07d}.dcm"
+            path.write_bytes(dicom_bytes(plan, pixels))
+            yield _study(plan, path, float(score), emb, include_tags, pixels.shape)
+
+
+def _study(plan: StudyPlan, path: Path, score: float, embedding: np.ndarray,
+           include_tags: bool, shape: tuple[int, ...]) -> SimulatedStudy:  # fmt: skip
+    inference: dict = {
+        "schema": "radwatch.inference.v1",
+        "event_id": plan.event_id,
+        "occurred_at": _iso(plan.occurred_at),
+        "model": MODEL,
+        "site": plan.scanner.site,
+        "study": {
+            "study_uid": plan.study_uid,
+            "series_uid": plan.series_uid,
+            "sop_uid": plan.sop_uid,
+            "accession": f"SIMACC{plan.seed}{plan.index:07d}",
+            "patient_id": f"SIMPAT{plan.patient_number}",
+        },  # fmt: skip
+        "image": {"uri": path.as_uri()},
+        # Rounded: the wire carries 6 significant digits, enough for any drift test.
+        "embedding": [float(f"{v:.6g}") for v in embedding],
+        "prediction": {
+            "scores": {"nodule": round(score, 6)},
+            "threshold": {"nodule": deployed.THRESHOLD},
+        },  # fmt: skip
+        "latency_ms": plan.latency_ms,
+    }
+    if include_tags:
+        inference["dicom"] = study_tags(plan, shape[0], shape[1])
+    label = None
+    if plan.labelled:
+        label = {
+            "schema": "radwatch.label.v1",
+            "event_id": plan.label_event_id,
+            "occurred_at": _iso(plan.label_at),
+            "model": {"name": MODEL["name"]},
+            "study": {"study_uid": plan.study_uid},
+            "labels": {"nodule": int(plan.positive)},
+            "source": "radiologist-report",
+        }
+    return SimulatedStudy(plan.study_uid.encode(), inference, label, path, plan)
+
+
+def publish(
+    producer,
+    studies: Iterable[SimulatedStudy],
+    inference_topic: str,
+    label_topic: str,
+    *,
+    rate: float | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[int, int]:
+    """Send inferences in order and each label once simulated time passes its `label_at`.
+
+    `rate`: inference events per second of wall time (None: as fast as possible).
+    `progress(inferences_sent, labels_sent)` is called after each inference.
+    Returns (inferences, labels) sent.
+    """
+    pending: list[tuple[datetime, int, bytes, bytes]] = []  # label_at, order, key, value
     n_inf = n_lab = 0
-    for study in studies:
+    started = time.monotonic()
+    for order, study in enumerate(studies):
+        now = datetime.fromisoformat(study.inference["occurred_at"].replace("Z", "+00:00"))
+        while pending and pending[0][0] <= now:
+            _, _, key, value = heapq.heappop(pending)
+            producer.send(label_topic, key=key, value=value)
+            n_lab += 1
+        if rate:
+            # Pace against the start, not the previous send, so slow steps do not add up.
+            delay = started + n_inf / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
         producer.send(inference_topic, key=study.key, value=study.inference_bytes())
         n_inf += 1
         label = study.label_bytes()
         if label is not None:
-            producer.send(label_topic, key=study.key, value=label)
-            n_lab += 1
+            label_at = study.label_at or now
+            heapq.heappush(pending, (label_at, order, study.key, label))
+        if progress is not None:
+            progress(n_inf, n_lab)
+    # The stream ends: the reads still outstanding arrive now, in their time order.
+    while pending:
+        _, _, key, value = heapq.heappop(pending)
+        producer.send(label_topic, key=key, value=value)
+        n_lab += 1
     producer.flush(timeout=60)
+    if progress is not None:
+        progress(n_inf, n_lab)
     return n_inf, n_lab

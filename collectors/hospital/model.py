@@ -35,36 +35,43 @@ class WeightsError(RuntimeError):
 
 
 class NoduleNet(nn.Module):
-    """A strided 5×5 stem, three conv blocks, global max pool (a nodule is small and anywhere),
-    then the embedding layer and a logit. ~30 k parameters: trains on a CPU in minutes."""
+    """A small fully-convolutional nodule detector (~25 k parameters, trains on a CPU).
+
+    Strided 5×5 stem and three conv blocks → a 16×16 map of per-location features →
+    a 1×1 "embedding" layer (the penultimate layer) → a 1×1 logit per location. The image
+    score is the maximum location logit (a nodule is small and anywhere: multiple-instance
+    pooling); the image embedding is the global max pool of the penultimate layer.
+    """
 
     def __init__(self, embedding_dim: int = EMBEDDING_DIM) -> None:
         super().__init__()
-        channels = (8, 16, 32, 64)
-        layers: list[nn.Module] = [
-            nn.Conv2d(1, channels[0], 5, stride=2, padding=2, bias=False),
-            nn.BatchNorm2d(channels[0]),
+
+        def block(c_in: int, c_out: int) -> list[nn.Module]:
+            return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
+                    nn.ReLU(inplace=True)]  # fmt: skip
+
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 8, 5, stride=2, padding=2, bias=False),
+            nn.BatchNorm2d(8),
             nn.ReLU(inplace=True),
             nn.MaxPool2d(2),
-        ]
-        for c_in, c_out in zip(channels, channels[1:], strict=False):
-            layers += [
-                nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
-                nn.BatchNorm2d(c_out),
-                nn.ReLU(inplace=True),
-                nn.MaxPool2d(2),
-            ]
-        self.features = nn.Sequential(*layers)
-        self.embed = nn.Sequential(nn.Linear(channels[-1], embedding_dim), nn.ReLU())
-        self.head = nn.Linear(embedding_dim, 1)
+            *block(8, 16),
+            nn.MaxPool2d(2),
+            *block(16, 32),
+            *block(32, 32),
+        )
+        self.embed = nn.Sequential(nn.Conv2d(32, embedding_dim, 1), nn.ReLU(inplace=True))
+        self.head = nn.Conv2d(embedding_dim, 1, 1)
 
-    def embedding(self, x: torch.Tensor) -> torch.Tensor:
-        return self.embed(torch.amax(self.features(x), dim=(2, 3)))
+    def maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logit map [N, 1, 16, 16], penultimate features [N, D, 16, 16])."""
+        emb = self.embed(self.features(x))
+        return self.head(emb), emb
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(logits [N], embeddings [N, D]) for inputs [N, 1, H, W]."""
-        emb = self.embedding(x)
-        return self.head(emb).squeeze(1), emb
+        """(logits [N], embeddings [N, D]) for inputs [N, 1, 128, 128]."""
+        logit_map, emb = self.maps(x)
+        return torch.amax(logit_map, dim=(1, 2, 3)), torch.amax(emb, dim=(2, 3))
 
 
 def service_input(stored: np.ndarray, bits_stored: int) -> np.ndarray:

@@ -166,3 +166,29 @@ def _nodule(a: Anatomy, x, y, lungs, size: int, scale: float):
     sigma = n.radius_mm / FIELD_OF_VIEW_MM * 2.0 / scale / 1.6
     blob = np.exp(-(((x - cx) ** 2 + (y - cy) ** 2) / (2 * sigma**2)))
     return (blob * n.contrast * (0.5 + 0.5 * lungs)).astype(np.float32)
+
+
+def nodule_map(anatomy: Anatomy, size: int) -> np.ndarray:
+    """Where the nodule is: its unit-height blob on a [size, size] grid (zeros when absent).
+
+    Used only to train the deployed model (weak localisation supervision).
+    """
+    if anatomy.nodule is None:
+        return np.zeros((size, size), dtype=np.float32)
+    scale = 0.72 if anatomy.paediatric else 1.0
+    x, y = _grid(size, anatomy.rotation, anatomy.shift_x, anatomy.shift_y)
+    x = x / np.float32(scale)
+    y = y / np.float32(scale)
+    unit = Anatomy(
+        **{
+            **anatomy.__dict__,
+            "nodule": Nodule(
+                anatomy.nodule.side,
+                anatomy.nodule.u,
+                anatomy.nodule.v,
+                anatomy.nodule.radius_mm,
+                1.0,
+            ),
+        }
+    )
+    return _nodule(unit, x, y, np.ones_like(x), size, scale)

@@ -26,7 +26,9 @@ class Scenario:
     signals: tuple[str, ...]
     # The share of studies in the stratum affected at severity s (after the onset).
     share: str
-    harmful: bool  # does the deployed model's performance drop measurably?
+    # Does the deployed model's performance drop measurably in the stratum? Measured, not
+    # assumed: see affected_studies_severity_1 in hospital/weights/cxr_nodule.json.
+    harmful: bool
 
 
 def _s(**kwargs: str) -> Mapping[str, str]:
@@ -49,21 +51,21 @@ SCENARIOS: Mapping[str, Scenario] = MappingProxyType({
         ("Manufacturer", "ManufacturerModelName", "SoftwareVersions", "BitsStored", "Rows",
          "Columns", "PixelSpacing", "ImagerPixelSpacing", "KVP", "Exposure", "ExposureInuAs",
          "XRayTubeCurrent", "WindowCenter", "WindowWidth", "StationName"),
-        _s(site="south-clinic"), ("metadata", "image", "output", "performance"), "s", True),
+        _s(site="south-clinic"), ("metadata", "image", "output"), "s", False),
     "dose_change": Scenario(
         "dose_change",
         "Borealis B-200 at south-clinic lowers the dose to (1 − 0.75·s) of its reference: "
         "exposure tags fall, quantum noise rises by 1/sqrt(dose).",
         ("Exposure", "ExposureInuAs", "XRayTubeCurrent"),
         _s(site="south-clinic", ManufacturerModelName="B-200"),
-        ("metadata", "image", "output", "performance"), "1", True),
+        ("metadata", "image"), "1", False),
     "resolution_change": Scenario(
         "resolution_change",
         "Borealis B-200 at north-general switches to 2×-binned read-out at s = 1: "
         "Rows/Columns = 256/(1 + s), pixel spacing grows by (1 + s).",
         ("Rows", "Columns", "PixelSpacing", "ImagerPixelSpacing"),
         _s(site="north-general", ManufacturerModelName="B-200"),
-        ("metadata", "image", "output", "performance"), "1", True),
+        ("metadata", "image"), "1", False),
     "inversion_bug": Scenario(
         "inversion_bug",
         "ACME X2 at east-imaging starts writing MONOCHROME1 (inverted stored values, "

@@ -104,8 +104,8 @@ def plan_study(
         1 if rng.random() < 0.5 else -1,
         float(rng.uniform(-0.8, 0.8)),
         float(rng.uniform(-0.7, 0.6)),
-        float(rng.uniform(7.0, 16.0)),
-        float(rng.uniform(0.10, 0.20)),
+        float(rng.uniform(9.0, 18.0)),
+        float(rng.uniform(0.22, 0.40)),
     )
     anatomy_draw: dict[str, Any] = dict(
         body_width=float(rng.normal(1.0 if sex == "F" else 1.06, 0.04)),

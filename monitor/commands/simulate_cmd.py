@@ -1,37 +1,106 @@
-"""`radwatch simulate`: publish the synthetic hospital's events to Kafka."""
+"""`radwatch simulate`: the synthetic hospital writes DICOM files and publishes its events.
+
+Input edge of a demo or test run (DESIGN.md §9): collectors.simulator renders studies, runs
+the deployed CNN and yields events; this command sends them to Kafka at a rate, with progress.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+from datetime import timedelta
+from pathlib import Path
 
 from collectors import simulator
+from collectors.hospital.scenarios import SCENARIOS
 from collectors.kafka_io import make_producer
+from monitor.cli import UsageError
 from monitor.config import Settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "simulate",
-        help="publish synthetic hospital events",
-        description="Example: radwatch simulate --events 1000 --seed 7",
+        help="write synthetic DICOM studies and publish their inference and label events",
+        description=(
+            "The synthetic hospital: chest-radiograph phantoms from several sites and "
+            "vendors, a deployed CNN's scores and embeddings, delayed radiologist labels. "
+            "Scenarios: " + ", ".join(SCENARIOS) + ". "
+            "Example: radwatch simulate --events 2000 --scenario inversion_bug --onset 1000 "
+            "--seed 7 --rate 200"
+        ),
     )
     parser.add_argument("--events", type=int, required=True, help="number of studies")
+    parser.add_argument("--rate", type=float, help="inference events per second (default: max)")
+    parser.add_argument("--scenario", default="none", choices=list(SCENARIOS))
+    parser.add_argument("--onset", type=int, help="study index where the scenario starts "
+                        "(default: half-way)")  # fmt: skip
+    parser.add_argument("--severity", type=float, default=1.0, help="in (0, 1]; default 1")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--images-dir", type=Path,
+                        help="where DICOM files are written (default: DATA_DIR/images)")  # fmt: skip
+    parser.add_argument("--label-share", type=float, default=0.7,
+                        help="share of studies that get a radiologist label (default 0.7)")  # fmt: skip
+    parser.add_argument("--label-delay-hours", type=float, default=6.0,
+                        help="labels arrive this much (+0–50%%) after the study")  # fmt: skip
+    parser.add_argument("--no-tags", action="store_true",
+                        help="omit the event's dicom block: the collector reads the files")  # fmt: skip
     parser.set_defaults(handler=_simulate)
+
+
+def _progress(total: int):
+    """A tqdm bar on a terminal; nothing when output is piped (logs stay clean)."""
+    if not sys.stderr.isatty():
+        return None, None
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="study", desc="simulate", file=sys.stderr)
+
+    def update(n_inf: int, n_lab: int) -> None:
+        bar.n = n_inf
+        bar.set_postfix(labels=n_lab, refresh=False)
+        bar.refresh()
+
+    return update, bar
 
 
 def _simulate(args: argparse.Namespace, settings: Settings) -> int:
     from monitor.runtime import kafka_options, resolve_endpoints
 
+    if args.events <= 0:
+        raise UsageError("--events must be positive")
+    if args.rate is not None and args.rate <= 0:
+        raise UsageError("--rate must be positive")
+    if not 0.0 < args.severity <= 1.0:
+        raise UsageError("--severity must be in (0, 1]")
+    if not 0.0 <= args.label_share <= 1.0:
+        raise UsageError("--label-share must be in [0, 1]")
+    if args.onset is not None and args.onset < 0:
+        raise UsageError("--onset must be ≥ 0")
+    images_dir = args.images_dir or settings.data_dir / "images"
     endpoints = resolve_endpoints(settings)
     producer = make_producer(kafka_options(settings, endpoints, client_id="radwatch-simulate"))
+    update, bar = _progress(args.events)
     try:
+        studies = simulator.generate(
+            args.events, seed=args.seed, label_share=args.label_share, scenario=args.scenario,
+            onset=args.onset, severity=args.severity, images_dir=images_dir,
+            label_delay=timedelta(hours=args.label_delay_hours), include_tags=not args.no_tags,
+        )  # fmt: skip
         n_inf, n_lab = simulator.publish(
-            producer, simulator.generate(args.events, seed=args.seed),
-            settings.inference_topic, settings.label_topic,
+            producer, studies, settings.inference_topic, settings.label_topic,
+            rate=args.rate, progress=update,
         )  # fmt: skip
     finally:
+        if bar is not None:
+            bar.close()
         producer.close()
-    print(json.dumps({"inferences_published": n_inf, "labels_published": n_lab}))
+    onset = args.events // 2 if args.onset is None else args.onset
+    print(json.dumps({
+        "inferences_published": n_inf, "labels_published": n_lab, "scenario": args.scenario,
+        "onset": onset if args.scenario != "none" else None, "severity": args.severity,
+        "seed": args.seed,
+        "images_dir": str(simulator.image_dir_for(images_dir, args.seed, args.scenario)),
+    }))  # fmt: skip
     return 0
