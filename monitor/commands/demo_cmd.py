@@ -63,7 +63,9 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     print(f"services: broker {endpoints.bootstrap}, PostgreSQL {endpoints.database_url}")
     producer = make_producer(kafka_options(settings, endpoints, client_id="radwatch-demo"))
     n_inf, n_lab = simulator.publish(
-        producer, simulator.generate(args.events, seed=args.seed),
+        # Step (issue 3): the scenario, and DICOM files under the data dir.
+        producer, simulator.generate(args.events, seed=args.seed, scenario=args.scenario,
+                                     images_dir=settings.data_dir / "images"),
         settings.inference_topic, settings.label_topic,
     )  # fmt: skip
     producer.close()
