@@ -117,11 +117,17 @@ def _handler_for(server: MetricsServer) -> type[BaseHTTPRequestHandler]:
             self._reply(status, json.dumps(body).encode() + b"\n", "application/json")
 
         def _reply(self, status: int, body: bytes, content_type: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                # The scraper gave up (its scrape_timeout passed): it shows as a failed
+                # scrape in Prometheus (`up` 0); nothing to answer any more.
+                log.warning("client went away before the %s reply was sent (scrape timeout "
+                            "shorter than the scrape?)", self.path)  # fmt: skip
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
             log.debug("%s %s", self.address_string(), format % args)

@@ -35,6 +35,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--detect-interval", type=float, default=60.0, metavar="SECONDS",
                         help="seconds between detection passes (default 60)")  # fmt: skip
+    parser.add_argument("--performance-window", type=int, default=500, metavar="N",
+                        help="inferences per performance window (default 500)")  # fmt: skip
+    parser.add_argument("--performance-reference", type=int, default=1000, metavar="N",
+                        help="the model's first N inferences are the performance reference "
+                        "(default 1000)")  # fmt: skip
     add_server_options(parser)
     parser.set_defaults(handler=_run)
 
@@ -43,7 +48,11 @@ Job = tuple[str, Callable[[], object]]
 
 
 def detection_jobs(
-    settings: Settings, database_url: str
+    settings: Settings,
+    database_url: str,
+    *,
+    performance_window: int = 500,
+    performance_reference: int = 1000,
 ) -> tuple[list[Job], list[Callable[[], None]]]:
     """The passes the scheduler runs — drift detection (monitor.detection) and the
     performance watch (monitor.performance), each when that part of radwatch is installed —
@@ -69,9 +78,12 @@ def detection_jobs(
     if performance is not None:
         from monitor import db
 
+        config = performance.PerformanceConfig(window=performance_window,
+                                               reference_size=performance_reference)  # fmt: skip
+
         def performance_pass() -> object:
             with db.connect(database_url) as conn:
-                return performance.run(conn)
+                return performance.run(conn, config=config)
 
         jobs.append(("performance watch", performance_pass))
     return jobs, cleanups
@@ -137,6 +149,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.detect_interval <= 0:
         raise UsageError("--detect-interval must be positive")
+    if args.performance_window <= 0 or args.performance_reference <= 0:
+        raise UsageError("--performance-window and --performance-reference must be positive")
     # Handlers first: a SIGTERM during start-up (imports, embedded services) still stops cleanly.
     stopping = threading.Event()
     collectors: list = []
@@ -154,7 +168,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     if stopping.is_set():
         collector.request_stop()
     running = start_metrics(args, settings, endpoints)
-    jobs, cleanups = detection_jobs(settings, endpoints.database_url)
+    jobs, cleanups = detection_jobs(
+        settings, endpoints.database_url, performance_window=args.performance_window,
+        performance_reference=args.performance_reference,
+    )  # fmt: skip
     scheduler = Scheduler(jobs, args.detect_interval, cleanups).start()
     with db.connect(endpoints.database_url) as conn:
         audit.record_start(conn, component=COMPONENT, config=settings, actor=settings.actor)
