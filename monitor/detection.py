@@ -9,10 +9,12 @@ Each window's results, decision audit row, alert changes and cursor move commit 
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -165,8 +167,9 @@ class Scheduler:
                 "SELECT online_at, online_event_id FROM drift_cursors WHERE model_name = %s",
                 (model,),
             ).fetchone()
+            assert cur is not None  # created with the reference
             rows = fetch_events(conn, model, after=(cur[0], cur[1]), limit=ONLINE_BATCH,
-                                embedder=info.embedder_fingerprint)  # type: ignore[index]  # fmt: skip
+                                embedder=info.embedder_fingerprint)  # fmt: skip
             if not rows:
                 return
             updates = suite.online.update(to_sample(rows))
@@ -195,7 +198,7 @@ class Scheduler:
                         conn, model=model, stratum_kind="all", stratum_value="all",
                         signal=ONLINE_SIGNAL, firing=True, immediate=True, details=details,
                         window_end=row.occurred_at, actor=self.actor, policy=self.config.policy,
-                        enrich=lambda t=row.occurred_at: {"onset": t},
+                        enrich=_constant({"onset": row.occurred_at}),
                     )  # fmt: skip
                     run.online_firings.append((model, upd.detector, row.occurred_at))
                     if change:
@@ -265,7 +268,7 @@ class Scheduler:
                      AND occurred_at BETWEEN %s AND %s""",
                 (info.id, start, end),
             ).fetchone()[0]  # type: ignore[index]
-            decisions = _decisions(verdicts)
+            decisions = localise(_decisions(verdicts), verdicts)
             if suite.online is not None:
                 decisions.append(("all", "all", ONLINE_SIGNAL, bool(online_fired), []))
             for kind, value, signal, fire, results in decisions:
@@ -281,8 +284,8 @@ class Scheduler:
                     conn, model=model, stratum_kind=kind, stratum_value=value, signal=signal,
                     firing=fire, details=details, window_end=end, actor=self.actor,
                     policy=self.config.policy, immediate=signal == ONLINE_SIGNAL,
-                    enrich=(lambda k=kind, v=value, rs=results: self._onset(
-                        conn, model, info, suite, seq, k, v, rs, end)) if results else None,
+                    enrich=functools.partial(self._onset, conn, model, info, suite, seq, kind,
+                                             value, results, end) if results else None,
                 )  # fmt: skip
                 if change:
                     changes.append(change)
@@ -423,6 +426,25 @@ def _decisions(
     return out
 
 
+def localise(decisions: list[tuple[str, str, str, bool, list[DriftResult]]],
+             verdicts: list[StratumVerdict]) -> list[tuple[str, str, str, bool, list[DriftResult]]]:  # fmt: skip
+    """Keep a stratum's firing only where the shift is concentrated.
+
+    A shift at one site also moves every other stratum that contains that site's studies
+    (sex, age band, …). A stratum-level alert is kept only when the stratum's unified drift
+    score exceeds the whole model's, so the QA team gets "south-clinic", not every subgroup
+    that merely contains south-clinic studies; the whole-model alert always stands.
+    """
+    scores = {(v.kind, v.value): v.drift_score for v in verdicts}
+    whole = scores.get(ALL, math.nan)
+    out = []
+    for kind, value, signal, fire, results in decisions:
+        if fire and (kind, value) != ALL and math.isfinite(whole):
+            fire = scores.get((kind, value), math.nan) > whole
+        out.append((kind, value, signal, fire, results))
+    return out
+
+
 def _alert_details(kind: str, value: str, signal: str, results: list[DriftResult],
                    verdict: StratumVerdict | None, info: reference.ReferenceInfo,
                    start: datetime, end: datetime, top_k: int) -> dict[str, Any]:  # fmt: skip
@@ -465,6 +487,10 @@ def _summary(f: Any) -> str:
 def _online_usable(suite: DetectorSuite, rows: list[EventRow]) -> list[EventRow]:
     x = suite.online._columns(to_sample(rows))
     return [r for r, ok in zip(rows, np.isfinite(x).all(1), strict=True) if ok]
+
+
+def _constant(value: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+    return lambda: value
 
 
 def _most_common(values: list[str | None]) -> str | None:

@@ -76,7 +76,7 @@ def build(
         else fetch_events(
             conn,
             model,
-            since=period[0],
+            since=period[0],  # type: ignore[index]
             until=period[1],  # type: ignore[index]
         )
     )
@@ -89,7 +89,7 @@ def build(
     embedder = _embedder(conn, model, ids)
     if embedder:
         rows = fetch_events(conn, model, event_ids=ids, embedder=embedder)
-    hashes = dict(conn.execute(
+    hashes: dict[str, str] = dict(conn.execute(
         "SELECT event_id, content_hash FROM inferences WHERE event_id = ANY(%s)", (ids,)
     ).fetchall())  # fmt: skip
     content_hash = hashlib.sha256(

@@ -158,10 +158,10 @@ def to_sample(rows: Sequence[EventRow]) -> Sample:
         scalars["image_quality"] = quality
     acq_dicts = []
     for r in rows:
-        d = r.dicom or {}
-        acq = {k: d[k] for k in NUMERIC if k in d}
-        if isinstance(d.get("PixelSpacing"), list) and d["PixelSpacing"]:
-            acq["PixelSpacing"] = d["PixelSpacing"][0]
+        tags = r.dicom or {}
+        acq = {k: tags[k] for k in NUMERIC if k in tags}
+        if isinstance(tags.get("PixelSpacing"), list) and tags["PixelSpacing"]:
+            acq["PixelSpacing"] = tags["PixelSpacing"][0]
         acq_dicts.append(acq)
     acquisition = _numeric_columns(acq_dicts)
     if acquisition:

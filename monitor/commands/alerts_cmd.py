@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.set_defaults(handler=_act, act=name)
 
 
-def _conn(settings: Settings):  # type: ignore[no-untyped-def]
+def _conn(settings: Settings):
     from monitor import db
     from monitor.runtime import resolve_endpoints
 
@@ -56,7 +56,7 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def format_alert(a) -> str:  # type: ignore[no-untyped-def]
+def format_alert(a) -> str:
     d = a.details
     lines = [
         f"#{a.id} [{a.state}] {a.model} · {a.signal} · {a.stratum_kind}={a.stratum_value}"

@@ -79,6 +79,10 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from monitor.commands.performance_cmd import demo_step as performance_step
 
     summary["performance"] = performance_step(endpoints.database_url, events=args.events)
+    # Step (issue 5): reference on the first part, drift detection, timeline and alerts.
+    from monitor.commands.detect_cmd import demo_step as drift_step
+
+    summary["drift"] = drift_step(endpoints.database_url, events=args.events)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     print(f"summary: {args.out / 'summary.json'}")

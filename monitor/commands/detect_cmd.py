@@ -70,3 +70,59 @@ def _detect(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         scheduler.release()
     return 0
+
+
+def demo_step(database_url: str, *, events: int) -> dict:
+    """The drift part of `radwatch demo`: reference = the first 40% of the stream (the
+    simulator's scenarios start half-way), windows of a tenth; prints a timeline and alerts.
+
+    The online detector is left out of the demo: its false alarms are calibrated by the
+    expected run time (2,000 events), which a short demo stream would make a coin toss.
+    """
+    from detectors.drift import SuiteConfig
+    from monitor import alerts, db, reference
+    from monitor.commands.alerts_cmd import format_alert
+    from monitor.detection import DetectionConfig, Scheduler
+
+    window = max(50, events // 10)
+    first = max(100, int(events * 0.4))
+    config = SuiteConfig(calibration_window=window, online=False, min_window=20)
+    print(f"drift: reference = first {first} inferences, windows of {window}")
+    models = []
+    with db.connect(database_url) as conn:
+        models = [r[0] for r in conn.execute(
+            "SELECT DISTINCT model_name FROM inferences ORDER BY 1").fetchall()]  # fmt: skip
+        for model in models:
+            try:
+                info = reference.build(conn, model=model, first=first, config=config,
+                                       actor="radwatch-demo")  # fmt: skip
+            except reference.ReferenceError as exc:
+                print(f"drift: {model}: no reference: {exc}")
+                continue
+            rates = info.calibration.get("false_alarm", {})
+            print(f"drift: reference {info.id} for {model}: {info.n_events} events, "
+                  f"held-out false-alarm rates {rates}")  # fmt: skip
+    with Scheduler(database_url, DetectionConfig(), actor="radwatch-demo") as scheduler:
+        run = scheduler.run_once()
+    onset_index = events // 2
+    for w in run.windows:
+        first_idx = first + (w.seq - 1) * window
+        marker = "  <- scenario onset" if first_idx <= onset_index < first_idx + w.n_events else ""
+        fired = ", ".join(f"{s}@{k}={v}" for k, v, s in w.firing) or "-"
+        opened = ", ".join(f"#{c.alert_id} {c.action}" for c in w.changes
+                           if c.action != "updated") or ""  # fmt: skip
+        print(f"  window {w.seq:>2} events {first_idx:>5}-{first_idx + w.n_events - 1:<5} "
+              f"{w.start:%Y-%m-%d %H:%M} drift score {w.drift_score:5.2f}  firing: {fired}"
+              f"{'  ALERT ' + opened if opened else ''}{marker}")  # fmt: skip
+    with db.connect(database_url) as conn:
+        found = alerts.list_alerts(conn)
+    drift_alerts = [a for a in found if not a.signal.startswith("performance")]
+    print(f"drift alerts: {len(drift_alerts)}")
+    for a in drift_alerts:
+        print(format_alert(a))
+    return {
+        "windows": [{"seq": w.seq, "start": w.start, "end": w.end, "n": w.n_events,
+                     "drift_score": w.drift_score, "firing": [list(f) for f in w.firing]}
+                    for w in run.windows],
+        "alerts": [a.as_dict() for a in drift_alerts],
+    }  # fmt: skip
