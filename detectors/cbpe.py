@@ -60,6 +60,19 @@ def _logit(s: NDArray) -> NDArray:
     return np.log(c / (1 - c))
 
 
+def _smoothed_levels(levels: NDArray, fitted: NDArray) -> tuple[float, ...]:
+    """Isotonic levels with a Laplace pseudo-count (k + 1) / (m + 2) per block of m reference
+    studies, kept monotone. Without it a well-separated reference yields blocks of exactly
+    0 and 1, which claim certainty: the sampling bands collapse and every window's few
+    errors look like a broken calibration."""
+    values, counts = np.unique(fitted, return_counts=True)
+    smooth = {
+        float(v): (float(v) * m + 1.0) / (m + 2.0) for v, m in zip(values, counts, strict=True)
+    }
+    out = np.maximum.accumulate([smooth.get(float(v), float(v)) for v in levels])
+    return tuple(float(v) for v in out)
+
+
 def fit_calibrator(labels: ArrayLike, scores: ArrayLike, method: Method = "isotonic") -> Calibrator:
     """Fit isotonic regression (Zadrozny & Elkan 2002) or Platt scaling (Platt 1999) on the
     reference labels with scikit-learn; the fitted map is kept as plain numbers."""
@@ -76,7 +89,7 @@ def fit_calibrator(labels: ArrayLike, scores: ArrayLike, method: Method = "isoto
     if method == "isotonic":
         iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(s, y)
         x_knots = tuple(float(v) for v in iso.X_thresholds_)
-        y_knots = tuple(float(v) for v in iso.y_thresholds_)
+        y_knots = _smoothed_levels(iso.y_thresholds_, iso.predict(s))
     elif method == "platt":
         lr = LogisticRegression(C=1e6).fit(_logit(s).reshape(-1, 1), y)
         x_knots = (float(lr.coef_[0, 0]), float(lr.intercept_[0]))
@@ -227,16 +240,23 @@ def _check_reliability(
             p0 = cal.reference_prevalence
             z_prev = (y_l.sum() - n_lab * p0) / np.sqrt(max(n_lab * p0 * (1 - p0), 1e-12))
             prev_p = float(min(1.0, 2 * normal_sf(abs(float(z_prev)))))
-            prev_moved = prev_p < alpha
+            prev_moved = prev_p < alpha and abs(observed - p0) > min_effect
             # Discrimination check: the realised AUROC of the labelled studies against the
             # range CBPE allows for them (1 − alpha band of label draws, plus min_effect).
             disc = _discrimination_gap(p_l, s_l, y_l, alpha, rng)
-            if mismatch and prev_moved:
+            if prev_moved:
+                # Scores alone cannot tell a change of case mix (label shift, which breaks
+                # P(finding | score)) from a change of images that the calibration carries
+                # (covariate shift); a near-perfect model hides the difference even from the
+                # labels. So a moved prevalence always makes the estimate provisional.
                 prevalence = True
+                verdict = ("and the labels confirm the calibration no longer holds" if mismatch
+                           else "calibration still holds on these labels, so the estimate "
+                           "stands only if the change came through the images")  # fmt: skip
                 reasons.append(
                     f"prevalence shift: labelled prevalence {observed:.1%} vs reference "
-                    f"{cal.reference_prevalence:.1%}, while calibrated scores expected "
-                    f"{expected_l:.1%}; CBPE assumes P(finding | score) is unchanged"
+                    f"{p0:.1%} (calibrated scores expected {expected_l:.1%}); CBPE assumes "
+                    f"P(finding | score) is unchanged; {verdict}"
                 )
             elif mismatch:
                 concept = True
@@ -252,6 +272,12 @@ def _check_reliability(
                 )
         else:
             reasons.append(f"only {n_lab} labelled studies: calibration not yet checkable")
+    if n_lab < min_labelled and abs(expected_prev - cal.reference_prevalence) > 2 * min_effect:
+        reasons.append(
+            f"scores imply prevalence {expected_prev:.1%} vs reference "
+            f"{cal.reference_prevalence:.1%}: if the case mix changed the estimate is biased; "
+            f"not checkable until reads arrive"
+        )
     return Reliability(concept, prevalence, outside_flag, outside_share, n_lab, observed,
                        expected_prev, cal_p, prev_p, tuple(reasons))  # fmt: skip
 
