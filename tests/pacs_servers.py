@@ -88,7 +88,7 @@ def orthanc(workdir: Path) -> Iterator[Orthanc]:
     finally:
         process.terminate()
         try:
-            process.wait(timeout=20)
+            process.wait(timeout=5)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()

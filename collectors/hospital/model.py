@@ -16,9 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
-
-from collectors.dicom_reader import resize_square
 
 MODEL_NAME = "cxr-nodule"
 MODEL_VERSION = "1.4.2"
@@ -80,7 +79,22 @@ def service_input(stored: np.ndarray, bits_stored: int) -> np.ndarray:
     Deliberately naive: no Modality/VOI LUT, and MONOCHROME1 is *not* inverted.
     """
     scaled = stored.astype(np.float32) * np.float32(1.0 / (2**bits_stored - 1))
-    return resize_square(scaled, INPUT_SIZE)
+    h, w = scaled.shape
+    side = max(h, w)
+    if h != w:
+        square = np.zeros((side, side), dtype=np.float32)
+        square[(side - h) // 2 : (side - h) // 2 + h, (side - w) // 2 : (side - w) // 2 + w] = (
+            scaled
+        )
+        scaled = square
+    if side == INPUT_SIZE:
+        return scaled
+    # The service's own resize (antialiased bilinear), fixed with the weights it was trained
+    # with; radwatch's reader resizes its own way.
+    tensor = torch.from_numpy(np.ascontiguousarray(scaled))[None, None]
+    out = F.interpolate(tensor, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear",
+                        antialias=side > INPUT_SIZE, align_corners=False)  # fmt: skip
+    return np.clip(out[0, 0].numpy(), 0.0, 1.0)
 
 
 def sha256_file(path: Path) -> str:
