@@ -293,3 +293,37 @@ def test_harmful_scenario_alerts_once_labels_arrive_benign_does_not(database_url
     assert not reports["benign"].alert_changes
     assert ("harmful", "scanner", "ACME X2") in opened, opened
     assert not any(model == "benign" for model, _, _ in opened), opened
+
+
+def test_simulator_prevalence_change_flags_the_estimate(tmp_path) -> None:
+    # issue 3's hospital (rendered DICOMs scored by the deployed CNN), scenario
+    # prevalence_change at severity 1 (0.20 → 0.50), seed 7, 640 studies, onset 320;
+    # reference = first 320, windows of 160. Every post-onset window with its reads in is
+    # flagged: prevalence shift, estimate not trusted; no performance degradation fires
+    # (the model is as good as before: the scenario is benign).
+    from collectors import simulator
+    from collectors.dicom_tags import age_band
+
+    studies = []
+    for sim in simulator.generate(640, seed=7, scenario="prevalence_change", onset=320,
+                                  images_dir=tmp_path):  # fmt: skip
+        inf, tags = sim.inference, sim.inference["dicom"]
+        at = datetime.fromisoformat(inf["occurred_at"].replace("Z", "+00:00"))
+        strata = {"site": inf["site"],
+                  "scanner": f"{tags['Manufacturer']} {tags['ManufacturerModelName']}",
+                  "sex": str(tags["PatientSex"]),
+                  "age_band": age_band(str(tags["PatientAge"])) or "unknown"}  # fmt: skip
+        studies.append(performance.Study(
+            inf["event_id"], inf["study"]["study_uid"], at, strata, inf["prediction"]["scores"],
+            inf["prediction"]["threshold"], sim.label["labels"] if sim.label else None,
+            sim.label_at))  # fmt: skip
+    report = performance.evaluate_model(
+        studies, "cxr-nodule", PerformanceConfig(window=160, reference_size=320)
+    )
+    cells = [w.cell(performance.ALL, "nodule") for w in report.windows]
+    assert len(cells) == 2 and all(c is not None for c in cells)
+    for cell in cells:
+        assert cell is not None and cell.estimated.reliability is not None
+        assert cell.estimated.reliability.prevalence_shift, cell.estimated.reliability
+        assert not cell.estimated.reliability.reliable
+    assert not any(firing for *_, firing, _ in performance._window_decisions(report))
