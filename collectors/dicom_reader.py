@@ -309,63 +309,75 @@ def model_ready(
 
 
 def _grayscale_display(arr: np.ndarray, ds: Dataset, photometric: str) -> np.ndarray:
-    # PS3.3 C.11.1: Modality LUT. Rescale Slope/Intercept is applied in float32 in place
-    # (exact for stored values up to 2^24); a Modality LUT Sequence goes through pydicom.
-    if "ModalityLUTSequence" in ds:
-        from pydicom.pixels import apply_modality_lut
-
-        values = np.asarray(apply_modality_lut(arr, ds), dtype=np.float32)
-    else:
-        values = arr.astype(np.float32)
-        slope = _number(ds.get("RescaleSlope"), 1.0)
-        intercept = _number(ds.get("RescaleIntercept"), 0.0)
-        if slope != 1.0:
-            values *= np.float32(slope)
-        if intercept != 0.0:
-            values += np.float32(intercept)
-    out = _voi(values, ds)
-    # PS3.3 C.7.6.3.1.2: MONOCHROME1 shows the minimum as white. C.11.6.1: an INVERSE
-    # Presentation LUT Shape inverts too (DX requires INVERSE with MONOCHROME1, C.8.11.7,
-    # so that pair means one inversion, not two).
+    # PS3.3 C.11.6.1 / C.7.6.3.1.2: MONOCHROME1 shows the minimum as white, and an INVERSE
+    # Presentation LUT Shape inverts too (DX requires INVERSE with MONOCHROME1, C.8.11.7, so
+    # that pair means one inversion, not two).
     shape = str(ds.get("PresentationLUTShape", "")).strip().upper()
-    if photometric == "MONOCHROME1" or shape == "INVERSE":
+    invert = photometric == "MONOCHROME1" or shape == "INVERSE"
+    if "ModalityLUTSequence" in ds or ("VOILUTSequence" in ds and ds.VOILUTSequence):
+        out = _lut_display(arr, ds)
+    else:
+        out = _linear_display(arr, ds)
+    if invert:
         out = np.subtract(np.float32(1.0), out, out=out)
     return out
 
 
-def _voi(values: np.ndarray, ds: Dataset) -> np.ndarray:
-    """PS3.3 C.11.2: VOI LUT Sequence, else the first window (C.11.2.1.2), else min-max."""
-    if "VOILUTSequence" in ds and ds.VOILUTSequence:
-        item = ds.VOILUTSequence[0]
-        descriptor = item.LUTDescriptor
-        # C.11.2.1.1: the third LUT Descriptor value is the bit depth of the LUT entries.
-        bits = int(descriptor[2]) if len(descriptor) > 2 else 16
-        looked_up = np.asarray(apply_voi(values, ds, index=0), dtype=np.float32)
-        return np.clip(looked_up / np.float32(2**bits - 1), 0.0, 1.0, out=looked_up)
+def _linear_display(arr: np.ndarray, ds: Dataset) -> np.ndarray:
+    """Rescale (C.11.1.1.2) and window (C.11.2.1.2), fused into one affine map and a clip.
+
+    y = ((slope·x + intercept) − (c − 0.5)) / (w − 1) + 0.5 is affine in the stored value x,
+    so it costs one multiply-add pass over the pixels instead of five.
+    """
+    slope = _number(ds.get("RescaleSlope"), 1.0)
+    intercept = _number(ds.get("RescaleIntercept"), 0.0)
     center = _number(ds.get("WindowCenter"), math.nan)
     width = _number(ds.get("WindowWidth"), math.nan)
     function = str(ds.get("VOILUTFunction", "LINEAR")).strip().upper()
-    if math.isfinite(center) and math.isfinite(width):
-        if function == "SIGMOID" and width > 0:
-            # C.11.2.1.3.1
-            return (1.0 / (1.0 + np.exp(-4.0 * (values - center) / width))).astype(np.float32)
-        if function == "LINEAR_EXACT" and width > 0:
-            # C.11.2.1.3.2
-            out = (values - np.float32(center)) / np.float32(width) + np.float32(0.5)
-            return np.clip(out, 0.0, 1.0, out=out)
-        if width >= 1:
-            # C.11.2.1.2.1 (LINEAR): ((x - (c - 0.5)) / (w - 1) + 0.5), clipped; w = 1 is a
-            # threshold at c - 0.5.
-            if width == 1:
-                return (values > np.float32(center - 0.5)).astype(np.float32)
-            out = (values - np.float32(center - 0.5)) / np.float32(width - 1) + np.float32(0.5)
-            return np.clip(out, 0.0, 1.0, out=out)
+    windowed = math.isfinite(center) and math.isfinite(width)
+    if windowed and function == "SIGMOID" and width > 0:
+        # C.11.2.1.3.1
+        values = arr.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+        return (1.0 / (1.0 + np.exp(-4.0 * (values - center) / width))).astype(np.float32)
+    if windowed and function == "LINEAR_EXACT" and width > 0:
+        # C.11.2.1.3.2: y = (x − c) / w + 0.5
+        scale, offset = 1.0 / width, 0.5 - center / width
+    elif windowed and width > 1:
+        # C.11.2.1.2.1 (LINEAR)
+        scale, offset = 1.0 / (width - 1), 0.5 - (center - 0.5) / (width - 1)
+    elif windowed and width == 1:
+        # C.11.2.1.2.1: a window of width 1 is a threshold at c − 0.5.
+        return (
+            arr.astype(np.float32) * np.float32(slope) + np.float32(intercept) > center - 0.5
+        ).astype(np.float32)
+    else:
+        # No usable window: the full range of this frame (min-max) is displayed.
+        lo, hi = float(arr.min()) * slope + intercept, float(arr.max()) * slope + intercept
+        lo, hi = min(lo, hi), max(lo, hi)
+        if hi <= lo:
+            return np.zeros(arr.shape, dtype=np.float32)
+        scale, offset = 1.0 / (hi - lo), -lo / (hi - lo)
+    out = arr.astype(np.float32)
+    out *= np.float32(slope * scale)
+    out += np.float32(intercept * scale + offset)
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
+def _lut_display(arr: np.ndarray, ds: Dataset) -> np.ndarray:
+    """Modality LUT Sequence (C.11.1) and/or VOI LUT Sequence (C.11.2), through pydicom."""
+    from pydicom.pixels import apply_modality_lut
+
+    values = np.asarray(apply_modality_lut(arr, ds), dtype=np.float32)
+    if "VOILUTSequence" in ds and ds.VOILUTSequence:
+        descriptor = ds.VOILUTSequence[0].LUTDescriptor
+        # C.11.2.1.1: the third LUT Descriptor value is the bit depth of the LUT entries.
+        bits = int(descriptor[2]) if len(descriptor) > 2 else 16
+        looked_up = np.asarray(apply_voi(values, ds, index=0), dtype=np.float32)
+        return np.clip(looked_up / np.float32(2**bits - 1), 0.0, 1.0)
     lo, hi = float(values.min()), float(values.max())
     if hi <= lo:
         return np.zeros_like(values)
-    out = values - np.float32(lo)
-    out *= np.float32(1.0 / (hi - lo))
-    return out
+    return (values - np.float32(lo)) * np.float32(1.0 / (hi - lo))
 
 
 def _colour_to_gray(arr: np.ndarray, ds: Dataset, photometric: str) -> np.ndarray:
