@@ -12,8 +12,7 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
-from collectors import simulator
-from collectors.hospital.scenarios import SCENARIOS
+from collectors.hospital.scenarios import SCENARIOS  # light: no torch at parser build
 from collectors.kafka_io import make_producer
 from monitor.cli import UsageError
 from monitor.config import Settings
@@ -66,6 +65,7 @@ def _progress(total: int):
 
 
 def _simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from collectors import simulator  # imports torch and pydicom: only when it runs
     from monitor.runtime import kafka_options, resolve_endpoints
 
     if args.events <= 0:
