@@ -18,6 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--until-idle", type=float, metavar="SECONDS",
                         help="exit 0 after this many seconds without new records")  # fmt: skip
+    parser.add_argument("--metrics-addr", metavar="HOST:PORT",
+                        help="also serve this worker's ingest instruments (events, batch "
+                        "latency, dead letters) on /metrics here")  # fmt: skip
     parser.set_defaults(handler=_collect)
 
 
@@ -62,7 +65,23 @@ def _image_stages(settings: Settings, pseudonym: Pseudonymiser) -> list:
 def _collect(args: argparse.Namespace, settings: Settings) -> int:
     collector = build_collector(settings)
     collector.install_signal_handlers()
-    stats = collector.run(until_idle=args.until_idle)
+    server = None
+    if args.metrics_addr:
+        from prometheus_client import REGISTRY
+
+        from monitor.cli import UsageError
+        from monitor.metrics_server import MetricsServer, MetricsServerError
+
+        # Only this process's instruments: state in PostgreSQL is `radwatch metrics`'s job.
+        try:
+            server = MetricsServer(args.metrics_addr, REGISTRY).start()
+        except MetricsServerError as exc:
+            raise UsageError(str(exc)) from exc
+    try:
+        stats = collector.run(until_idle=args.until_idle)
+    finally:
+        if server is not None:
+            server.stop()
     print(json.dumps({"inferences": stats.inferences, "labels": stats.labels,
                       "dead_letters": stats.dead_letters, "batches": stats.batches}))  # fmt: skip
     return 0
