@@ -374,6 +374,12 @@ def _lut_display(arr: np.ndarray, ds: Dataset) -> np.ndarray:
         bits = int(descriptor[2]) if len(descriptor) > 2 else 16
         looked_up = np.asarray(apply_voi(values, ds, index=0), dtype=np.float32)
         return np.clip(looked_up / np.float32(2**bits - 1), 0.0, 1.0)
+    center = _number(ds.get("WindowCenter"), math.nan)
+    width = _number(ds.get("WindowWidth"), math.nan)
+    if math.isfinite(center) and math.isfinite(width) and width > 1:
+        # C.11.2.1.2.1 (LINEAR) on the Modality LUT's output.
+        out = (values - np.float32(center - 0.5)) / np.float32(width - 1) + np.float32(0.5)
+        return np.clip(out, 0.0, 1.0, out=out)
     lo, hi = float(values.min()), float(values.max())
     if hi <= lo:
         return np.zeros_like(values)
