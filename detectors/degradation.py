@@ -53,7 +53,14 @@ class DegradationResult:
 def _variance(result: PerformanceResult, metric: str) -> float | None:
     """Sampling variance of a metric: DeLong for AUROC, binomial for the rates."""
     if metric == "auroc":
-        return result.auroc_variance
+        var = result.auroc_variance
+        if var is not None and var <= 0.0 and result.auroc.value is not None:
+            # Perfect separation: DeLong says 0. Use the Agresti–Coull binomial variance with
+            # the smaller class as trials, so 1.000 vs 0.999 is not "infinitely significant".
+            ne = min(result.n_positive, result.n_negative)
+            p = (result.auroc.value * ne + 2) / (ne + 4)
+            return p * (1 - p) / (ne + 4)
+        return var
     est = result.metrics()[metric]
     if est.value is None or est.n == 0:
         return None

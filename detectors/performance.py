@@ -185,14 +185,20 @@ def delong_auroc(labels: ArrayLike, scores: ArrayLike) -> tuple[float, float]:
     return auc, variance
 
 
-def auroc_interval(auc: float, variance: float, confidence: float = 0.95) -> tuple[float, float]:
+def auroc_interval(
+    auc: float, variance: float, confidence: float = 0.95, *, n_effective: int | None = None
+) -> tuple[float, float]:
     """Confidence interval for AUROC on the logit scale (back-transformed), which keeps the
     bounds inside (0, 1) and covers better than auc ± z·se when AUROC is near 1
     (Pepe 2003, §5.2.3; Qin & Hotilovac 2008)."""
     z = _z(confidence)
     if variance <= 0.0 or auc <= 0.0 or auc >= 1.0:
-        # Perfect (or perfectly wrong) separation: the delta method degenerates; fall back to
-        # the Wald bound so the interval is not a single point that claims certainty.
+        # Perfect (or perfectly wrong) separation: the DeLong variance is 0 and any
+        # delta-method interval is a single point claiming certainty. Fall back to a Wilson
+        # interval with the smaller class size as the effective number of trials — a
+        # conservative stand-in (the smaller class bounds how much the sample can show).
+        if n_effective:
+            return wilson_interval(round(auc * n_effective), n_effective, confidence)
         half = z * math.sqrt(max(variance, 0.0))
         return max(0.0, auc - half), min(1.0, auc + half)
     logit = math.log(auc / (1 - auc))
@@ -264,7 +270,7 @@ def evaluate(
     auroc, variance = Estimate(None, n=n), None
     if enough:
         auc, variance = delong_auroc(y, s)
-        lo, hi = auroc_interval(auc, variance, confidence)
+        lo, hi = auroc_interval(auc, variance, confidence, n_effective=min(n_pos, n_neg))
         auroc = Estimate(auc, lo, hi, n)
 
     ece: float | None = None

@@ -111,3 +111,11 @@ def test_bad_inputs_raise_the_package_error() -> None:
         evaluate([0, 1], [0.1, float("nan")], 0.5)
     with pytest.raises(PerformanceError):
         evaluate([0, 1], [0.1], 0.5)
+
+
+def test_perfect_separation_does_not_claim_certainty() -> None:
+    y = np.array([1] * 20 + [0] * 80)
+    s = np.r_[np.linspace(0.6, 1.0, 20), np.linspace(0.0, 0.4, 80)]
+    r = evaluate(y, s, 0.5)
+    assert r.auroc.value == 1.0 and r.auroc.upper == 1.0
+    assert r.auroc.lower is not None and 0.8 < r.auroc.lower < 0.9  # Wilson 20/20: 0.839
