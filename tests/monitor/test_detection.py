@@ -102,7 +102,8 @@ def test_alert_opens_after_onset_names_stratum_signal_and_lifecycle(stream_db, s
     before = [w for w in run.windows if w.end < onset_time]
     assert before and all(not w.firing or all(s == "online" for *_, s in w.firing)
                           for w in before), [w.firing for w in before]  # fmt: skip
-    with psycopg.connect(url) as conn:
+    # Autocommit: each alert action commits at once (the CLI below runs in another process).
+    with psycopg.connect(url, autocommit=True) as conn:
         found = alerts.list_alerts(conn, model=MODEL)
         drift_alerts = [a for a in found if a.signal != "online"]
         assert drift_alerts, "no drift alert opened after the onset"
