@@ -105,3 +105,71 @@ def test_metrics_and_health_are_served(server: MetricsServer) -> None:
         assert reply.read() == b"ok\n"
     with urllib.request.urlopen(f"http://{server.address}/metrics", timeout=10) as reply:
         assert reply.status == 200
+
+
+def test_real_alertmanager_notification_is_audited(server, database_url, tmp_path) -> None:
+    """The Debian package's Alertmanager, running radwatch's routing with the receiver URL
+    pointed at this server, notifies an alert posted to its API; the audit row appears."""
+    import shutil
+    import socket
+    import subprocess
+    import time
+
+    import yaml
+    from conftest import REPO
+
+    def free_port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+
+    binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+    assert binary, "prometheus-alertmanager (Debian package) is required"
+    config = yaml.safe_load((REPO / "deploy" / "alertmanager" / "alertmanager.yml").read_text())
+    config["receivers"][0]["webhook_configs"][0]["url"] = f"http://{server.address}{PATH}"
+    # Same routes, inhibition and receiver; only the waits shortened for a test.
+    config["route"].update(group_wait="1s", group_interval="1s")
+    for route in config["route"]["routes"]:
+        route.update(group_wait="1s", group_interval="1s")
+    (tmp_path / "am.yml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, f"--config.file={tmp_path / 'am.yml'}", f"--storage.path={tmp_path / 'am'}",
+         f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        base = f"http://127.0.0.1:{port}"
+        end = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(base + "/-/ready", timeout=2).close()
+                break
+            except OSError:
+                assert time.monotonic() < end, "alertmanager did not start"
+                time.sleep(0.3)
+        alert = [{"labels": {"alertname": "RadwatchDriftDetected", "model": "cxr-nodule",
+                             "signal": "acquisition", "stratum_kind": "scanner",
+                             "stratum_value": "NewVendor N1", "severity": "warning",
+                             "team": "qa"},
+                  "annotations": {"summary": "cxr-nodule: acquisition drift"}}]  # fmt: skip
+        request = urllib.request.Request(base + "/api/v2/alerts", method="POST",
+                                         data=json.dumps(alert).encode(),
+                                         headers={"Content-Type": "application/json"})  # fmt: skip
+        urllib.request.urlopen(request, timeout=10).close()
+        rows: list = []
+        end = time.monotonic() + 60
+        while not rows and time.monotonic() < end:
+            time.sleep(1)
+            with psycopg.connect(database_url) as conn:
+                rows = conn.execute(
+                    """SELECT actor, outcome, refs, detail FROM audit_events
+                       WHERE action = 'alert.notified'"""
+                ).fetchall()
+        assert rows, "no notification reached the webhook within 60 s"
+        actor, outcome, refs, detail = rows[0]
+        assert (actor, outcome, refs["receiver"]) == ("alertmanager", "firing", "qa-team")
+        assert detail["labels"]["stratum_value"] == "NewVendor N1"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
