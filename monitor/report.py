@@ -122,9 +122,19 @@ def load(database_url: str, model: str, start: datetime | None = None,
             """SELECT opened_at, signal, stratum_kind || '=' || stratum_value, state
                FROM alerts WHERE model_name = %s ORDER BY opened_at""",
             (model,), ("opened_at", "signal", "stratum", "state"), notes, "alerts")  # fmt: skip
+        frozen = _table(conn,
+            """SELECT n_events, period_from, first_n FROM drift_references
+               WHERE model_name = %s AND active""",
+            (model,), ("n_events", "period_from", "first_n"), notes, "drift reference")  # fmt: skip
     frame = _frame(rows)
     findings = tuple(sorted({k for r in rows for k in (r[3] or {})}))
-    reference_rows = min(REFERENCE_SIZE, int(len(frame) * 0.4))
+    if len(frozen) and frozen["period_from"].isna().all() and len(frame) > 1:
+        # The frozen drift reference (`reference build --first N`): the model's first N events.
+        reference_rows = min(int(frozen["n_events"].iloc[0]), len(frame) - 1)
+    else:
+        # No frozen first-N reference: the model's first inferences, as the performance
+        # watch's reference is (at most REFERENCE_SIZE, at most 40% of what is stored).
+        reference_rows = min(REFERENCE_SIZE, int(len(frame) * 0.4))
     return ReportData(model, start, end, frame, findings, reference_rows, drift, performance,
                       alerts, database_url, notes)  # fmt: skip
 
