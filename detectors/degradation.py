@@ -87,8 +87,8 @@ def compare(
     if reference.status != Status.OK:
         return DegradationResult(Status.INSUFFICIENT_DATA, alpha, margin, (),
                                  f"reference: {reference.reason}")  # fmt: skip
-    if window.status != Status.OK:
-        return DegradationResult(Status.INSUFFICIENT_DATA, alpha, margin, (), window.reason)
+    # A window short of positives can still show a specificity drop (and vice versa): each
+    # metric is tested when its own denominator reached the minimum (Estimate.shown).
     candidates = []
     for metric in metrics:
         ref, win = reference.metrics()[metric], window.metrics()[metric]
@@ -98,7 +98,7 @@ def compare(
         candidates.append((metric, ref.value, win.value, v_ref + v_win))
     if not candidates:
         return DegradationResult(Status.INSUFFICIENT_DATA, alpha, margin, (),
-                                 "no metric shown in both reference and window")  # fmt: skip
+                                 window.reason or "no metric shown in both reference and window")  # fmt: skip
     level = alpha / len(candidates)
     tests = []
     for metric, ref_v, win_v, var in candidates:

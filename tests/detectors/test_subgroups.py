@@ -46,4 +46,6 @@ def test_small_subgroup_is_shown_without_a_verdict() -> None:
     y, s = _data(rng, 520, 2.0)
     g = np.array(["big"] * 500 + ["tiny"] * 20)
     rows = [r for r in subgroup_table(y, s, g, 0.5, kind="sex").rows if r.value == "tiny"]
-    assert rows and all(r.p_value is None and not r.worse for r in rows)
+    # ~5 positives in 20: AUROC and sensitivity are not shown, so not tested.
+    gated = [r for r in rows if r.metric in ("auroc", "sensitivity")]
+    assert len(gated) == 2 and all(r.p_value is None and not r.worse for r in gated)
