@@ -217,12 +217,9 @@ class ScalarKS:
                 continue
             p_vals, dists = ks.score(v.reshape(-1, 1))
             ref_med, cur_med = float(np.median(ref)), float(np.median(v))
-            spread = (
-                float(np.subtract(*np.quantile(ref, [0.75, 0.25]))) or float(np.std(ref)) or 1.0
-            )
             findings.append(FeatureFinding(
                 feature=feature, test="ks", p_value=float(p_vals[0]), statistic=float(dists[0]),
-                effect_size=(cur_med - ref_med) / spread,
+                effect_size=float(dists[0]),  # KS D: bounded, comparable across features
                 reference=f"median {ref_med:.4g}", current=f"median {cur_med:.4g}",
             ))  # fmt: skip
         if not findings:

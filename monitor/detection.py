@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 SCHEDULER_LOCK = 0x7264_6465_7465_6374  # "rddetect": one active detection scheduler
 ONLINE_SIGNAL = "online"
 ONLINE_BATCH = 1000
+CONCENTRATION = 1.25  # a stratum alert needs this × the model-wide effect
+ONSET_LOOKBACK = 5  # windows searched for the change point when an alert opens
 
 
 class DetectionError(Exception):
@@ -346,7 +348,7 @@ class Scheduler:
                suite: DetectorSuite, seq: int, kind: str, value: str,
                results: list[DriftResult], end: datetime) -> dict[str, Any]:  # fmt: skip
         """Change point over the firing windows and the one before them (Hinkley 1970)."""
-        back = self.config.policy.open_after
+        back = max(self.config.policy.open_after, ONSET_LOOKBACK - 1)
         row = conn.execute(
             """SELECT min(window_start) FROM drift_windows
                WHERE reference_id = %s AND seq >= %s AND seq < %s""",
@@ -431,18 +433,35 @@ def localise(decisions: list[tuple[str, str, str, bool, list[DriftResult]]],
     """Keep a stratum's firing only where the shift is concentrated.
 
     A shift at one site also moves every other stratum that contains that site's studies
-    (sex, age band, …). A stratum-level alert is kept only when the stratum's unified drift
-    score exceeds the whole model's, so the QA team gets "south-clinic", not every subgroup
-    that merely contains south-clinic studies; the whole-model alert always stands.
+    (sex, age band, …). A stratum-level firing is kept only where the stratum's unified drift
+    score exceeds the whole model's and, when the whole model fires for the same signal,
+    where the shift is clearly larger than model-wide (effect ×1.25), so the QA team gets "south-clinic", not every subgroup that merely contains
+    south-clinic studies; the whole-model alert always stands.
     """
+    whole = {signal: (fire, strength(results)) for kind, value, signal, fire, results
+             in decisions if (kind, value) == ALL}  # fmt: skip
     scores = {(v.kind, v.value): v.drift_score for v in verdicts}
-    whole = scores.get(ALL, math.nan)
+    whole_score = scores.get(ALL, math.nan)
     out = []
     for kind, value, signal, fire, results in decisions:
-        if fire and (kind, value) != ALL and math.isfinite(whole):
-            fire = scores.get((kind, value), math.nan) > whole
+        whole_fire, whole_strength = whole.get(signal, (False, 0.0))
+        if fire and (kind, value) != ALL:
+            if math.isfinite(whole_score):
+                fire = scores.get((kind, value), math.nan) > whole_score
+            if whole_fire:
+                fire = fire and strength(results) > CONCENTRATION * whole_strength
         out.append((kind, value, signal, fire, results))
     return out
+
+
+def strength(results: list[DriftResult]) -> float:
+    """Size of a signal's shift, comparable across sample sizes: the largest feature effect
+    (KS D, Cramér's V, share of never-seen values) or MMD² itself (not its z-score)."""
+    values = [f.effect_size for r in results for f in r.features] + [
+        r.statistic for r in results if not r.features
+    ]
+    finite = [abs(v) for v in values if v is not None and math.isfinite(v)]
+    return max(finite, default=0.0)
 
 
 def _alert_details(kind: str, value: str, signal: str, results: list[DriftResult],
