@@ -26,9 +26,9 @@ from kafka import KafkaConsumer, TopicPartition
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from collectors.kafka_io import KafkaOptions, ensure_topics, make_producer  # noqa: E402
-from collectors.pseudonym import Pseudonymiser  # noqa: E402
 from monitor import db, services  # noqa: E402
-from monitor.collector import Collector, CollectorConfig  # noqa: E402
+from monitor.commands.collect_cmd import build_collector  # noqa: E402
+from monitor.config import Settings  # noqa: E402
 
 
 def event(i: int, rng: random.Random) -> tuple[bytes, bytes]:
@@ -83,7 +83,7 @@ def bare_consumer(options: KafkaOptions, topic: str, n: int) -> float:
     return (n - first_n) / elapsed
 
 
-def radwatch_collect(options: KafkaOptions, url: str, topic: str, n: int) -> float:
+def radwatch_collect(options: KafkaOptions, url: str, topic: str, n: int, data_dir: Path) -> float:
     marks: dict[str, float] = {}
     stored = 0
 
@@ -96,11 +96,14 @@ def radwatch_collect(options: KafkaOptions, url: str, topic: str, n: int) -> flo
             marks["last"] = time.perf_counter()
             collector.request_stop()
 
-    group = KafkaOptions(options.bootstrap, group_id=f"bench-{uuid.uuid4().hex[:6]}")
-    config = CollectorConfig(kafka=group, database_url=url, inference_topic=topic,
-                             label_topic=topic + ".labels", deadletter_topic=topic + ".dlq",
-                             max_event_bytes=1 << 20, batch_size=1000, poll_timeout_ms=200)  # fmt: skip
-    collector = Collector(config, Pseudonymiser(b"bench-key-0123456789abcdef"), on_batch=on_batch)
+    # The collector `radwatch collect` builds, stages included (no-ops for image-free events).
+    settings = Settings(
+        kafka_bootstrap=options.bootstrap, database_url=url, data_dir=data_dir,
+        inference_topic=topic, label_topic=topic + ".labels", deadletter_topic=topic + ".dlq",
+        group_id=f"bench-{uuid.uuid4().hex[:6]}", pseudonym_key="bench-key-0123456789abcdef",
+        batch_size=1000, poll_timeout_ms=200,
+    )  # fmt: skip
+    collector = build_collector(settings, on_batch=on_batch)
     collector.run(until_idle=30)
     if "last" not in marks:
         raise RuntimeError(f"radwatch stored only {stored} of {n}")
@@ -129,7 +132,7 @@ def main() -> None:
                 conn.execute(f'CREATE DATABASE "{url.rsplit("/", 1)[1]}"')
             db.migrate(url)
             bare = bare_consumer(options, topic, args.events)
-            ours = radwatch_collect(options, url, topic, args.events)
+            ours = radwatch_collect(options, url, topic, args.events, data_dir)
             rows.append((bare, ours))
             print(f"run {repeat + 1}: bare {bare:,.0f}/s, radwatch {ours:,.0f}/s, "
                   f"ratio {ours / bare:.2f}", file=sys.stderr)  # fmt: skip

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from collectors.pseudonym import Pseudonymiser
-from monitor.collector import Collector, CollectorConfig
+from monitor.collector import BatchHook, Collector, CollectorConfig
 from monitor.config import Settings
 
 
@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_collect)
 
 
-def build_collector(settings: Settings) -> Collector:
+def build_collector(settings: Settings, on_batch: BatchHook | None = None) -> Collector:
     from monitor.runtime import kafka_options, resolve_endpoints
 
     endpoints = resolve_endpoints(settings)
@@ -47,7 +47,9 @@ def build_collector(settings: Settings) -> Collector:
 
     # The batch timer first, so radwatch_ingest_batch_seconds covers every stage and the write.
     pre_write = [start_batch_timer, *_image_stages(settings, pseudonym)]
-    return Collector(config, pseudonym, pre_write=pre_write, post_write=post_write)
+    return Collector(
+        config, pseudonym, pre_write=pre_write, post_write=post_write, on_batch=on_batch
+    )
 
 
 def _image_stages(settings: Settings, pseudonym: Pseudonymiser) -> list:
