@@ -49,6 +49,11 @@ def _isolated_run(settings: Settings, resolve_endpoints):
         with db.connect(base.database_url, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         changes["database_url"] = base.database_url.rsplit("/", 1)[0] + "/" + name
+        # A new database has a new audit trail: its signed checkpoints go to a file of its own,
+        # or verification would compare this run's trail with an earlier run's checkpoints.
+        if "audit_checkpoint_file" not in settings.extra:
+            checkpoints = settings.data_dir / f"demo-{run_id}-audit-checkpoints.jsonl"
+            changes["extra"] = {**settings.extra, "audit_checkpoint_file": str(checkpoints)}
     isolated = dataclasses.replace(settings, **changes)  # type: ignore[arg-type]
     return isolated, resolve_endpoints(isolated)
 
