@@ -23,18 +23,34 @@ def database_counts(database_url: str) -> dict[str, Any]:
             conn.execute("SELECT reason, count(*) FROM dead_letters GROUP BY reason").fetchall()
         )
         models = {
-            name: {"inferences": n, "first": str(first), "last": str(last)}
+            name: {"inferences": n, "first": str(first), "last": str(last), "reference": None}
             for name, n, first, last in conn.execute(
                 """SELECT model_name, count(*), min(occurred_at), max(occurred_at)
                    FROM inferences GROUP BY model_name ORDER BY model_name"""
             ).fetchall()
         }
+        # The latest frozen reference per model: a model without one is collected, not tested.
+        for ref_id, name, n_events, digest, created in conn.execute(
+            """SELECT DISTINCT ON (model_name) id, model_name, n_events, content_hash, created_at
+               FROM drift_references ORDER BY model_name, created_at DESC"""
+        ).fetchall():
+            if name in models:
+                models[name]["reference"] = {"id": ref_id, "events": n_events,
+                                             "content_hash": digest, "created_at": str(created)}  # fmt: skip
+        alerts = [
+            {"id": a, "model": m, "signal": s, "stratum": f"{k}={v}", "state": st, "opened_at": str(t)}
+            for a, m, s, k, v, st, t in conn.execute(
+                """SELECT id, model_name, signal, stratum_kind, stratum_value, state, opened_at
+                   FROM alerts WHERE state <> 'resolved' ORDER BY opened_at"""
+            ).fetchall()
+        ]
     return {
         "inferences_stored": one[0],
         "labels_stored": one[1],
         "dead_lettered": one[2],
         "dead_letter_reasons": reasons,
         "models": models,
+        "open_alerts": alerts,
     }
 
 

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from collectors.hospital.scenarios import SCENARIOS
 from collectors.kafka_io import make_producer
 from monitor.config import Settings
 
@@ -14,10 +15,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "demo",
         help="run everything end to end on a synthetic hospital",
-        description="Example: radwatch demo --events 2000 --seed 1 --out demo-out",
+        description="Example: radwatch demo --events 2000 --scenario new_vendor --out demo-out. "
+        "The default scenario, a PACS inverting one scanner's images halfway through, shows "
+        "a drift alert and a performance alert after the onset and none before it.",
     )
     parser.add_argument("--events", type=int, default=2000)
-    parser.add_argument("--scenario", default="none")
+    parser.add_argument("--scenario", default="inversion_bug", choices=sorted(SCENARIOS))
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("demo-out"))
     parser.set_defaults(handler=_demo)

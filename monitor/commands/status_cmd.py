@@ -35,4 +35,11 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
     print(f"consumer lag:      {status['consumer_lag_total']}")
     for name, info in status["models"].items():
         print(f"model {name}: {info['inferences']} inferences, {info['first']} .. {info['last']}")
+        ref = info["reference"]
+        print(f"  reference: {ref['id']} ({ref['events']} events, {ref['content_hash'][:12]})"
+              if ref else "  reference: none (collected, not tested for drift)")  # fmt: skip
+    print(f"open alerts:       {len(status['open_alerts'])}")
+    for alert in status["open_alerts"]:
+        print(f"  #{alert['id']} {alert['model']} {alert['signal']} at {alert['stratum']} "
+              f"({alert['state']} since {alert['opened_at']})")  # fmt: skip
     return 0

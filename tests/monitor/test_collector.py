@@ -137,3 +137,5 @@ def test_collect_command_until_idle_and_status(settings):
     parts = status["consumer_lag"][settings.inference_topic]
     assert len(parts) == 4 and all(p["lag"] == 0 for p in parts.values())
     assert status["consumer_lag_total"] == 0
+    assert status["models"]["cxr-nodule"]["reference"] is None  # collected, not yet tested
+    assert status["open_alerts"] == []
