@@ -64,9 +64,10 @@ def publish(options: KafkaOptions, topic: str, n: int) -> int:
     return size // n
 
 
-def bare_consumer(options: KafkaOptions, topic: str, n: int) -> float:
-    consumer = KafkaConsumer(bootstrap_servers=options.bootstrap, enable_auto_commit=False,
-                             max_poll_records=500)  # fmt: skip
+def bare_consumer(bootstrap: str, topic: str, n: int, max_poll_records: int = 500) -> float:
+    """The limit: kafka-python alone, reading and decoding the topic (no group, no writes)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                             max_poll_records=max_poll_records)  # fmt: skip
     parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
     consumer.assign(parts)
     consumer.seek_to_beginning(*parts)
@@ -131,7 +132,7 @@ def main() -> None:
             with db.connect(state.database_url, autocommit=True) as conn:
                 conn.execute(f'CREATE DATABASE "{url.rsplit("/", 1)[1]}"')
             db.migrate(url)
-            bare = bare_consumer(options, topic, args.events)
+            bare = bare_consumer(options.bootstrap, topic, args.events)
             ours = radwatch_collect(options, url, topic, args.events, data_dir)
             rows.append((bare, ours))
             print(f"run {repeat + 1}: bare {bare:,.0f}/s, radwatch {ours:,.0f}/s, "

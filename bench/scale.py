@@ -30,13 +30,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
-from kafka import KafkaConsumer, TopicPartition
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from collectors.kafka_io import KafkaOptions, ensure_topics, make_producer  # noqa: E402
 from monitor import db, services  # noqa: E402
+
+sys.path.insert(0, str(REPO / "bench"))
+from ingest import bare_consumer  # noqa: E402  (the same limit as bench/ingest.py)
 
 PSEUDONYM_KEY = "bench-key-0123456789abcdef0123456789abcdef"
 # The real CLI, with kafka-python's assignment log line turned up (the CLI quiets "kafka"),
@@ -152,25 +154,6 @@ def publish(bootstrap: str, topic: str, n: int, dim: int) -> int:
     return size // n
 
 
-def bare_consumer(bootstrap: str, topic: str, n: int) -> float:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                             max_poll_records=1000)  # fmt: skip
-    parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
-    consumer.assign(parts)
-    consumer.seek_to_beginning(*parts)
-    seen, first, first_n = 0, 0.0, 0
-    while seen < n:
-        for records in consumer.poll(timeout_ms=500).values():
-            for record in records:
-                json.loads(record.value)  # a consumer that does anything at all decodes
-            seen += len(records)
-        if not first and seen:
-            first, first_n = time.perf_counter(), seen
-    elapsed = time.perf_counter() - first
-    consumer.close()
-    return (n - first_n) / elapsed
-
-
 def settle(procs: list[Worker], topic: str, timeout: float = 240) -> None:
     """Wait until every worker holds partitions of `topic` and together they hold all 4."""
     deadline = time.monotonic() + timeout
@@ -227,7 +210,7 @@ def main() -> None:
     try:
         topics = stack.topics(f"bare.{uuid.uuid4().hex[:6]}")
         size = publish(stack.bootstrap, topics["inference"], args.events, args.embedding_dim)
-        bare = bare_consumer(stack.bootstrap, topics["inference"], args.events)
+        bare = bare_consumer(stack.bootstrap, topics["inference"], args.events, 1000)
         print(f"bare consumer: {bare:,.0f}/s", file=sys.stderr)
         results = {}
         for k in args.workers:
