@@ -101,4 +101,8 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     # LAST step (issue 8): seal, verify and export the demo's own audit trail (audit.ndjson).
     from monitor.commands.audit_cmd import demo_step
 
-    return demo_step(settings, endpoints.database_url, args.out)
+    verdict = demo_step(settings, endpoints.database_url, args.out)
+    if endpoints.embedded:
+        print("the embedded broker and PostgreSQL keep running for a look around "
+              "(`radwatch status`, `radwatch alerts list`); `radwatch services down` stops them")  # fmt: skip
+    return verdict
