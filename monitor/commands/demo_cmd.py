@@ -67,6 +67,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from monitor.runtime import kafka_options, resolve_endpoints
     from monitor.status import database_counts
 
+    embedded = settings.kafka_bootstrap is None or settings.database_url is None
     settings, endpoints = _isolated_run(settings, resolve_endpoints)
     print(f"services: broker {endpoints.bootstrap}, PostgreSQL {endpoints.database_url}")
     producer = make_producer(kafka_options(settings, endpoints, client_id="radwatch-demo"))
@@ -102,7 +103,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from monitor.commands.audit_cmd import demo_step
 
     verdict = demo_step(settings, endpoints.database_url, args.out)
-    if endpoints.embedded:
+    if embedded:
         print("the embedded broker and PostgreSQL keep running for a look around "
               "(`radwatch status`, `radwatch alerts list`); `radwatch services down` stops them")  # fmt: skip
     return verdict
