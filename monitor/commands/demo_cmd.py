@@ -104,6 +104,8 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
     verdict = demo_step(settings, endpoints.database_url, args.out)
     if embedded:
-        print("the embedded broker and PostgreSQL keep running for a look around "
-              "(`radwatch status`, `radwatch alerts list`); `radwatch services down` stops them")  # fmt: skip
+        # This run's database is its own (see _isolated_run): name it for the follow-up commands.
+        print("the embedded broker and PostgreSQL keep running for a look around: "
+              f"RADWATCH_DATABASE_URL={endpoints.database_url} radwatch alerts list; "
+              "`radwatch services down` stops them")  # fmt: skip
     return verdict
