@@ -11,10 +11,10 @@ import io
 import numpy as np
 import pydicom
 import pytest
+from dicom_objects import secondary_capture
 from pydicom.data import get_testdata_file
-from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
-from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage
+from pydicom.uid import ExplicitVRLittleEndian
 
 from collectors.dicom_reader import (
     DecodeError,
@@ -209,38 +209,18 @@ def test_not_dicom_at_all() -> None:
     assert _reason(b"hello, this is not a DICOM file" * 10) == Reason.DICOM_INVALID
 
 
-def _secondary_capture(rows: int, columns: int, pixel_bytes: bytes, syntax: str) -> bytes:
-    ds = Dataset()
-    ds.SOPClassUID = SecondaryCaptureImageStorage
-    ds.SOPInstanceUID = "2.25.1"
-    ds.Modality = "OT"
-    ds.Rows, ds.Columns = rows, columns
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
-    ds.PixelData = pixel_bytes
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = syntax
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    if syntax != ExplicitVRLittleEndian:
-        ds["PixelData"].VR = "OB"
-    buffer = io.BytesIO()
-    pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
-    return buffer.getvalue()
-
-
 def test_unsupported_transfer_syntax() -> None:
     # MPEG-2 Main Profile (PS3.5 §8.2.5): a video syntax no pixel plugin decodes.
-    raw = _secondary_capture(8, 8, encapsulate([b"\x00" * 64]), "1.2.840.10008.1.2.4.100")
+    raw = secondary_capture(8, 8, encapsulate([b"\x00" * 64]), "1.2.840.10008.1.2.4.100")
     assert _reason(raw) == Reason.DICOM_UNSUPPORTED_SYNTAX
 
 
 def test_absurd_and_zero_dimensions() -> None:
-    absurd = _secondary_capture(60000, 60000, b"\x00" * 64, ExplicitVRLittleEndian)
+    absurd = secondary_capture(60000, 60000, b"\x00" * 64, ExplicitVRLittleEndian)
     assert _reason(absurd) == Reason.DICOM_BAD_DIMENSIONS
-    zero = _secondary_capture(0, 16, b"\x00" * 16, ExplicitVRLittleEndian)
+    zero = secondary_capture(0, 16, b"\x00" * 16, ExplicitVRLittleEndian)
     assert _reason(zero) == Reason.DICOM_BAD_DIMENSIONS
-    fine = _secondary_capture(64, 64, bytes(range(64)) * 64, ExplicitVRLittleEndian)
+    fine = secondary_capture(64, 64, bytes(range(64)) * 64, ExplicitVRLittleEndian)
     assert _reason(fine, max_pixels=1000) == Reason.DICOM_BAD_DIMENSIONS
     check_model_ready(read_dicom_bytes(fine, 32), 32)
 

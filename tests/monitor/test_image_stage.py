@@ -22,12 +22,12 @@ import psycopg
 import pydicom
 import pytest
 from conftest import REPO, produce, radwatch_cmd, run_radwatch, settings_env
+from dicom_objects import secondary_capture
 from pacs_servers import Orthanc, orthanc, stalling_server
 from prometheus_client import REGISTRY, generate_latest
 from pydicom.data import get_testdata_file
-from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
-from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage
+from pydicom.uid import ExplicitVRLittleEndian
 
 from collectors.hospital.study import dicom_bytes, plan_study, stored_pixels
 from monitor.commands.collect_cmd import build_collector
@@ -60,28 +60,6 @@ def inference(event_id: str, uri: str, *, study_uid: str | None = None, **extra)
 def generated_dicom(index: int = 0) -> bytes:
     plan = plan_study(3, index)
     return dicom_bytes(plan, stored_pixels(plan))
-
-
-def secondary_capture(rows: int, columns: int, pixel_data: bytes, syntax: str) -> bytes:
-    ds = Dataset()
-    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = SecondaryCaptureImageStorage, "2.25.7", "OT"
-    ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = (
-        rows,
-        columns,
-        1,
-        "MONOCHROME2",
-    )
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
-    ds.PixelData = pixel_data
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = syntax
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    if syntax != ExplicitVRLittleEndian:
-        ds["PixelData"].VR = "OB"
-    buffer = io.BytesIO()
-    pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
-    return buffer.getvalue()
 
 
 def wait_for(predicate, timeout: float, what: str) -> None:
@@ -149,8 +127,10 @@ def test_bad_images_are_dead_lettered_with_reason_codes(
         "truncated": generated_dicom()[:30000],
         "sr": Path(get_testdata_file("test-SR.dcm") or "").read_bytes(),
         "rtplan": Path(get_testdata_file("rtplan.dcm") or "").read_bytes(),
-        "mpeg2": secondary_capture(8, 8, encapsulate([b"\x00" * 64]), "1.2.840.10008.1.2.4.100"),
-        "absurd": secondary_capture(60000, 60000, b"\x00" * 64, ExplicitVRLittleEndian),
+        "mpeg2": secondary_capture(
+            8, 8, encapsulate([b"\x00" * 64]), "1.2.840.10008.1.2.4.100", "2.25.7"
+        ),
+        "absurd": secondary_capture(60000, 60000, b"\x00" * 64, ExplicitVRLittleEndian, "2.25.7"),
         "good": generated_dicom(1),
     }
     uris = {}
