@@ -1,21 +1,30 @@
 """Detection power per scenario of the synthetic hospital, radwatch beside its peers.
 
-For each scenario (collectors.hospital.scenarios) at medium severity (0.5): a reference of
-N_REF studies before the onset, then a pool of post-onset studies; windows of 50/100/200
-are drawn (seeded) from the pool and from a no-shift stream ('none'), so power and the
-false-alarm rate are measured on the same windows for every method:
-- radwatch: the fitted suite (MMD on the model's embedding, KS on scores and numeric
-  DICOM, Chi-square + never-seen values on categorical DICOM, all strata, BH at α = 0.05);
-- Evidently DataDriftPreset on the same scalar features (dataset drift at its default
-  drift share 0.5);
-- alibi-detect MMDDrift on raw pixels downsampled to 32×32 (no other reduction);
-- KS on the model's score alone.
-And the median delay (studies after onset) of radwatch's online detector (CVMDriftOnline,
-ERT 500 here for speed).
+Every scenario (collectors.hospital.scenarios) at medium severity (0.5). The reference is
+hospital seed 0's first --ref studies with no shift; each seeded run (hospital seeds 1..
+--seeds) starts the scenario at its first study, and the first w studies after the onset
+form the window judged at size w (w = 50, 100, 200, 500). The studies go through the
+collector's path in memory (monitor.simulated_rows). For each method the table gives the
+share of runs flagged; the "none" rows are the same methods on no-shift runs, i.e. each
+method's false-alarm rate at its nominal level (α = 0.05 everywhere):
 
-The hospital renders and scores every image (~0.1–0.2 s a study on the shared 2-core CI
-box), so studies are cached under --cache. Run: python bench/detection.py
-[--scenarios inversion_bug,new_vendor] [--ref 400] [--pool 400] [--draws 20]
+- radwatch: the fitted suite over every stratum (MMD on both embeddings, KS on scores,
+  image-quality and numeric DICOM features, Chi-square + never-seen values on categorical
+  DICOM attributes and the model's calls), weighted BH at α = 0.05, localised as the
+  scheduler does; "radwatch (right place)" counts only firings in a stratum, signal and
+  leading feature the scenario names (tests/monitor/test_drift_power.py's rule);
+- Evidently DataDriftPreset on the same scalar features (dataset drift when ≥ 50% of the
+  columns drift, its default);
+- alibi-detect MMDDrift on raw pixels (stored values ÷ bit range, 32×32 area-downsampled,
+  no other reduction), 100 permutations;
+- KS on the model's score alone.
+
+Then the median delay (studies after the onset until it fires) of radwatch's online
+detector (CVMDriftOnline on the score and the embedding's first principal component,
+expected run time --ert) over the seeded runs, with how many runs it fired within the
+stream, and the no-shift runs' firings for comparison.
+
+Run: python bench/detection.py [--seeds 20] [--ref 1000] [--ert 2000] [--workers 2]
 """
 
 from __future__ import annotations
@@ -26,153 +35,191 @@ import pickle
 import sys
 import time
 import warnings
-from pathlib import Path
+from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 
 import numpy as np
-import torch
 
 os.environ.setdefault("DO_NOT_TRACK", "1")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from collectors.dicom_tags import normalise_tags  # noqa: E402
+from collectors.hospital.fleet import SCANNERS  # noqa: E402
+from collectors.hospital.scenarios import SCENARIOS  # noqa: E402
 from detectors.alibi_backend import fit_suite  # noqa: E402
-from detectors.drift import Sample, SuiteConfig  # noqa: E402
-from detectors.results import Status  # noqa: E402
-from monitor.windows import CATEGORICAL_ATTRIBUTES, EventRow, to_sample  # noqa: E402
+from detectors.drift import ALL, Sample, SuiteConfig  # noqa: E402
+from monitor.detection import decide, top_features  # noqa: E402
+from monitor.simulated_rows import ScenarioStreams, SimulatedRow, rows_of  # noqa: E402
+from monitor.windows import CATEGORICAL_ATTRIBUTES, to_sample  # noqa: E402
 
-WINDOWS = (50, 100, 200)
+WINDOWS = (50, 100, 200, 500)
 ALPHA = 0.05
+METHODS = ("radwatch", "radwatch (right place)", "Evidently DataDriftPreset",
+           "alibi MMDDrift raw pixels", "KS on scores")  # fmt: skip
 
 
-def studies(scenario: str, n: int, onset: int, seed: int, cache: Path) -> list[dict]:
-    path = cache / f"{scenario}-{n}-{onset}-{seed}.pkl"
-    if path.exists():
-        return pickle.loads(path.read_bytes())
-    import pydicom
+def right_place(scenario_name: str) -> tuple[set[tuple[str, str]], str, set[str]]:
+    """The strata, signal and leading features the scenario should be reported with."""
+    sc = SCENARIOS[scenario_name]
+    where: set[tuple[str, str]] = set()
+    site, model = sc.stratum.get("site"), sc.stratum.get("ManufacturerModelName")
+    if site:
+        where.add(("site", site))
+    if model:
+        where |= {("scanner", f"{s.manufacturer} {s.model}") for s in SCANNERS
+                  if s.model == model and (site is None or s.site == site)}  # fmt: skip
+    if sc.attributes:
+        return where or {ALL}, "acquisition", set(sc.attributes)
+    return where or {ALL}, "scores", {"nodule", "call:nodule"}
 
-    from collectors import simulator
 
-    out = []
-    for s in simulator.generate(n, seed=seed, scenario=scenario, onset=onset, severity=0.5,
-                                images_dir=cache / "images", label_share=0.0):  # fmt: skip
-        inf = s.inference
-        ds = pydicom.dcmread(inf["image"]["uri"].removeprefix("file://"))
-        px = torch.as_tensor(ds.pixel_array.astype(np.float32))[None, None]
-        px = torch.nn.functional.interpolate(px, size=(32, 32), mode="area")[0, 0].numpy()
-        out.append({"inference": inf, "pixels": px.reshape(-1) / float(2**ds.BitsStored)})
-    cache.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(pickle.dumps(out))
+def scalar_frame(sample: Sample):
+    import pandas as pd
+
+    return pd.DataFrame({f"{s}:{f}": v for s, fs in sample.scalars.items() for f, v in fs.items()})
+
+
+# -- worker side ------------------------------------------------------------------------------
+
+_STATE: dict = {}
+
+
+def _init(suite_blob: bytes, ref_items: list[SimulatedRow]) -> None:
+    import torch
+    from alibi_detect.cd import MMDDrift
+
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(1)
+    ref_sample = to_sample(rows_of(ref_items))
+    _STATE["suite"] = pickle.loads(suite_blob)
+    _STATE["frame"] = scalar_frame(ref_sample)
+    _STATE["scores"] = ref_sample.scalars["scores"]
+    pixels = np.stack([it.thumbnail.reshape(-1) for it in ref_items]).astype(np.float32)
+    _STATE["mmd"] = MMDDrift(pixels, backend="pytorch", n_permutations=100, device="cpu",
+                             p_val=ALPHA)  # fmt: skip
+
+
+def _radwatch(items: list[SimulatedRow], scenario: str, seed: int) -> tuple[bool, bool]:
+    _, decisions = decide(_STATE["suite"], rows_of(items), seed)
+    where, signal, features = right_place(scenario)
+    fired = [(k, v, s, rs) for k, v, s, fire, rs in decisions if fire]
+    right = any((k, v) in where and s == signal
+                and {f.feature for f in top_features(rs, 3)} & features
+                for k, v, s, rs in fired)  # fmt: skip
+    return bool(fired), right
+
+
+def _evidently(items: list[SimulatedRow]) -> bool:
+    from evidently import Report
+    from evidently.presets import DataDriftPreset
+
+    ref = _STATE["frame"]
+    cur = scalar_frame(to_sample(rows_of(items))).reindex(columns=ref.columns)
+    doc = Report([DataDriftPreset()]).run(current_data=cur, reference_data=ref).dict()
+    share = next(m["value"]["share"] for m in doc["metrics"]
+                 if m["metric_name"].startswith("DriftedColumnsCount"))  # fmt: skip
+    return bool(share >= 0.5)
+
+
+def _pixels(items: list[SimulatedRow], seed: int) -> bool:
+    import torch
+
+    torch.manual_seed(seed)
+    x = np.stack([it.thumbnail.reshape(-1) for it in items]).astype(np.float32)
+    return bool(_STATE["mmd"].predict(x)["data"]["is_drift"])
+
+
+def _ks_scores(items: list[SimulatedRow]) -> bool:
+    from scipy import stats
+
+    cur = to_sample(rows_of(items)).scalars["scores"]
+    ref = _STATE["scores"]
+    ps = [stats.ks_2samp(ref[k], cur[k]).pvalue for k in ref]
+    return bool(min(ps) * len(ps) < ALPHA)
+
+
+def judge(scenario: str, seed: int, items: list[SimulatedRow]) -> dict[str, list[bool]]:
+    out: dict[str, list[bool]] = defaultdict(list)
+    for w in WINDOWS:
+        part = items[:w]
+        fired, right = _radwatch(part, scenario, seed)
+        out["radwatch"].append(fired)
+        out["radwatch (right place)"].append(right)
+        out["Evidently DataDriftPreset"].append(_evidently(part))
+        out["alibi MMDDrift raw pixels"].append(_pixels(part, seed))
+        out["KS on scores"].append(_ks_scores(part))
     return out
 
 
-def to_rows(items: list[dict]) -> list[EventRow]:
-    rows = []
-    for i, it in enumerate(items):
-        inf = it["inference"]
-        tags = normalise_tags(inf.get("dicom", {}), lambda kind, v: "x")
-        rows.append(EventRow(inf["event_id"], inf["occurred_at"], f"study-{i}", inf.get("site"),
-                             None, tags, inf["prediction"]["scores"], inf.get("embedding"),
-                             None, None))  # fmt: skip
-    return rows
+def online_delay(online_blob: bytes, items: list[SimulatedRow]) -> int | None:
+    online = pickle.loads(online_blob)
+    for i, update in enumerate(online.update(to_sample(rows_of(items)))):
+        if update.fired:
+            return i + 1
+    return None
 
 
-def methods(ref_items: list[dict], suite) -> dict:
-    from alibi_detect.cd import MMDDrift
-    from evidently import Report
-    from evidently.presets import DataDriftPreset
-    from scipy import stats
-
-    ref_sample = to_sample(to_rows(ref_items))
-    scal = _scalar_frame(ref_sample)
-    ref_px = np.stack([it["pixels"] for it in ref_items]).astype(np.float32)
-    mmd_px = MMDDrift(ref_px, backend="pytorch", n_permutations=100, device="cpu")
-    ref_scores = ref_sample.scalars["scores"]
-
-    def radwatch(items: list[dict], seed: int) -> bool:
-        verdicts = suite.score(to_sample(to_rows(items)), seed=seed)
-        return any(r.status == Status.DRIFT for v in verdicts for r in v.results)
-
-    def evidently(items: list[dict], seed: int) -> bool:
-        cur = _scalar_frame(to_sample(to_rows(items)))[scal.columns]
-        d = Report([DataDriftPreset()]).run(current_data=cur, reference_data=scal).dict()
-        share = next(m["value"]["share"] for m in d["metrics"]
-                     if m["metric_name"].startswith("DriftedColumnsCount"))  # fmt: skip
-        return share >= 0.5
-
-    def pixels(items: list[dict], seed: int) -> bool:
-        torch.manual_seed(seed)
-        x = np.stack([it["pixels"] for it in items]).astype(np.float32)
-        return bool(mmd_px.predict(x)["data"]["is_drift"])
-
-    def ks_scores(items: list[dict], seed: int) -> bool:
-        cur = to_sample(to_rows(items)).scalars["scores"]
-        ps = [stats.ks_2samp(ref_scores[k], cur[k]).pvalue for k in ref_scores]
-        return min(ps) * len(ps) < ALPHA
-
-    return {"radwatch": radwatch, "Evidently DataDriftPreset": evidently,
-            "alibi MMD raw pixels": pixels, "KS on scores": ks_scores}  # fmt: skip
-
-
-def _scalar_frame(sample: Sample):
-    import pandas as pd
-
-    cols = {f"{s}:{f}": v for s, fs in sample.scalars.items() for f, v in fs.items()}
-    return pd.DataFrame(cols)
+# -- driver -----------------------------------------------------------------------------------
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--scenarios", default="inversion_bug,new_vendor,dose_change")
-    parser.add_argument("--ref", type=int, default=400)
-    parser.add_argument("--pool", type=int, default=400)
-    parser.add_argument("--draws", type=int, default=20)
-    parser.add_argument("--cache", type=Path, default=Path(".radwatch/bench-detection"))
+    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--ref", type=int, default=1000)
+    parser.add_argument("--ert", type=int, default=2000)
+    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
-    torch.set_num_threads(1)
-    n = args.ref + args.pool
+    names = args.scenarios.split(",")
+    seeds = list(range(1, args.seeds + 1))
+    n = max(WINDOWS)
     t0 = time.time()
-    base = studies("none", n, n, 1, args.cache)
-    ref_items, null_pool = base[: args.ref], base[args.ref :]
-    config = SuiteConfig(alpha=ALPHA, calibration_window=100, calibration_windows=10,
-                         min_window=20, online_ert=500, online_bootstraps=1500,
-                         online_window_sizes=(10, 30))  # fmt: skip
-    suite = fit_suite(to_sample(to_rows(ref_items)), config,
+    with ScenarioStreams(severity=0.5, workers=args.workers) as streams:
+        ref_items = streams.baseline([0], args.ref)[0]
+        runs = {name: streams.streams(name, seeds, n) for name in names}
+    t_render = time.time() - t0
+    config = SuiteConfig(online=True, online_ert=args.ert)
+    t1 = time.time()
+    suite = fit_suite(to_sample(rows_of(ref_items)), config,
                       categorical_attributes=CATEGORICAL_ATTRIBUTES)  # fmt: skip
-    ms = methods(ref_items, suite)
-    rng = np.random.default_rng(0)
-    print(f"reference {args.ref} studies, pool {args.pool}, {args.draws} windows per cell, "
-          f"α = {ALPHA}, severity 0.5")  # fmt: skip
-    header = "| scenario | method | " + " | ".join(f"w={w}" for w in WINDOWS) + " |"
-    print(header)
+    t_fit = time.time() - t1
+    online_blob = pickle.dumps(suite.online)
+    suite.online = None  # windows only in the power table
+    ctx = get_context("spawn")
+    with ProcessPoolExecutor(args.workers, mp_context=ctx, initializer=_init,
+                             initargs=(pickle.dumps(suite), ref_items)) as pool:  # fmt: skip
+        judged = {(name, seed): pool.submit(judge, name, seed, runs[name][seed])
+                  for name in names for seed in seeds}  # fmt: skip
+        delays = {(name, seed): pool.submit(online_delay, online_blob, runs[name][seed])
+                  for name in names for seed in seeds}  # fmt: skip
+        results = {k: f.result() for k, f in judged.items()}
+        delay = {k: f.result() for k, f in delays.items()}
+    print(f"reference: hospital seed 0, first {args.ref} studies; {len(seeds)} seeded runs per "
+          f"scenario (hospital seeds 1–{len(seeds)}), severity 0.5, α = {ALPHA}; "
+          f"share of runs flagged at window w (the first w studies after the onset)\n")  # fmt: skip
+    print("| scenario | method | " + " | ".join(f"w={w}" for w in WINDOWS) + " |")
     print("|---|---|" + "---:|" * len(WINDOWS))
-    pools = {"none (false-alarm rate)": null_pool}
-    for name in args.scenarios.split(","):
-        # Same hospital and seed as the reference; the scenario starts at the pool.
-        items = studies(name, n, args.ref, 1, args.cache)
-        pools[name] = items[args.ref :]
-    delays: dict[str, float] = {}
-    for name, pool in pools.items():
-        for label, fn in ms.items():
-            cells = []
-            for w in WINDOWS:
-                hits = 0
-                for k in range(args.draws):
-                    idx = np.sort(rng.choice(len(pool), size=min(w, len(pool)), replace=False))
-                    hits += fn([pool[i] for i in idx], k)
-                cells.append(f"{hits / args.draws:.2f}")
-            print(f"| {name} | {label} | " + " | ".join(cells) + " |", flush=True)
-        if suite.online is not None and not name.startswith("none"):
-            online = pickle.loads(pickle.dumps(suite.online))
-            ups = online.update(to_sample(to_rows(pool)))
-            fired = [i for i, u in enumerate(ups) if u.fired]
-            delays[name] = float(fired[0]) if fired else float("nan")
-    print()
-    print("| scenario | online CVM delay (studies after onset, ERT 500) |")
-    print("|---|---:|")
-    for name, d in delays.items():
-        print(f"| {name} | {'not within pool' if d != d else int(d)} |")
-    print(f"\n(total {time.time() - t0:.0f} s)")
+    for name in names:
+        for method in METHODS:
+            if name == "none" and method == "radwatch (right place)":
+                continue
+            cells = [np.mean([results[(name, s)][method][i] for s in seeds])
+                     for i in range(len(WINDOWS))]  # fmt: skip
+            label = "none (false alarms)" if name == "none" else name
+            print(f"| {label} | {method} | " + " | ".join(f"{c:.2f}" for c in cells) + " |")
+    print(f"\nonline detector (CVMDriftOnline, ERT {args.ert}, windows "
+          f"{list(config.online_window_sizes)}), {n} studies after the onset per run:\n")  # fmt: skip
+    print("| scenario | fired within the run | median delay (studies) |")
+    print("|---|---:|---:|")
+    for name in names:
+        ds = [delay[(name, s)] for s in seeds]
+        fired = [d for d in ds if d is not None]
+        med = f"{int(np.median(fired))}" if fired else "–"
+        label = "none (false alarms)" if name == "none" else name
+        print(f"| {label} | {len(fired)}/{len(seeds)} | {med} |")
+    print(f"\n(render {t_render:.0f} s, fit {t_fit:.0f} s, total {time.time() - t0:.0f} s, "
+          f"{args.workers} workers)")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from __future__ import annotations
 import heapq
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -29,7 +29,10 @@ MODEL = {"name": deployed.MODEL_NAME, "version": deployed.MODEL_VERSION}
 DEFAULT_IMAGES_DIR = Path(".radwatch") / "images"
 _CHUNK = 32  # studies per model batch
 
-__all__ = ["MODEL", "SCENARIOS", "SITES", "START", "SimulatedStudy", "generate", "publish"]
+__all__ = [
+    "MODEL", "SCENARIOS", "SITES", "START", "SimulatedStudy", "generate", "publish",
+    "scan_and_score", "study_event",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -101,22 +104,34 @@ def generate(
             )  # fmt: skip
             for i in chunk
         ]
-        stored = [stored_pixels(p) for p in plans]
-        inputs = np.stack(
-            [
-                deployed.service_input(s, p.scanner.bits_stored)
-                for s, p in zip(stored, plans, strict=True)
-            ]
-        )
-        scores, embeddings = model.predict(inputs)
-        for plan, pixels, score, emb in zip(plans, stored, scores, embeddings, strict=True):
+        for plan, pixels, score, emb in zip(plans, *scan_and_score(plans, model), strict=True):
             path = folder / f"{plan.index:07d}.dcm"
             path.write_bytes(dicom_bytes(plan, pixels))
-            yield _study(plan, path, float(score), emb, include_tags, pixels.shape)
+            yield study_event(
+                plan, path.as_uri(), float(score), emb, include_tags, pixels.shape, path
+            )
 
 
-def _study(plan: StudyPlan, path: Path, score: float, embedding: np.ndarray,
-           include_tags: bool, shape: tuple[int, ...]) -> SimulatedStudy:  # fmt: skip
+def scan_and_score(
+    plans: Sequence[StudyPlan], model: deployed.DeployedModel
+) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """What the scanners store for `plans` and what the deployed model answers on them:
+    (stored pixels per study, scores [N], penultimate embeddings [N, D])."""
+    stored = [stored_pixels(p) for p in plans]
+    inputs = np.stack(
+        [
+            deployed.service_input(s, p.scanner.bits_stored)
+            for s, p in zip(stored, plans, strict=True)
+        ]
+    )
+    scores, embeddings = model.predict(inputs)
+    return stored, scores, embeddings
+
+
+def study_event(plan: StudyPlan, uri: str, score: float, embedding: np.ndarray,
+                include_tags: bool, shape: tuple[int, ...],
+                image_path: Path | None = None) -> SimulatedStudy:  # fmt: skip
+    """The inference event (and the label, if the study is read) an inference service sends."""
     inference: dict = {
         "schema": "radwatch.inference.v1",
         "event_id": plan.event_id,
@@ -130,7 +145,7 @@ def _study(plan: StudyPlan, path: Path, score: float, embedding: np.ndarray,
             "accession": f"SIMACC{plan.seed}{plan.index:07d}",
             "patient_id": f"SIMPAT{plan.patient_number}",
         },  # fmt: skip
-        "image": {"uri": path.as_uri()},
+        "image": {"uri": uri},
         # Rounded: the wire carries 6 significant digits, enough for any drift test.
         "embedding": [float(f"{v:.6g}") for v in embedding],
         "prediction": {
@@ -152,7 +167,7 @@ def _study(plan: StudyPlan, path: Path, score: float, embedding: np.ndarray,
             "labels": {"nodule": int(plan.positive)},
             "source": "radiologist-report",
         }
-    return SimulatedStudy(plan.study_uid.encode(), inference, label, path, plan)
+    return SimulatedStudy(plan.study_uid.encode(), inference, label, image_path, plan)
 
 
 def publish(

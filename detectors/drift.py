@@ -79,6 +79,9 @@ class SuiteConfig:
 
     alpha: float = 0.05
     correction: str = "bh"
+    # Share of the window's multiple-testing weight held by the whole-model tests; the
+    # strata share the rest (see family_weights).
+    whole_model_share: float = 0.5
     min_window: int = 30  # per stratum: fewer events → insufficient_data
     min_reference: int = 50  # per stratum reference
     mmd_max_reference: int = 1000
@@ -193,7 +196,11 @@ class DetectorSuite:
                 except InsufficientDataError as exc:
                     results.append(_insufficient(d.name, d.signal, len(part), str(exc)))
             raw.append((key, len(part), results))
-        adjusted = adjust_window([r for _, _, rs in raw for r in rs], self.config)
+        adjusted = adjust_window(
+            [r for _, _, rs in raw for r in rs],
+            self.config,
+            family_weights([(key, rs) for key, _, rs in raw], self.config),
+        )
         out, pos = [], 0
         nulls = self.calibration.nulls if self.calibration else {}
         for (kind, value), n, rs in raw:
@@ -203,17 +210,60 @@ class DetectorSuite:
         return out
 
 
-def adjust_window(results: Sequence[DriftResult], config: SuiteConfig) -> list[DriftResult]:
+def _tested(r: DriftResult) -> list[float]:
+    """The p-values a result puts in the window's family: one per feature, or its own."""
+    if r.status not in (Status.OK, Status.DRIFT):
+        return []
+    return [f.p_value for f in r.features] if r.features else [r.p_value]
+
+
+def family_weights(
+    strata: Sequence[tuple[tuple[str, str], Sequence[DriftResult]]], config: SuiteConfig
+) -> list[float]:
+    """Weights for the window's p-values, in `adjust_window`'s order (weighted BH).
+
+    Hierarchical and equal at each level: the whole-model stratum holds
+    `whole_model_share` of the weight and the other strata share the rest equally; inside a
+    stratum each signal gets an equal part, inside a signal each test, inside a test each
+    feature. Without it a window's ~700 p-values (16 strata × ~45 features) put a lone
+    whole-model signal — the model's scores after a prevalence change — under a threshold
+    of α/700, and the question a QA team asks first ("has the model's output moved?")
+    would be the one answered least often. Subgroup findings are strong when they are real
+    (a never-seen value, a shifted scanner), so halving their weight costs little power.
+    """
+    tested = [(key, [r for r in rs if _tested(r)]) for key, rs in strata]
+    tested = [(key, rs) for key, rs in tested if rs]
+    others = sum(1 for key, _ in tested if key != ALL)
+    has_whole = any(key == ALL for key, _ in tested)
+    weights: list[float] = []
+    for key, rs in tested:
+        if key == ALL:
+            share = config.whole_model_share if others else 1.0
+        else:
+            share = (1.0 - config.whole_model_share if has_whole else 1.0) / others
+        signals: dict[str, list[DriftResult]] = {}
+        for r in rs:
+            signals.setdefault(r.signal, []).append(r)
+        for r in rs:
+            per_test = share / len(signals) / len(signals[r.signal])
+            ps = _tested(r)
+            weights += [per_test / len(ps)] * len(ps)
+    return weights
+
+
+def adjust_window(
+    results: Sequence[DriftResult], config: SuiteConfig, weights: Sequence[float] | None = None
+) -> list[DriftResult]:
     """One multiple-testing family per window: every feature p-value of every test.
 
     A detector's adjusted p is the smallest adjusted p of its features (or its own, for
     single-statistic tests such as MMD); its status becomes DRIFT when that is below α.
+    `weights` (one per p-value, see family_weights) make it a weighted procedure.
     """
     flat: list[float] = []
     for r in results:
-        if r.status in (Status.OK, Status.DRIFT):
-            flat += [f.p_value for f in r.features] if r.features else [r.p_value]
-    adj = adjust(flat, config.correction)
+        flat += _tested(r)
+    adj = adjust(flat, config.correction, weights)
     out, pos = [], 0
     for r in results:
         if r.status not in (Status.OK, Status.DRIFT):

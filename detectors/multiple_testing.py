@@ -14,12 +14,34 @@ import numpy as np
 METHODS = ("bh", "bonferroni", "none")
 
 
-def benjamini_hochberg(p_values: Sequence[float]) -> list[float]:
+def _weighted(p_values: Sequence[float], weights: Sequence[float] | None) -> np.ndarray:
+    """p / w with the finite entries' weights rescaled to mean 1 (w = 1 when none are given).
+
+    Weighted procedures (Genovese, Roeder & Wasserman 2006, Biometrika 93:509) keep their
+    error control when the weights average one: a test given weight 4 is held to a threshold
+    four times looser, paid for by the tests given less.
+    """
+    p = np.asarray(p_values, dtype=float)
+    if weights is None:
+        return p
+    w = np.asarray(weights, dtype=float)
+    if w.shape != p.shape or not np.all(np.isfinite(w)) or np.any(w <= 0):
+        raise ValueError("weights must be positive, finite and one per p-value")
+    ok = np.isfinite(p)
+    if ok.any():
+        w = w / w[ok].mean()
+    return p / w
+
+
+def benjamini_hochberg(
+    p_values: Sequence[float], weights: Sequence[float] | None = None
+) -> list[float]:
     """BH step-up adjusted p-values (Benjamini & Hochberg 1995, JRSS-B 57:289).
 
     adj_(i) = min_{j >= i} min(1, m p_(j) / j). NaN inputs stay NaN and are not counted in m.
+    With `weights`, the weighted BH of Genovese et al. (2006): the same on p / w.
     """
-    p = np.asarray(p_values, dtype=float)
+    p = _weighted(p_values, weights)
     out = np.full(p.shape, math.nan)
     ok = np.isfinite(p)
     m = int(ok.sum())
@@ -36,18 +58,20 @@ def benjamini_hochberg(p_values: Sequence[float]) -> list[float]:
     return out.tolist()
 
 
-def bonferroni(p_values: Sequence[float]) -> list[float]:
-    """Bonferroni: adj = min(1, m p); controls the family-wise error under any dependence."""
-    p = np.asarray(p_values, dtype=float)
+def bonferroni(p_values: Sequence[float], weights: Sequence[float] | None = None) -> list[float]:
+    """Bonferroni: adj = min(1, m p / w); controls the family-wise error under any dependence."""
+    p = _weighted(p_values, weights)
     m = int(np.isfinite(p).sum())
     return [math.nan if not math.isfinite(x) else min(1.0, x * m) for x in p.tolist()]
 
 
-def adjust(p_values: Sequence[float], method: str = "bh") -> list[float]:
+def adjust(
+    p_values: Sequence[float], method: str = "bh", weights: Sequence[float] | None = None
+) -> list[float]:
     if method == "bh":
-        return benjamini_hochberg(p_values)
+        return benjamini_hochberg(p_values, weights)
     if method == "bonferroni":
-        return bonferroni(p_values)
+        return bonferroni(p_values, weights)
     if method == "none":
         return [float(x) for x in p_values]
     raise ValueError(f"unknown multiple-testing method {method!r}; expected one of {METHODS}")

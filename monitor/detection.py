@@ -14,7 +14,7 @@ import logging
 import math
 import threading
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,7 +25,7 @@ from psycopg.types.json import Jsonb
 
 from detectors import categorical, changepoint
 from detectors.drift import ALL, DetectorSuite, Sample, StratumVerdict
-from detectors.results import DriftResult, Status
+from detectors.results import DriftResult, FeatureFinding, Status
 from monitor import alerts, audit, db, reference
 from monitor.windows import EventRow, WindowSpec, fetch_events, next_window, to_sample
 
@@ -246,8 +246,7 @@ class Scheduler:
     def _evaluate(self, conn: psycopg.Connection, model: str, info: reference.ReferenceInfo,
                   suite: DetectorSuite, seq: int, rows: tuple[EventRow, ...],
                   closed_by: str) -> WindowOutcome:  # fmt: skip
-        sample = to_sample(rows)
-        verdicts = suite.score(sample, seed=seq)
+        verdicts, window_decisions = decide(suite, rows, seq)
         start, end = rows[0].occurred_at, rows[-1].occurred_at
         whole = next((v for v in verdicts if (v.kind, v.value) == ALL), None)
         unified = whole.drift_score if whole else math.nan
@@ -270,10 +269,9 @@ class Scheduler:
                      AND occurred_at BETWEEN %s AND %s""",
                 (info.id, start, end),
             ).fetchone()[0]  # type: ignore[index]
-            decisions = localise(_decisions(verdicts), verdicts)
             if suite.online is not None:
-                decisions.append(("all", "all", ONLINE_SIGNAL, bool(online_fired), []))
-            for kind, value, signal, fire, results in decisions:
+                window_decisions.append(("all", "all", ONLINE_SIGNAL, bool(online_fired), []))
+            for kind, value, signal, fire, results in window_decisions:
                 if fire:
                     firing.append((kind, value, signal))
                 verdict = next(v for v in verdicts if (v.kind, v.value) == (kind, value)) \
@@ -409,9 +407,18 @@ def _series_name(results: list[DriftResult]) -> str:
     return f"{best.detector}:{top[0].feature}" if top else best.detector
 
 
-def _decisions(
-    verdicts: list[StratumVerdict],
-) -> list[tuple[str, str, str, bool, list[DriftResult]]]:
+Decision = tuple[str, str, str, bool, list[DriftResult]]  # kind, value, signal, firing, tests
+
+
+def decide(
+    suite: DetectorSuite, rows: Sequence[EventRow], seq: int
+) -> tuple[list[StratumVerdict], list[Decision]]:
+    """One window's verdicts and its firing decisions per stratum × signal (pure)."""
+    verdicts = suite.score(to_sample(rows), seed=seq)
+    return verdicts, localise(decisions(verdicts), verdicts)
+
+
+def decisions(verdicts: list[StratumVerdict]) -> list[Decision]:
     """(kind, value, signal, firing, results) for each stratum × signal that was tested.
 
     A signal whose tests all lacked data neither fires nor counts as quiet.
@@ -468,14 +475,10 @@ def _alert_details(kind: str, value: str, signal: str, results: list[DriftResult
                    verdict: StratumVerdict | None, info: reference.ReferenceInfo,
                    start: datetime, end: datetime, top_k: int) -> dict[str, Any]:  # fmt: skip
     """What the QA team reads: what moved, where, how much, examples."""
-    features = sorted(
-        (f for r in results for f in r.features),
-        key=lambda f: (f.adjusted_p if f.adjusted_p is not None else 1.0, -abs(f.effect_size)),
-    )[:top_k]
     top = [{"feature": f.feature, "test": f.test, "reference": f.reference,
             "current": f.current, "p_value": f.p_value, "adjusted_p": f.adjusted_p,
             "effect_size": f.effect_size, "new_values": list(f.new_values),
-            "summary": _summary(f)} for f in features]  # fmt: skip
+            "summary": _summary(f)} for f in top_features(results, top_k)]  # fmt: skip
     atypical: list[str] = []
     for r in sorted(results, key=lambda r: r.adjusted_p if r.adjusted_p is not None else 1):
         atypical += [i for i in r.atypical_ids if i not in atypical]
@@ -494,6 +497,14 @@ def _alert_details(kind: str, value: str, signal: str, results: list[DriftResult
         "reference_id": info.id, "reference_hash": info.content_hash,
         "detector_fingerprint": info.detector_fingerprint,
     })  # fmt: skip
+
+
+def top_features(results: Sequence[DriftResult], k: int) -> list[FeatureFinding]:
+    """The features an alert leads with: smallest adjusted p, then largest effect."""
+    return sorted(
+        (f for r in results for f in r.features),
+        key=lambda f: (f.adjusted_p if f.adjusted_p is not None else 1.0, -abs(f.effect_size)),
+    )[:k]
 
 
 def _summary(f: Any) -> str:

@@ -19,8 +19,12 @@ import psycopg
 from collectors.dicom_tags import CATEGORICAL, NUMERIC
 from detectors.drift import Sample
 
-# DICOM attributes tested as categories; PatientSex is a stratum and a category.
-CATEGORICAL_ATTRIBUTES = tuple(CATEGORICAL)
+# DICOM attributes tested as categories; PatientSex and AgeBand (the normalised PatientAge)
+# are strata and categories, so a never-seen age band (children at an adult service) is a
+# finding of its own.
+CATEGORICAL_ATTRIBUTES = tuple(CATEGORICAL) + ("AgeBand",)
+# The model's call per score (score ≥ its threshold) is tested as a category "call:<score>".
+CALL_PREFIX = "call:"
 NUMERIC_ATTRIBUTES = tuple(NUMERIC) + ("PixelSpacing",)
 
 
@@ -42,6 +46,7 @@ class EventRow:
     embedding: list[float] | None
     image_vector: list[float] | None
     image_features: dict[str, Any] | None
+    thresholds: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -82,7 +87,7 @@ def fetch_events(
         SELECT i.event_id, i.occurred_at, i.study_pseudo, i.site, i.model_version, i.dicom,
                i.scores, i.embedding,
                {"e.vector" if emb else "NULL::real[]"},
-               {"f.features" if feats else "NULL::jsonb"}
+               {"f.features" if feats else "NULL::jsonb"}, i.thresholds
         FROM inferences i
         {"LEFT JOIN embeddings e ON e.image_ref = i.image_ref AND e.embedder_fingerprint = %(embedder)s" if emb else ""}
         {"LEFT JOIN image_features f ON f.image_ref = i.image_ref" if feats else ""}
@@ -171,12 +176,35 @@ def to_sample(rows: Sequence[EventRow]) -> Sample:
         col = [(r.dicom or {}).get(attr) for r in rows]
         if any(v is not None for v in col):
             categories[attr] = np.array(col, dtype=object)
+    for name, column in _calls(rows).items():
+        categories[CALL_PREFIX + name] = column
     strata_rows = [stratum_values(r) for r in rows]
     strata = {
         kind: np.array([s[kind] for s in strata_rows], dtype=object)
         for kind in ("site", "scanner", "view", "sex", "age_band")
     }
     return Sample(tuple(r.study for r in rows), vectors, scalars, categories, strata)
+
+
+def _calls(rows: Sequence[EventRow]) -> dict[str, np.ndarray]:
+    """'positive' / 'negative' per score that has a threshold (None where either is missing).
+
+    The positive-call rate is what a prevalence change or a miscalibrated update moves
+    first, and a two-proportion test sees it with far fewer studies than KS on the scores.
+    """
+    names = sorted({k for r in rows for k in (r.thresholds or {}) if k in (r.scores or {})})
+    out = {}
+    for name in names:
+        col: list[str | None] = []
+        for r in rows:
+            score: Any = (r.scores or {}).get(name)
+            threshold: Any = (r.thresholds or {}).get(name)
+            if _is_number(score) and _is_number(threshold):
+                col.append("positive" if float(score) >= float(threshold) else "negative")
+            else:
+                col.append(None)
+        out[name] = np.array(col, dtype=object)
+    return out
 
 
 def _numeric_columns(dicts: Sequence[dict[str, Any]]) -> dict[str, np.ndarray]:
