@@ -102,3 +102,21 @@ def test_alert_rule_opens_after_two_and_resolves_after_three_quiet():
     assert actions == [None, None, None, "open", None, None, None, "resolve"]
     _, action = step(Streak(), firing=True, immediate=True, active=False, policy=policy)
     assert action == "open"
+
+
+def test_scalar_ks_frozen_before_the_vectorised_ks_still_scores():
+    """References pickled with (alibi KSDrift, sorted values) pairs load and score alike."""
+    import pickle
+
+    from detectors.alibi_backend import ScalarKS
+    from detectors.drift import Sample
+
+    rng = np.random.default_rng(3)
+    ref = Sample(ids=tuple(map(str, range(300))), scalars={"scores": {"s": rng.normal(size=300)}})
+    win = Sample(ids=tuple(map(str, range(100))), scalars={"scores": {"s": rng.normal(size=100)}})
+    new = ScalarKS("scores").fit(ref)
+    old = ScalarKS("scores")
+    old.__dict__.update(signal="scores", name="ks:scores",
+                        features={"s": ("an alibi KSDrift", new.features["s"])})  # fmt: skip
+    revived = pickle.loads(pickle.dumps(old))
+    assert revived.score(win).p_value == new.score(win).p_value
