@@ -12,7 +12,8 @@ method's false-alarm rate at its nominal level (α = 0.05 everywhere):
   image-quality and numeric DICOM features, Chi-square + never-seen values on categorical
   DICOM attributes and the model's calls), weighted BH at α = 0.05, localised as the
   scheduler does; "radwatch (right place)" counts only firings in a stratum, signal and
-  leading feature the scenario names (tests/monitor/test_drift_power.py's rule);
+  leading feature the scenario names (monitor.simulated_rows.expected_finding, the rule
+  of tests/monitor/test_drift_power.py);
 - Evidently DataDriftPreset on the same scalar features (dataset drift when ≥ 50% of the
   columns drift, its default), on the first --evidently-seeds runs (~5 s a report);
 - alibi-detect MMDDrift on raw pixels (stored values ÷ bit range, 32×32 area-downsampled,
@@ -45,33 +46,22 @@ import numpy as np
 os.environ.setdefault("DO_NOT_TRACK", "1")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from collectors.hospital.fleet import SCANNERS  # noqa: E402
 from collectors.hospital.scenarios import SCENARIOS  # noqa: E402
 from detectors.alibi_backend import fit_suite  # noqa: E402
-from detectors.drift import ALL, Sample, SuiteConfig  # noqa: E402
+from detectors.drift import Sample, SuiteConfig  # noqa: E402
 from monitor.detection import decide, top_features  # noqa: E402
-from monitor.simulated_rows import ScenarioStreams, SimulatedRow, rows_of  # noqa: E402
+from monitor.simulated_rows import (  # noqa: E402
+    ScenarioStreams,
+    SimulatedRow,
+    expected_finding,
+    rows_of,
+)
 from monitor.windows import CATEGORICAL_ATTRIBUTES, to_sample  # noqa: E402
 
 WINDOWS = (50, 100, 200, 500)
 ALPHA = 0.05
 METHODS = ("radwatch", "radwatch (right place)", "Evidently DataDriftPreset",
            "alibi MMDDrift raw pixels", "KS on scores")  # fmt: skip
-
-
-def right_place(scenario_name: str) -> tuple[set[tuple[str, str]], str, set[str]]:
-    """The strata, signal and leading features the scenario should be reported with."""
-    sc = SCENARIOS[scenario_name]
-    where: set[tuple[str, str]] = set()
-    site, model = sc.stratum.get("site"), sc.stratum.get("ManufacturerModelName")
-    if site:
-        where.add(("site", site))
-    if model:
-        where |= {("scanner", f"{s.manufacturer} {s.model}") for s in SCANNERS
-                  if s.model == model and (site is None or s.site == site)}  # fmt: skip
-    if sc.attributes:
-        return where or {ALL}, "acquisition", set(sc.attributes)
-    return where or {ALL}, "scores", {"nodule", "call:nodule"}
 
 
 def scalar_frame(sample: Sample):
@@ -102,10 +92,10 @@ def _init(suite_blob: bytes, ref_items: list[SimulatedRow]) -> None:
 
 def _radwatch(items: list[SimulatedRow], scenario: str, seed: int) -> tuple[bool, bool]:
     _, decisions = decide(_STATE["suite"], rows_of(items), seed)
-    where, signal, features = right_place(scenario)
+    want = expected_finding(scenario)
     fired = [(k, v, s, rs) for k, v, s, fire, rs in decisions if fire]
-    right = any((k, v) in where and s == signal
-                and {f.feature for f in top_features(rs, 3)} & features
+    right = any((k, v) in want.strata and s == want.signal
+                and want.features & {f.feature for f in top_features(rs, 3)}
                 for k, v, s, rs in fired)  # fmt: skip
     return bool(fired), right
 
@@ -168,8 +158,12 @@ def online_delay(online_blob: bytes, items: list[SimulatedRow]) -> int | None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=12)
-    parser.add_argument("--evidently-seeds", type=int, default=6,
-                        help="Evidently's report takes ~5 s: judged on the first K runs only")
+    parser.add_argument(
+        "--evidently-seeds",
+        type=int,
+        default=6,
+        help="Evidently's report takes ~5 s: judged on the first K runs only",
+    )
     parser.add_argument("--ref", type=int, default=1000)
     parser.add_argument("--ert", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
@@ -226,8 +220,10 @@ def main() -> None:
         med = f"{int(np.median(fired))}" if fired else "–"
         label = "none (false alarms)" if name == "none" else name
         print(f"| {label} | {len(fired)}/{len(seeds)} | {med} |")
-    print(f"\n(render {t_render:.0f} s, fit {t_fit:.0f} s, total {time.time() - t0:.0f} s, "
-          f"{args.workers} workers)")
+    print(
+        f"\n(render {t_render:.0f} s, fit {t_fit:.0f} s, total {time.time() - t0:.0f} s, "
+        f"{args.workers} workers)"
+    )
 
 
 if __name__ == "__main__":

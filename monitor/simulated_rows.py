@@ -27,6 +27,8 @@ import numpy as np
 
 from collectors.dicom_reader import DEFAULT_SIZE, read_dicom_bytes
 from collectors.events import INFERENCE_SCHEMA, InferenceEvent, parse_record
+from collectors.hospital.fleet import SCANNERS
+from collectors.hospital.scenarios import scenario as scenario_named
 from collectors.hospital.study import StudyPlan, dicom_bytes, plan_study
 from collectors.pseudonym import Pseudonymiser
 from monitor.windows import EventRow
@@ -183,6 +185,33 @@ class ScenarioStreams:
             for i, r in zip(idx, rows, strict=True):
                 out[seed][i] = r
         return out
+
+
+@dataclass(frozen=True)
+class ExpectedFinding:
+    """How a scenario should look to detection: where, which signal, which features lead."""
+
+    strata: frozenset[tuple[str, str]]  # (kind, value), as monitor.windows names strata
+    signal: str
+    features: frozenset[str]
+
+
+def expected_finding(name: str) -> ExpectedFinding:
+    """Read from the scenario table (collectors.hospital.scenarios): the site and/or scanner
+    it names (the whole model when it names neither), the DICOM attributes it changes under
+    the "acquisition" signal, or, when it changes none (prevalence), the model's score."""
+    sc = scenario_named(name)
+    where: set[tuple[str, str]] = set()
+    site, model = sc.stratum.get("site"), sc.stratum.get("ManufacturerModelName")
+    if site:
+        where.add(("site", site))
+    if model:
+        where |= {("scanner", f"{s.manufacturer} {s.model}") for s in SCANNERS
+                  if s.model == model and (site is None or s.site == site)}  # fmt: skip
+    strata = frozenset(where or {("all", "all")})
+    if sc.attributes:
+        return ExpectedFinding(strata, "acquisition", frozenset(sc.attributes))
+    return ExpectedFinding(strata, "scores", frozenset({"nodule", "call:nodule"}))
 
 
 def rows_of(items: Sequence[SimulatedRow]) -> list[EventRow]:

@@ -15,7 +15,8 @@ Design (seeds, sizes and tolerances are stated, nothing is tuned per scenario):
   prevalence change, see below);
 - detected: the first window fires in a stratum the scenario touches, with the signal it
   moves, the expected attribute leading the alert's features (DICOM attributes for the
-  metadata scenarios; the nodule score or call for the prevalence change);
+  metadata scenarios; the nodule score or call for the prevalence change), as
+  monitor.simulated_rows.expected_finding reads them from the scenario table;
 - alert: after the second window an alert is open for such a stratum and signal;
 - required: ≥ 9 of 10 runs detected and alerted, for every scenario; no alert ever opens in
   a stratum that holds none of the studies the scenario changed; with no shift, no alert
@@ -41,13 +42,12 @@ from multiprocessing import get_context
 
 import pytest
 
-from collectors.hospital.fleet import SCANNERS
-from collectors.hospital.scenarios import SCENARIOS, Scenario
+from collectors.hospital.scenarios import SCENARIOS
 from detectors.alibi_backend import fit_suite
 from detectors.drift import ALL, DetectorSuite, SuiteConfig
 from monitor.alerts import AlertPolicy, Streak, step
 from monitor.detection import decide, top_features
-from monitor.simulated_rows import ScenarioStreams, SimulatedRow, rows_of
+from monitor.simulated_rows import ScenarioStreams, SimulatedRow, expected_finding, rows_of
 from monitor.windows import CATEGORICAL_ATTRIBUTES, stratum_values, to_sample
 
 SEVERITY = 0.5  # the scenarios' medium severity
@@ -60,23 +60,6 @@ CONFIG = SuiteConfig(online=False)
 SHIFTS = tuple(name for name in SCENARIOS if name != "none")
 
 Key = tuple[str, str, str]  # stratum kind, stratum value, signal
-
-
-def expected(scenario: Scenario) -> tuple[set[tuple[str, str]], str, set[str]]:
-    """Where (strata), which signal and which leading features the scenario should raise,
-    read from the scenario table itself (collectors.hospital.scenarios)."""
-    where: set[tuple[str, str]] = set()
-    site = scenario.stratum.get("site")
-    model = scenario.stratum.get("ManufacturerModelName")
-    if site:
-        where.add(("site", site))
-    if model:
-        where |= {("scanner", f"{s.manufacturer} {s.model}") for s in SCANNERS
-                  if s.model == model and (site is None or s.site == site)}  # fmt: skip
-    if scenario.attributes:
-        return where or {ALL}, "acquisition", set(scenario.attributes)
-    # No DICOM attribute changes (prevalence): the model's output is the signal.
-    return where or {ALL}, "scores", {"nodule", "call:nodule"}
 
 
 # -- worker side: one run = the windows of one seed, judged as the scheduler would ----------
@@ -144,22 +127,23 @@ def _size(name: str) -> int:
     return WINDOW_FOR.get(name, WINDOW)
 
 
-def _matches(hit: tuple[Key, tuple[str, ...]], scenario: Scenario) -> bool:
+def _matches(hit: tuple[Key, tuple[str, ...]], name: str) -> bool:
     (kind, value, signal), lead = hit
-    where, want_signal, want_features = expected(scenario)
-    return (kind, value) in where and signal == want_signal and bool(set(lead) & want_features)
+    want = expected_finding(name)
+    return (
+        (kind, value) in want.strata and signal == want.signal and bool(want.features & set(lead))
+    )
 
 
 @pytest.mark.parametrize("name", SHIFTS)
 def test_scenario_detected_in_the_right_stratum_and_signal(runs, name):
-    scenario = SCENARIOS[name]
     detected = [seed for seed in SEEDS
-                if any(_matches(hit, scenario) for hit in runs[(name, seed)]["first"])]  # fmt: skip
+                if any(_matches(hit, name) for hit in runs[(name, seed)]["first"])]  # fmt: skip
     alerted = [seed for seed in SEEDS
-               if any(_matches(hit, scenario) for hit in runs[(name, seed)]["opened"])]  # fmt: skip
+               if any(_matches(hit, name) for hit in runs[(name, seed)]["opened"])]  # fmt: skip
     detail = {seed: runs[(name, seed)]["opened"] for seed in SEEDS}
-    assert len(detected) >= REQUIRED, (name, detected, expected(scenario), detail)
-    assert len(alerted) >= REQUIRED, (name, alerted, expected(scenario), detail)
+    assert len(detected) >= REQUIRED, (name, detected, expected_finding(name), detail)
+    assert len(alerted) >= REQUIRED, (name, alerted, expected_finding(name), detail)
 
 
 @pytest.mark.parametrize("name", SHIFTS)
