@@ -200,7 +200,8 @@ def ks_two_sample(reference_sorted: np.ndarray, values: np.ndarray) -> tuple[flo
     D is the largest gap between the two empirical CDFs over the pooled points, as scipy and
     alibi compute it. p is the Kolmogorov limiting distribution at
     λ = (√nₑ + 0.12 + 0.11/√nₑ)·D, nₑ = nm/(n+m) (Stephens 1970, JRSS-B 32:115; Numerical
-    Recipes §14.3.3): within ~0.01 of the exact p at these sample sizes, and conservative.
+    Recipes §14.3.3): within 0.02 of scipy's exact p at these sample sizes and never more
+    than 0.005 below it (tested).
     """
     v = np.sort(values)
     n, m = len(reference_sorted), len(v)
