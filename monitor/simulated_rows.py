@@ -21,7 +21,6 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
-from typing import Any
 
 import numpy as np
 
@@ -217,7 +216,3 @@ def expected_finding(name: str) -> ExpectedFinding:
 def rows_of(items: Sequence[SimulatedRow]) -> list[EventRow]:
     return [it.row for it in items]
 
-
-def describe(items: Sequence[SimulatedRow]) -> dict[str, Any]:
-    """How many studies, and how many the scenario changed (for test messages and tables)."""
-    return {"n": len(items), "affected": sum(it.affected for it in items)}
