@@ -45,6 +45,7 @@ from scipy import special, stats
 from detectors import categorical
 from detectors.drift import (
     ALL,
+    CALL_PREFIX,
     Calibration,
     DetectorSuite,
     FittedStratum,
@@ -473,8 +474,8 @@ def _fit_detectors(
         candidates.append(ScalarKS(signal))
     if any(a in part.categories for a in attributes):
         candidates.append(CategoricalChi2("acquisition", attributes, config.rare_share))
-    # The model's calls (monitor.windows: "call:<score>") belong to its output signal.
-    calls = tuple(sorted(a for a in part.categories if a.startswith("call:")))
+    # The model's calls ("call:<score>") belong to its output signal.
+    calls = tuple(sorted(a for a in part.categories if a.startswith(CALL_PREFIX)))
     if calls:
         candidates.append(CategoricalChi2("scores", calls, config.rare_share))
     fitted = []

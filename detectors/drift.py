@@ -24,6 +24,8 @@ from detectors.multiple_testing import adjust
 from detectors.results import DriftResult, FeatureFinding, InsufficientDataError, Status
 
 ALL = ("all", "all")  # the whole-model stratum
+# Sample.categories key of the model's call per score (score ≥ its threshold): "call:nodule".
+CALL_PREFIX = "call:"
 STRATUM_KINDS = ("site", "scanner", "view", "sex", "age_band")
 
 

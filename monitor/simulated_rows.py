@@ -30,6 +30,7 @@ from collectors.hospital.fleet import SCANNERS
 from collectors.hospital.scenarios import scenario as scenario_named
 from collectors.hospital.study import StudyPlan, dicom_bytes, plan_study
 from collectors.pseudonym import Pseudonymiser
+from detectors.drift import CALL_PREFIX
 from monitor.windows import EventRow
 
 # A fixed key: these rows never carry real identifiers, and equal keys make runs comparable.
@@ -154,9 +155,11 @@ class ScenarioStreams:
 
     def baseline(self, seeds: Sequence[int], n: int) -> dict[int, list[SimulatedRow]]:
         """The no-shift stream of each seed (rendered once, then kept)."""
-        jobs = [(s, list(range(start, min(n, start + _CHUNK * 2))), "none")
-                for s in seeds if len(self._none.get(s, ())) < n
-                for start in range(len(self._none.get(s, ())), n, _CHUNK * 2)]  # fmt: skip
+        jobs: list[tuple[int, list[int], str]] = []
+        for s in seeds:
+            have = len(self._none.get(s, ()))
+            jobs += [(s, list(range(start, min(n, start + _CHUNK * 2))), "none")
+                     for start in range(have, n, _CHUNK * 2)]  # fmt: skip
         for (seed, _, _), rows in zip(jobs, self._map(jobs), strict=True):
             self._none.setdefault(seed, []).extend(rows)
         return {s: self._none[s][:n] for s in seeds}
@@ -210,9 +213,8 @@ def expected_finding(name: str) -> ExpectedFinding:
     strata = frozenset(where or {("all", "all")})
     if sc.attributes:
         return ExpectedFinding(strata, "acquisition", frozenset(sc.attributes))
-    return ExpectedFinding(strata, "scores", frozenset({"nodule", "call:nodule"}))
+    return ExpectedFinding(strata, "scores", frozenset({"nodule", CALL_PREFIX + "nodule"}))
 
 
 def rows_of(items: Sequence[SimulatedRow]) -> list[EventRow]:
     return [it.row for it in items]
-

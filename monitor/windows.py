@@ -17,14 +17,12 @@ import numpy as np
 import psycopg
 
 from collectors.dicom_tags import CATEGORICAL, NUMERIC
-from detectors.drift import Sample
+from detectors.drift import CALL_PREFIX, Sample
 
 # DICOM attributes tested as categories; PatientSex and AgeBand (the normalised PatientAge)
 # are strata and categories, so a never-seen age band (children at an adult service) is a
 # finding of its own.
 CATEGORICAL_ATTRIBUTES = tuple(CATEGORICAL) + ("AgeBand",)
-# The model's call per score (score ≥ its threshold) is tested as a category "call:<score>".
-CALL_PREFIX = "call:"
 NUMERIC_ATTRIBUTES = tuple(NUMERIC) + ("PixelSpacing",)
 
 
