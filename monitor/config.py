@@ -49,6 +49,36 @@ class Settings:
     kafka_ssl_certfile: str | None = None
     kafka_ssl_keyfile: str | None = None
     actor: str = "radwatch"
+    # --- the fenced image fetcher (DESIGN.md §5a) -----------------------------------------
+    # Directories file:// image URIs may read, separated by commas; None: DATA_DIR/images.
+    image_roots: str | None = None
+    # DICOMweb base URLs http(s):// image URIs may call, separated by commas; None: none.
+    dicomweb_urls: str | None = None
+    # DICOMweb authentication: a bearer token (best from RADWATCH_DICOMWEB_TOKEN_FILE), or
+    # basic auth, or a client certificate; TLS is verified unless dicomweb_tls_verify=false.
+    dicomweb_token: str | None = None
+    dicomweb_username: str | None = None
+    dicomweb_password: str | None = None
+    dicomweb_client_cert: str | None = None
+    dicomweb_client_key: str | None = None
+    dicomweb_ca_bundle: str | None = None
+    dicomweb_tls_verify: bool = True
+    # --- the HTTP edge --------------------------------------------------------------------
+    # Bearer token the Alertmanager webhook requires; None: the webhook is off.
+    webhook_token: str | None = None
+    # An exporter-toolkit web-config YAML (basic auth and/or TLS) protecting /metrics.
+    metrics_web_config: str | None = None
+    # --- what is kept of an event -----------------------------------------------------------
+    # Top-level extra fields kept on stored events, comma-separated; None: none kept.
+    extra_fields_allow: str | None = None
+    # occurred_at outside [now - max_past_days, now + max_future_hours] is bad_timestamp.
+    event_max_past_days: int = 3650
+    event_max_future_hours: int = 24
+    # --- transport safety -------------------------------------------------------------------
+    # Plaintext Kafka (PLAINTEXT/SASL_PLAINTEXT) or PostgreSQL sslmode=disable towards a
+    # non-loopback host are refused unless allowed here (and then logged as a warning).
+    allow_plaintext_kafka: bool = False
+    allow_insecure_postgres: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def key_bytes(self) -> bytes:
@@ -63,6 +93,20 @@ class Settings:
             with os.fdopen(fd, "w") as fh:
                 fh.write(secrets.token_hex(32))
         return path.read_text().strip().encode()
+
+    def image_root_paths(self) -> tuple[Path, ...]:
+        """Directories file:// image URIs may read (resolved; the data dir's images/ by default)."""
+        if self.image_roots is None:
+            return ((self.data_dir / "images").resolve(),)
+        return tuple(Path(p).resolve() for p in _split(self.image_roots))
+
+    def dicomweb_base_urls(self) -> tuple[str, ...]:
+        """DICOMweb base URLs http(s):// image URIs may call (none by default)."""
+        return tuple(u.rstrip("/") for u in _split(self.dicomweb_urls or ""))
+
+    def extra_fields_allowed(self) -> frozenset[str]:
+        """Top-level extra event fields kept in storage (none by default)."""
+        return frozenset(_split(self.extra_fields_allow or ""))
 
     def kafka_client_options(self) -> dict[str, Any]:
         """kafka-python keyword arguments for security (SASL/TLS), shared by every client."""
@@ -80,10 +124,16 @@ class Settings:
         return options
 
 
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
 KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 _INT_FIELDS = {f.name for f in dataclasses.fields(Settings) if f.type in ("int",)}
+_BOOL_FIELDS = {f.name for f in dataclasses.fields(Settings) if f.type in ("bool",)}
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 _KNOWN = {f.name for f in dataclasses.fields(Settings)} - {"extra"}
 
 
@@ -93,6 +143,13 @@ def _coerce(name: str, value: Any) -> Any:
             return int(value)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{name} must be an integer, got {value!r}") from exc
+    if name in _BOOL_FIELDS:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE or text in _FALSE:
+            return text in _TRUE
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
     if name == "data_dir":
         return Path(value)
     return value
