@@ -51,6 +51,11 @@ class Reason(StrEnum):
     DICOM_UNSUPPORTED_SYNTAX = "dicom_unsupported_syntax"
     DICOM_BAD_DIMENSIONS = "dicom_bad_dimensions"
     DICOM_INVALID = "dicom_invalid"  # not a DICOM/PNG/NPY object, or undecodable pixels
+    # The fenced fetcher and the decoding limits (issue 13): each refusal its own code.
+    IMAGE_FORBIDDEN = "image_forbidden"  # URI outside the roots / listed URLs, or a redirect
+    DICOM_TOO_LARGE_INFLATED = "dicom_too_large_inflated"  # deflated dataset over the cap
+    DICOM_TOO_MANY_PIXELS = "dicom_too_many_pixels"  # rows×columns×frames×samples over the cap
+    IMAGE_DECODE_TIMEOUT = "image_decode_timeout"  # decoding ran past its time budget
 
 
 class InvalidEvent(ValueError):
