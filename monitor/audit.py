@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg.types.json import Jsonb
+
+from monitor.config import mask_secrets
 
 if TYPE_CHECKING:  # db imports this module lazily inside migrate(); avoid a cycle at import
     from monitor.db import Migration
@@ -108,10 +109,21 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def _masked(value: Any) -> Any:
+    """Every string of a JSON value with URL/DSN passwords masked: whatever a caller puts in
+    refs or detail (an error text quoting a URL, a setting), no password is chained."""
+    if isinstance(value, dict):
+        return {mask_secrets(k): _masked(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v) for v in value]
+    return mask_secrets(value) if isinstance(value, str) else value
+
+
 def _as_stored(conn: psycopg.Connection, value: Mapping[str, Any] | None) -> dict[str, Any]:
     """`value` exactly as jsonb will give it back (jsonb rewrites numbers such as 1e+16),
     so the hash computed now recomputes bit for bit when the row is read back."""
-    row = conn.execute("SELECT %s::jsonb", (Jsonb(_jsonable(value or {})),)).fetchone()
+    plain = _masked(_jsonable(value or {}))
+    row = conn.execute("SELECT %s::jsonb", (Jsonb(plain),)).fetchone()
     assert row is not None
     return dict(row[0])
 
@@ -146,6 +158,7 @@ def record(
         now = datetime.now(UTC)
         refs_j = _as_stored(conn, refs)
         detail_j = _as_stored(conn, detail)
+        reason = mask_secrets(reason) if reason else reason
         row = AuditRecord(seq, now, actor, action, entity_type, entity_id, entity_version,
                           outcome, reason, refs_j, detail_j, prev, "")  # fmt: skip
         row_hash = row.computed_hash()
@@ -212,17 +225,15 @@ def radwatch_version() -> str:
 
 
 def _redact_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.password is None:
-        return value
-    host = parts.hostname or ""
-    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    """Kept for callers of the old name: every password form masked (config.mask_secrets)."""
+    return mask_secrets(value)
 
 
 def config_snapshot(config: Any) -> dict[str, Any]:
     """Settings as a JSON mapping without secrets: values of secret-looking names become
-    "set"/None, passwords inside URLs are masked. Accepts a dataclass or a mapping."""
+    "set"/None; every string anywhere (nested mappings, lists, dataclasses such as
+    KafkaOptions) has its URL and DSN passwords masked, whatever the field is called.
+    Accepts a dataclass or a mapping."""
     if dataclasses.is_dataclass(config) and not isinstance(config, type):
         raw = dataclasses.asdict(config)
     else:
@@ -232,11 +243,16 @@ def config_snapshot(config: Any) -> dict[str, Any]:
         lowered = name.lower()
         if any(word in lowered for word in SECRET_WORDS):
             return None if value in (None, "") else "set"
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            value = dataclasses.asdict(value)
         if isinstance(value, Mapping):
-            return {str(k): clean(str(k), v) for k, v in value.items()}
-        if isinstance(value, str) and "://" in value:
-            return _redact_url(value)
-        return _jsonable(value)
+            return {mask_secrets(str(k)): clean(str(k), v) for k, v in value.items()}
+        if isinstance(value, list | tuple | set | frozenset):
+            return [clean(name, v) for v in value]
+        if isinstance(value, str):
+            return mask_secrets(value)
+        plain = _jsonable(value)
+        return mask_secrets(plain) if isinstance(plain, str) else plain
 
     return {str(k): clean(str(k), v) for k, v in raw.items()}
 

@@ -165,6 +165,53 @@ def test_configuration_change_is_recorded_once_per_change(database_url):
     assert "hunter2" not in text and TEST_KEY not in text
 
 
+def test_passwords_in_every_form_reach_no_audit_row(database_url, tmp_path):
+    """A DSN password planted in each form a configuration can carry it is masked in
+    `config.changed` and `radwatch.start` rows (and any detail), and the URL is kept."""
+    from collectors.kafka_io import KafkaOptions
+
+    from monitor.config import Settings
+
+    planted = [f"pw-{form}-{uuid.uuid4().hex[:8]}" for form in range(9)]
+    kafka = KafkaOptions(bootstrap="kafka:9093", group_id="g",
+                         security={"security_protocol": "SASL_SSL",
+                                   "sasl_plain_password": planted[5],
+                                   "bootstrap_url": f"https://u:{planted[6]}@reg/x"})  # fmt: skip
+    settings = Settings(
+        database_url=f"postgresql://svc:{planted[0]}@db.example.org:5432/rw?sslmode=require",
+        data_dir=tmp_path,
+        extra={
+            "replica_url": f"postgresql://db2/rw?user=svc&password={planted[1]}&sslmode=require",
+            "dsn": f"host=db3 port=5432 password={planted[2]} user=svc sslmode=require",
+            "mirrors": ["postgresql://plain@db4/rw", [f"postgresql://u:{planted[3]}@db5/rw"]],
+            "notes": f"fallback is host=db6 password='{planted[4]} x' dbname=rw",
+            "kafka": kafka,
+            "multi_host": f"postgresql://u:{planted[7]}@h1:5432,h2:5433/rw",
+            "unencoded": f"postgresql://u:{planted[8]}/@x@h1/rw",
+        },
+    )
+    with db.connect(database_url, autocommit=True) as conn:
+        audit.record_start(conn, component="run", config=settings)
+        audit.record_start(conn, component="run", config=replace(settings, batch_size=7))
+        record(conn, actor="radwatch", action="radwatch.stop", entity_type="component",
+               entity_id="run", reason=f"lost postgresql://u:{planted[0]}@db/x",
+               detail={"error": f"host=x password={planted[1]}"})  # fmt: skip
+        dumped = conn.execute("SELECT row_to_json(a)::text FROM audit_events a").fetchall()
+    text = "\n".join(r[0] for r in dumped)
+    leaked = [p for p in planted if p in text]
+    assert not leaked, leaked
+    trail = rows(database_url)
+    start = [r for r in trail if r.action == "radwatch.start"][-1]
+    config = start.detail["config"]
+    assert config["database_url"] == (
+        "postgresql://svc:***@db.example.org:5432/rw?sslmode=require")  # fmt: skip
+    assert config["extra"]["kafka"]["bootstrap"] == "kafka:9093"
+    assert "password=***" in config["extra"]["dsn"]
+    changes = [r for r in trail if r.action == "config.changed"]
+    assert len(changes) == 2 and changes[1].detail["changed_keys"] == ["batch_size"]
+    assert all(r.row_hash == r.computed_hash() for r in trail)  # masked before hashing
+
+
 # -- tampering, each kind, as the superuser past the triggers ---------------------------------
 
 
