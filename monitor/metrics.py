@@ -4,12 +4,17 @@ Sits at the output edge: the collector calls `record_batch` after each durable b
 scrape-time collector (metrics_collector) exposes values read from PostgreSQL, and the
 alert rules (deploy/prometheus) and dashboards (dashboards/) are built from these names.
 Labels are bounded (model, model_version, site, stratum kind/value, signal, detector,
-feature, topic, reason); never an identifier or anything from a patient.
+feature, topic, reason); never an identifier, a URL or anything from a patient. A label
+value from an event (a model or site name) passes `bounded_label` (short, plain charset,
+not identifier-shaped, not a URL) and a per-label budget (the first MAX_VALUES_PER_LABEL
+distinct values keep their names, later ones are "other"), so a stream of odd events can
+neither leak into /metrics nor grow the number of series without bound.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 import time
 import weakref
 from typing import TYPE_CHECKING
@@ -77,13 +82,41 @@ def looks_like_identifier(value: str) -> bool:
 
 
 def bounded_label(value: object, *, missing: str = "unknown") -> str:
-    """A label value that is short, printable and never an identifier ("other" otherwise)."""
+    """A label value that is short, printable and never an identifier or URL ("other" else)."""
     if value is None or value == "":
         return missing
     text = str(value)
-    if not _SAFE.match(text) or looks_like_identifier(text):
+    # "://" : a URL or DSN (which may carry a password) is never a label value.
+    if not _SAFE.match(text) or looks_like_identifier(text) or "://" in text:
         return OTHER
     return text
+
+
+class LabelBudget:
+    """First-come label values per label name, up to a cap; later values are "other".
+
+    Process-wide for the in-process instruments (a Counter's label sets live as long as the
+    process), so a long run with many odd model names stays within the budget.
+    """
+
+    def __init__(self, limit: int = MAX_VALUES_PER_LABEL) -> None:
+        self._limit = limit
+        self._seen: dict[str, set[str]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, label: str, value: object) -> str:
+        text = bounded_label(value)
+        with self._lock:
+            seen = self._seen.setdefault(label, set())
+            if text in seen:
+                return text
+            if len(seen) >= self._limit:
+                return OTHER
+            seen.add(text)
+            return text
+
+
+label_budget = LabelBudget()
 
 
 def stratum_kind(value: object) -> str:
@@ -139,12 +172,13 @@ def record_batch(batch: Batch, outcome: WriteOutcome) -> None:
     if started is not None:
         ingest_batch_seconds.observe(time.monotonic() - started)
     for event, _ in batch.inferences:
-        model = bounded_label(event.model_name)
+        model = label_budget("model", event.model_name)
         events_ingested.labels("inference", model).inc()
         ingest_delay.observe(max(0.0, now - event.occurred_at.timestamp()))
         if event.latency_ms is not None and event.latency_ms >= 0:
             model_latency.labels(model).observe(event.latency_ms / 1000.0)
     for label, _ in batch.labels:
-        events_ingested.labels("label", bounded_label(label.model_name)).inc()
+        events_ingested.labels("label", label_budget("model", label.model_name)).inc()
     for letter in outcome.dead_letters:
-        dead_letters.labels(bounded_label(letter.position.topic), str(letter.reason)).inc()
+        dead_letters.labels(label_budget("topic", letter.position.topic),
+                            label_budget("reason", letter.reason)).inc()  # fmt: skip

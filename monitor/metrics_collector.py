@@ -180,9 +180,11 @@ def ingest_section(conn: psycopg.Connection) -> list[_Family]:
                      ("model", "site"), counter=True)  # fmt: skip
     last = _Family(metrics.LAST_INFERENCE_RECEIVED, "When the latest inference of a model was "
                    "stored (Unix seconds).", ("model",))  # fmt: skip
+    # Busiest first: when a label's budget runs out, the small sites are the ones that
+    # collapse into "other", and the same ones on every scrape.
     for model, site, n, newest in conn.execute(
         """SELECT model_name, site, count(*), extract(epoch FROM max(received_at))
-           FROM inferences GROUP BY model_name, site"""
+           FROM inferences GROUP BY model_name, site ORDER BY count(*) DESC, model_name, site"""
     ).fetchall():
         stored.add((model, site), n)
         last.add((model,), float(newest))

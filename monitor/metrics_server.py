@@ -4,15 +4,30 @@ Serves a prometheus-client registry (the in-process ingest instruments plus the
 scrape-time DatabaseCollector) on RADWATCH_METRICS_ADDR, accepts Alertmanager's webhook
 (monitor.alert_webhook), and samples the consumer group's Kafka lag into a gauge on a
 background thread (asking Kafka at every scrape would make scrapes slow and flaky).
+
+The server is reachable by whoever can reach the port, so it is built to survive them:
+connections are read by one asyncio loop (an idle or slow client costs a socket, not a
+thread), each request must arrive whole within READ_TIMEOUT_S, bodies are capped without
+trusting Content-Length, at most MAX_CONNECTIONS are held (the oldest one still sending
+its request is dropped for a new one, so a flood of idle sockets cannot lock Prometheus
+out), and the work itself (scrapes, webhook writes) runs on a pool of WORKERS threads.
+`/metrics` can require basic auth and TLS (monitor.web_config); the webhook requires its
+bearer token before its body is read.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import json
 import logging
+import re
+import socket
 import threading
-from collections.abc import Callable, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry
@@ -21,8 +36,22 @@ from prometheus_client.exposition import choose_encoder
 from collectors.kafka_io import KafkaOptions, consumer_lag
 from monitor import alert_webhook, metrics
 from monitor.metrics_collector import DatabaseCollector
+from monitor.web_config import BasicAuth, WebConfig
 
 log = logging.getLogger(__name__)
+
+READ_TIMEOUT_S = 10.0  # the whole request (line, headers, body) must arrive within this
+WRITE_TIMEOUT_S = 30.0  # a reader that does not take the reply is dropped
+MAX_CONNECTIONS = 256  # held at once; beyond, the oldest still-sending one is dropped
+WORKERS = 4  # threads that scrape or record (the only threads requests ever use)
+MAX_HEADER_BYTES = 16_384
+TEXT = "text/plain; charset=utf-8"
+WEBHOOK_OFF = (
+    "the Alertmanager webhook is off here: radwatch metrics / radwatch run serve it "
+    "when RADWATCH_WEBHOOK_TOKEN (or RADWATCH_WEBHOOK_TOKEN_FILE) is set"
+)
+_CONTENT_LENGTH = re.compile(r"^[0-9]{1,12}$")
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 token (methods, names)
 
 
 class MetricsServerError(RuntimeError):
@@ -46,8 +75,43 @@ def build_registry(database_url: str, *, registry: CollectorRegistry | None = No
     return target, collector
 
 
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    headers: Mapping[str, str]  # names lower-cased
+    body: bytes = b""
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    body: bytes
+    content_type: str = TEXT
+    headers: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def json(cls, status: int, doc: Mapping[str, Any], **kw: Any) -> Response:
+        return cls(status, json.dumps(doc).encode() + b"\n", "application/json", **kw)
+
+
+class _Refused(Exception):
+    """The request is answered (4xx) before any handler runs."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
+@dataclass
+class _Conn:
+    writer: asyncio.StreamWriter
+    reading: bool = True  # still sending its request: may be dropped for a newer connection
+    opened: float = field(default_factory=time.monotonic)
+
+
 class MetricsServer:
-    """A threaded HTTP server; `start()` returns at once, `stop()` shuts it down."""
+    """An HTTP server on its own thread; `start()` returns at once, `stop()` shuts it down."""
 
     def __init__(
         self,
@@ -55,84 +119,253 @@ class MetricsServer:
         registry: CollectorRegistry,
         *,
         webhook: alert_webhook.AlertWebhook | None = None,
+        web_config: WebConfig | None = None,
+        max_connections: int = MAX_CONNECTIONS,
+        read_timeout: float = READ_TIMEOUT_S,
+        workers: int = WORKERS,
     ) -> None:
         self.registry = registry
         self.webhook = webhook
+        self.web_config = web_config
+        self._auth: BasicAuth | None = web_config.checker() if web_config else None
+        self._max_connections = max_connections
+        self._read_timeout = read_timeout
+        self._max_body = alert_webhook.MAX_BODY_BYTES
         host, port = parse_addr(addr)
         try:
-            self._httpd = ThreadingHTTPServer((host, port), _handler_for(self))
+            info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                      flags=socket.AI_PASSIVE)[0]  # fmt: skip
+            self._sock = socket.create_server(info[4][:2], family=info[0], backlog=128)
         except OSError as exc:
-            raise MetricsServerError(f"cannot listen on {addr}: {exc.strerror}") from exc
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="metrics-http",
-                                        daemon=True)  # fmt: skip
+            raise MetricsServerError(f"cannot listen on {addr}: "
+                                     f"{exc.strerror or type(exc).__name__}") from exc  # fmt: skip
+        self._pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="metrics")
+        self._conns: dict[int, _Conn] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._last_full_warning = 0.0
+        self._thread = threading.Thread(target=self._main, name="metrics-http", daemon=True)
 
     @property
     def address(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        host = host.decode() if isinstance(host, bytes) else host
-        return f"{host}:{port}"
+        host, port = self._sock.getsockname()[:2]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.web_config and self.web_config.tls else "http"
+
+    @property
+    def connections(self) -> int:
+        return len(self._conns)
 
     def start(self) -> MetricsServer:
         self._thread.start()
-        log.info("serving /metrics%s on http://%s", " and the Alertmanager webhook"
-                 if self.webhook else "", self.address)  # fmt: skip
+        self._ready.wait(10)
+        protected = []
+        if self._auth:
+            protected.append("basic auth")
+        if self.web_config and self.web_config.tls:
+            protected.append("TLS")
+        log.info("serving /metrics%s on %s://%s%s", " and the Alertmanager webhook"
+                 if self.webhook else "", self.scheme, self.address,
+                 f" ({' and '.join(protected)})" if protected else "")  # fmt: skip
         return self
 
     def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=10)
+        if self._loop is not None and self._stopping is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stopping.set)
+            self._thread.join(timeout=10)
+        self._sock.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
+    # -- the asyncio side: accept, read with limits, hand over, write ------------------------
 
-def _handler_for(server: MetricsServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-            path = self.path.split("?", 1)[0]
-            if path == "/metrics":
-                encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
-                self._reply(200, encoder(server.registry), content_type)
-            elif path in ("/healthz", "/"):
-                self._reply(200, b"ok\n", "text/plain; charset=utf-8")
+    def _main(self) -> None:
+        asyncio.run(self._serve())
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        context = self.web_config.ssl_context if self.web_config else None
+        server = await asyncio.start_server(
+            self._client, sock=self._sock, ssl=context, limit=MAX_HEADER_BYTES,
+            ssl_handshake_timeout=self._read_timeout if context else None,
+        )  # fmt: skip
+        self._ready.set()
+        try:
+            await self._stopping.wait()
+        finally:
+            server.close()
+            for conn in list(self._conns.values()):
+                conn.writer.transport.abort()
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self._admit():
+            writer.transport.abort()
+            return
+        conn = _Conn(writer)
+        self._conns[id(conn)] = conn
+        try:
+            try:
+                async with asyncio.timeout(self._read_timeout):
+                    request = await self._read(reader)
+            except _Refused as refused:
+                response = refused.response
+            except TimeoutError:
+                log.debug("dropped a client that did not send its request within %.0fs",
+                          self._read_timeout)  # fmt: skip
+                return
+            except (asyncio.IncompleteReadError, ConnectionError, OSError):
+                return  # went away (or was dropped for a newer connection)
             else:
-                self._reply(404, b"not found\n", "text/plain; charset=utf-8")
+                conn.reading = False
+                assert self._loop is not None
+                response = await self._loop.run_in_executor(self._pool, self.handle, request)
+            conn.reading = False
+            await self._write(writer, response)
+        except Exception:  # noqa: BLE001 (one connection's failure must not stop the server)
+            log.exception("metrics HTTP connection failed")
+        finally:
+            self._conns.pop(id(conn), None)
+            writer.close()
 
-        def do_POST(self) -> None:  # noqa: N802
-            if self.path.split("?", 1)[0] != alert_webhook.PATH or server.webhook is None:
-                self._reply(404, b"not found\n", "text/plain; charset=utf-8")
-                return
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > alert_webhook.MAX_BODY_BYTES:
-                self._json(413, {"error": "payload too large"})
-                return
-            try:
-                status, reply = server.webhook.handle(self.rfile.read(length))
-            except Exception as exc:
-                # Logged with its cause and answered 500, so Alertmanager retries the call.
-                log.exception("recording an Alertmanager notification failed")
-                status, reply = 500, {"error": type(exc).__name__}
-            self._json(status, reply)
+    def _admit(self) -> bool:
+        if len(self._conns) < self._max_connections:
+            return True
+        # Full: drop the oldest connection still sending its request (an idle or trickling
+        # client); a request being answered is never dropped.
+        idle = [c for c in self._conns.values() if c.reading]
+        now = time.monotonic()
+        if now - self._last_full_warning > 60:
+            self._last_full_warning = now
+            log.warning("metrics server holds %d connections (the limit); dropping %s",
+                        len(self._conns), "the oldest idle one" if idle else "new ones")  # fmt: skip
+        if not idle:
+            return False
+        oldest = min(idle, key=lambda c: c.opened)
+        oldest.writer.transport.abort()
+        self._conns = {k: c for k, c in self._conns.items() if c is not oldest}
+        return True
 
-        def _json(self, status: int, body: dict[str, Any]) -> None:
-            self._reply(status, json.dumps(body).encode() + b"\n", "application/json")
+    async def _read(self, reader: asyncio.StreamReader) -> Request:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.LimitOverrunError as exc:
+            raise _Refused(Response(431, b"request headers too large\n")) from exc
+        method, path, headers = _parse_head(head)
+        early = self._before_body(method, path, headers)
+        if early is not None:
+            raise _Refused(early)
+        if "transfer-encoding" in headers:
+            # Chunked bodies have no length up front; Alertmanager and Prometheus never send them.
+            raise _Refused(Response(411, b"a Content-Length is required (no chunked bodies)\n"))
+        length_text = headers.get("content-length")
+        if length_text is None:
+            if method == "POST":
+                raise _Refused(Response(411, b"a Content-Length is required\n"))
+            return Request(method, path, headers)
+        if not _CONTENT_LENGTH.match(length_text):
+            raise _Refused(Response(400, b"malformed Content-Length\n"))
+        length = int(length_text)
+        if length > self._max_body:
+            raise _Refused(Response.json(413, {"error": f"payload larger than {self._max_body} "
+                                                        "bytes"}))  # fmt: skip
+        body = await reader.readexactly(length) if length else b""
+        return Request(method, path, headers, body)
 
-        def _reply(self, status: int, body: bytes, content_type: str) -> None:
-            try:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-            except (BrokenPipeError, ConnectionResetError):
-                # The scraper gave up (its scrape_timeout passed): it shows as a failed
-                # scrape in Prometheus (`up` 0); nothing to answer any more.
-                log.warning("client went away before the %s reply was sent (scrape timeout "
-                            "shorter than the scrape?)", self.path)  # fmt: skip
+    def _before_body(self, method: str, path: str, headers: Mapping[str, str]
+                     ) -> Response | None:  # fmt: skip
+        """Answers that need no body: wrong method, webhook off, webhook token wrong."""
+        if method == "POST":
+            if path != alert_webhook.PATH:
+                return Response(404, b"not found\n")
+            if self.webhook is None:
+                return Response.json(403, {"error": WEBHOOK_OFF})
+            if not self.webhook.authorized(headers.get("authorization")):
+                # Refused before its body is read: an anonymous caller costs nothing.
+                log.warning("refused an Alertmanager webhook call without a valid bearer token")
+                return Response.json(401, {"error": "a valid bearer token is required"},
+                                     headers=(("WWW-Authenticate", 'Bearer realm="radwatch"'),))  # fmt: skip
+            return None
+        if method != "GET":
+            return Response(405, b"method not allowed\n", headers=(("Allow", "GET, POST"),))
+        return None
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-            log.debug("%s %s", self.address_string(), format % args)
+    async def _write(self, writer: asyncio.StreamWriter, response: Response) -> None:
+        phrase = HTTPStatus(response.status).phrase
+        lines = [f"HTTP/1.1 {response.status} {phrase}",
+                 f"Content-Type: {response.content_type}",
+                 f"Content-Length: {len(response.body)}",
+                 "Connection: close"]  # fmt: skip
+        extra = dict(self.web_config.headers) if self.web_config else {}
+        extra.update(response.headers)
+        lines += [f"{k}: {v}" for k, v in extra.items()]
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + response.body)
+        try:
+            async with asyncio.timeout(WRITE_TIMEOUT_S):
+                await writer.drain()
+        except (TimeoutError, ConnectionError, OSError):
+            # The scraper gave up (its scrape_timeout passed): it shows as a failed scrape in
+            # Prometheus (`up` 0); nothing to answer any more.
+            log.warning("client went away before the reply was sent (scrape timeout shorter "
+                        "than the scrape?)")  # fmt: skip
 
-    return Handler
+    # -- the worker side: one request in, one response out ------------------------------------
+
+    def handle(self, request: Request) -> Response:
+        try:
+            return self._route(request)
+        except Exception as exc:
+            # Logged with its cause and answered 500: Alertmanager retries, Prometheus shows
+            # a failed scrape.
+            log.exception("answering %s %s failed", request.method, request.path)
+            return Response.json(500, {"error": type(exc).__name__})
+
+    def _route(self, request: Request) -> Response:
+        if request.method == "POST":
+            assert self.webhook is not None  # checked before the body was read
+            status, reply = self.webhook.handle(request.body)
+            return Response.json(status, reply)
+        if request.path == "/metrics":
+            if self._auth is not None and not self._auth.check(request.headers.get("authorization")):
+                return Response(401, b"unauthorized\n",
+                                headers=(("WWW-Authenticate", 'Basic realm="radwatch"'),))  # fmt: skip
+            encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+            return Response(200, encoder(self.registry), content_type)
+        if request.path in ("/healthz", "/"):
+            # Open with basic auth on, as exporters leave their health checks to probes.
+            return Response(200, b"ok\n")
+        return Response(404, b"not found\n")
+
+
+def _parse_head(head: bytes) -> tuple[str, str, dict[str, str]]:
+    """Request line and headers (HTTP/1.0 or 1.1); anything odd is a 400."""
+    bad = _Refused(Response(400, b"malformed request\n"))
+    try:
+        text = head.decode("latin-1")
+    except UnicodeDecodeError:  # pragma: no cover (latin-1 decodes every byte)
+        raise bad from None
+    line, *header_lines = text[:-4].split("\r\n")
+    parts = line.split(" ")
+    if len(parts) != 3 or not _TOKEN.match(parts[0]) or parts[2] not in ("HTTP/1.0", "HTTP/1.1"):
+        raise bad
+    method, target = parts[0], parts[1]
+    if not target.startswith("/"):
+        raise bad
+    headers: dict[str, str] = {}
+    for raw in header_lines:
+        name, sep, value = raw.partition(":")
+        # No folded lines, no space before the colon (request smuggling shapes: RFC 9112 §5).
+        if not sep or not _TOKEN.match(name):
+            raise bad
+        key = name.lower()
+        if key in headers and key in ("content-length", "transfer-encoding", "authorization",
+                                      "host"):  # fmt: skip
+            raise bad
+        headers[key] = value.strip(" \t")
+    return method, target.split("?", 1)[0], headers
 
 
 class LagSampler:
@@ -161,7 +394,7 @@ class LagSampler:
         for topic in self._topics:
             parts = lag.get(topic, {})
             total = sum(int(v.get("lag") or 0) for v in parts.values())
-            metrics.consumer_lag.labels(metrics.bounded_label(topic)).set(total)
+            metrics.consumer_lag.labels(metrics.label_budget("topic", topic)).set(total)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
