@@ -1,10 +1,16 @@
-"""`radwatch dashboards build --out DIR | push --url URL --token T`: Grafana dashboards as code."""
+"""`radwatch dashboards build --out DIR | push --url URL`: Grafana dashboards as code.
+
+The push token comes from RADWATCH_GRAFANA_TOKEN_FILE (preferred) or RADWATCH_GRAFANA_TOKEN,
+never from the command line: arguments are visible to every local user in `ps`.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from monitor.config import Settings
 
@@ -14,15 +20,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         "dashboards",
         help="build or push the Grafana dashboards",
         description="Example: radwatch dashboards build --out deploy/grafana/dashboards; "
-        "radwatch dashboards push --url http://grafana:3000 --token $GRAFANA_TOKEN",
+        "RADWATCH_GRAFANA_TOKEN_FILE=/run/secrets/grafana-token "
+        "radwatch dashboards push --url http://grafana:3000",
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     build = actions.add_parser("build", help="write one JSON file per dashboard")
     build.add_argument("--out", type=Path, required=True, metavar="DIR")
     build.set_defaults(handler=_build)
-    push = actions.add_parser("push", help="upload the dashboards to Grafana (overwrite)")
+    push = actions.add_parser(
+        "push", help="upload the dashboards to Grafana (overwrite)",
+        description="The service-account token (Editor) is read from the file named by "
+        "RADWATCH_GRAFANA_TOKEN_FILE, or from RADWATCH_GRAFANA_TOKEN.",
+    )  # fmt: skip
     push.add_argument("--url", required=True, help="Grafana base URL, e.g. http://grafana:3000")
-    push.add_argument("--token", required=True, help="service-account token (Editor)")
+    # Kept only to refuse it with a clear message (argparse would just say "unrecognized").
+    push.add_argument("--token", nargs="?", const="", default=None, help=argparse.SUPPRESS)
     push.add_argument("--folder", default="radwatch", help="folder title (created if missing)")
     push.set_defaults(handler=_push)
 
@@ -42,8 +54,12 @@ def _push(args: argparse.Namespace, settings: Settings) -> int:
     from dashboards.build import as_dicts
     from monitor.cli import UsageError
 
+    if args.token is not None:
+        raise UsageError("--token is not accepted (it shows in ps): set RADWATCH_GRAFANA_TOKEN_FILE "
+                         "or RADWATCH_GRAFANA_TOKEN")  # fmt: skip
+    token = grafana_token(os.environ)
     try:
-        api = GrafanaApi.from_url(args.url, credential=args.token)
+        api = GrafanaApi.from_url(args.url, credential=token)
         folders = {f["title"]: f["uid"] for f in api.folder.get_all_folders()}
         folder_uid = folders.get(args.folder) or api.folder.create_folder(args.folder)["uid"]
         for name, dashboard in as_dicts().items():
@@ -55,5 +71,26 @@ def _push(args: argparse.Namespace, settings: Settings) -> int:
     except GrafanaException as exc:
         raise UsageError(f"Grafana refused the upload: {exc}") from exc
     except OSError as exc:
-        raise UsageError(f"cannot reach Grafana at {args.url}: {exc}") from exc
+        # Scheme, host and port only: a URL may carry user:password.
+        where = urlsplit(args.url)
+        raise UsageError(f"cannot reach Grafana at {where.scheme}://{where.hostname}"
+                         f"{':' + str(where.port) if where.port else ''}: "
+                         f"{exc.strerror or type(exc).__name__}") from exc  # fmt: skip
     return 0
+
+
+def grafana_token(env) -> str:
+    """The Grafana token: RADWATCH_GRAFANA_TOKEN_FILE wins over RADWATCH_GRAFANA_TOKEN."""
+    from monitor.cli import UsageError
+
+    if env.get("RADWATCH_GRAFANA_TOKEN_FILE"):
+        try:
+            token = Path(env["RADWATCH_GRAFANA_TOKEN_FILE"]).read_text().strip()
+        except OSError as exc:
+            raise UsageError(f"cannot read RADWATCH_GRAFANA_TOKEN_FILE: {exc.strerror}") from exc
+    else:
+        token = env.get("RADWATCH_GRAFANA_TOKEN", "").strip()
+    if not token:
+        raise UsageError("no Grafana token: set RADWATCH_GRAFANA_TOKEN_FILE (a file holding a "
+                         "service-account token) or RADWATCH_GRAFANA_TOKEN")  # fmt: skip
+    return token
