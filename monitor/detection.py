@@ -16,7 +16,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -26,7 +26,7 @@ from psycopg.types.json import Jsonb
 from detectors import categorical, changepoint
 from detectors.drift import ALL, DetectorSuite, Sample, StratumVerdict
 from detectors.results import DriftResult, FeatureFinding, Status
-from monitor import alerts, audit, db, reference
+from monitor import alerts, audit, db, model_status, reference
 from monitor.windows import EventRow, WindowSpec, fetch_events, next_window, to_sample
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,9 @@ class DetectionConfig:
     policy: alerts.AlertPolicy = field(default_factory=alerts.AlertPolicy)
     flush: bool = False  # also evaluate a trailing partial window (end of a demo stream)
     top_k: int = 3
+    # Events later than now + this are not fed to the online detector yet (see _online); the
+    # collector's own bound (event_max_future_hours) refuses them at the edge too.
+    future_tolerance: timedelta = timedelta(hours=24)
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class DetectionRun:
     windows: list[WindowOutcome] = field(default_factory=list)
     online_firings: list[tuple[str, str, datetime]] = field(default_factory=list)
     changes: list[alerts.AlertChange] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)  # models whose pass raised
 
 
 class Scheduler:
@@ -115,12 +119,26 @@ class Scheduler:
         run = DetectionRun()
         with db.connect(self.url) as conn:
             for model in reference.models_with_reference(conn):
-                loaded = self._suite(conn, model)
-                if loaded is None:
+                # Each model is judged in isolation: a broken reference or state of one model
+                # is recorded as its error status and the models after it still run. A lost
+                # database is no model's fault: it ends the pass (retried next interval).
+                try:
+                    loaded = self._suite(conn, model)
+                    if loaded is None:
+                        continue
+                    info, suite = loaded
+                    self._online(conn, model, info, suite, run)
+                    self._windows(conn, model, info, suite, run)
+                except psycopg.OperationalError:
+                    raise
+                except Exception as exc:
+                    self._suites.pop(model, None)  # reload it from the database next pass
+                    log.debug("drift pass of model %s failed", model, exc_info=True)
+                    model_status.guarded_failure(conn, model, "drift", exc, actor=self.actor)
+                    run.failed.append(model)
                     continue
-                info, suite = loaded
-                self._online(conn, model, info, suite, run)
-                self._windows(conn, model, info, suite, run)
+                model_status.record_pass(conn, model, "drift", None, actor=self.actor)
+                conn.commit()
         return run
 
     def run_forever(self, interval: float, stop: threading.Event) -> None:
@@ -170,8 +188,12 @@ class Scheduler:
                 (model,),
             ).fetchone()
             assert cur is not None  # created with the reference
+            # The cursor follows occurred_at, so an event dated beyond now + tolerance (a
+            # year-9999 typo) would carry it past every later event: such events wait until
+            # their time is plausible, and never move the cursor before then.
+            horizon = datetime.now(UTC) + self.config.future_tolerance
             rows = fetch_events(conn, model, after=(cur[0], cur[1]), limit=ONLINE_BATCH,
-                                embedder=info.embedder_fingerprint)  # fmt: skip
+                                until=horizon, embedder=info.embedder_fingerprint)  # fmt: skip
             if not rows:
                 return
             updates = suite.online.update(to_sample(rows))

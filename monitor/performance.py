@@ -29,7 +29,7 @@ from detectors.degradation import DegradationResult, compare
 from detectors.performance import MinimumCounts, PerformanceError, PerformanceResult, evaluate
 from detectors.results import Status
 from detectors.subgroups import SubgroupTable, subgroup_table
-from monitor import audit
+from monitor import audit, model_status
 
 log = logging.getLogger(__name__)
 
@@ -601,27 +601,56 @@ def run(
     names = [model] if model else models(conn)
     reports = []
     for name in names:
-        studies = load_studies(conn, name)
-        if not studies and model:
-            raise PerformanceWatchError(f"no inferences stored for model {name!r}")
         try:
-            report = evaluate_model(studies, name, config)
-        except PerformanceWatchError as exc:
-            log.warning("performance watch skipped %s: %s", name, exc)
+            found = _run_model(conn, name, config, actor=actor, alert=alert, observer=observer,
+                               asked=model is not None)  # fmt: skip
+        except psycopg.OperationalError:
+            raise  # the database, not the model: the whole pass is retried
+        except Exception as exc:
             if model:
-                raise
+                raise  # one model asked for by name: its error is the command's
+            # Each model is judged in isolation: its error status is recorded and the models
+            # after it still run.
+            log.debug("performance pass of model %s failed", name, exc_info=True)
+            model_status.guarded_failure(conn, name, "performance", exc, actor=actor)
             continue
-        ref_hash = reference_hash(report.reference.window.studies)
-        stored = store(conn, report)
-        audit.record(conn, actor=actor, action="performance.evaluate", entity_type="model",
-                     entity_id=name, refs={"reference_sha256": ref_hash},
-                     detail={"windows": len(report.windows), "rows": stored,
-                             "window_kind": config.window_kind(),
-                             "reference_size": config.reference_size,
-                             "calibration": config.calibration, "alpha": config.alpha,
-                             "margin": config.margin})  # fmt: skip
-        changes = observe_alerts(conn, report, actor=actor, observer=observer) if alert else []
+        model_status.record_pass(conn, name, "performance", None, actor=actor)
         conn.commit()
-        reports.append(ModelReport(name, report.findings, report.reference, report.windows,
-                                   tuple(changes)))  # fmt: skip
+        if found is not None:
+            reports.append(found)
     return reports
+
+
+def _run_model(
+    conn: psycopg.Connection,
+    name: str,
+    config: PerformanceConfig,
+    *,
+    actor: str,
+    alert: bool,
+    observer: AlertObserver | None,
+    asked: bool,
+) -> ModelReport | None:
+    """One model's pass: None when its reference is not labelled enough yet (logged)."""
+    studies = load_studies(conn, name)
+    if not studies and asked:
+        raise PerformanceWatchError(f"no inferences stored for model {name!r}")
+    try:
+        report = evaluate_model(studies, name, config)
+    except PerformanceWatchError as exc:
+        log.warning("performance watch skipped %s: %s", name, exc)
+        if asked:
+            raise
+        return None
+    ref_hash = reference_hash(report.reference.window.studies)
+    stored = store(conn, report)
+    audit.record(conn, actor=actor, action="performance.evaluate", entity_type="model",
+                 entity_id=name, refs={"reference_sha256": ref_hash},
+                 detail={"windows": len(report.windows), "rows": stored,
+                         "window_kind": config.window_kind(),
+                         "reference_size": config.reference_size,
+                         "calibration": config.calibration, "alpha": config.alpha,
+                         "margin": config.margin})  # fmt: skip
+    changes = observe_alerts(conn, report, actor=actor, observer=observer) if alert else []
+    conn.commit()
+    return ModelReport(name, report.findings, report.reference, report.windows, tuple(changes))
