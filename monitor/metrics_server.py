@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import json
 import logging
 import re
@@ -207,12 +208,13 @@ class MetricsServer:
             return
         conn = _Conn(writer)
         self._conns[id(conn)] = conn
+        early = False  # answered from the headers alone: the body may still be arriving
         try:
             try:
                 async with asyncio.timeout(self._read_timeout):
                     request = await self._read(reader)
             except _Refused as refused:
-                response = refused.response
+                response, early = refused.response, True
             except TimeoutError:
                 log.debug("dropped a client that did not send its request within %.0fs",
                           self._read_timeout)  # fmt: skip
@@ -225,11 +227,25 @@ class MetricsServer:
                 response = await self._loop.run_in_executor(self._pool, self.handle, request)
             conn.reading = False
             await self._write(writer, response)
+            if early:
+                await self._linger(reader, writer)
         except Exception:  # noqa: BLE001 (one connection's failure must not stop the server)
             log.exception("metrics HTTP connection failed")
         finally:
             self._conns.pop(id(conn), None)
             writer.close()
+
+    async def _linger(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Half-close, then discard a little of what the client still sends: closing a socket
+        with unread input resets it, and the reset can destroy the answer just written."""
+        if not writer.can_write_eof():
+            return
+        writer.write_eof()
+        with contextlib.suppress(TimeoutError, ConnectionError, OSError):
+            async with asyncio.timeout(1.0):
+                for _ in range(16):
+                    if not await reader.read(MAX_HEADER_BYTES):
+                        break
 
     def _admit(self) -> bool:
         if len(self._conns) < self._max_connections:
@@ -329,7 +345,9 @@ class MetricsServer:
             status, reply = self.webhook.handle(request.body)
             return Response.json(status, reply)
         if request.path == "/metrics":
-            if self._auth is not None and not self._auth.check(request.headers.get("authorization")):
+            if self._auth is not None and not self._auth.check(
+                request.headers.get("authorization")
+            ):
                 return Response(401, b"unauthorized\n",
                                 headers=(("WWW-Authenticate", 'Basic realm="radwatch"'),))  # fmt: skip
             encoder, content_type = choose_encoder(request.headers.get("accept", ""))

@@ -152,8 +152,7 @@ def load_web_config(path: str | Path) -> WebConfig:
     _only(http, HTTP_KEYS, "http_server_config")
     headers = http.get("headers") or {}
     if not isinstance(headers, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) and "\n" not in k + v
-        for k, v in headers.items()
+        isinstance(k, str) and isinstance(v, str) and "\n" not in k + v for k, v in headers.items()
     ):
         raise ConfigError("http_server_config.headers must map header names to strings")
     return WebConfig(path=source, basic_auth_users=users, ssl_context=context, headers=headers)
@@ -219,4 +218,3 @@ def _tls(value: Any, base: Path) -> ssl.SSLContext | None:
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(f"tls_server_config: cannot load client_ca_file {ca.name}") from exc
     return context
-

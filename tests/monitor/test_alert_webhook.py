@@ -1,12 +1,16 @@
 """Alertmanager's webhook into the audit trail, over real HTTP and a real PostgreSQL.
 
-The metrics server runs on a free port with the webhook enabled; an Alertmanager v4
-payload (as Alertmanager sends it) is POSTed and must come back as audit rows.
+The metrics server runs on a free port with the webhook enabled (bearer token TOKEN); an
+Alertmanager v4 payload (as Alertmanager sends it) is POSTed and must come back as audit
+rows. Callers without the token, hostile bodies and oversized notifications are refused or
+cut, and the audit trail shows nothing they did not earn.
 """
 
 from __future__ import annotations
 
 import json
+import socket
+import time
 import urllib.error
 import urllib.request
 
@@ -14,8 +18,12 @@ import psycopg
 import pytest
 from prometheus_client import CollectorRegistry
 
+from monitor import alert_webhook
 from monitor.alert_webhook import PATH, AlertWebhook
+from monitor.config import ConfigError
 from monitor.metrics_server import MetricsServer
+
+TOKEN = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"  # a test value; deployments use openssl rand -hex 32
 
 PAYLOAD = {
     "version": "4",
@@ -55,20 +63,42 @@ PAYLOAD = {
 
 @pytest.fixture
 def server(database_url: str):
-    srv = MetricsServer("127.0.0.1:0", CollectorRegistry(), webhook=AlertWebhook(database_url))
+    srv = MetricsServer("127.0.0.1:0", CollectorRegistry(),
+                        webhook=AlertWebhook(database_url, token=TOKEN), read_timeout=2)  # fmt: skip
     srv.start()
     yield srv
     srv.stop()
 
 
-def post(server: MetricsServer, body: bytes) -> tuple[int, dict]:
+def post(server: MetricsServer, body: bytes, *, authorization: str | None = f"Bearer {TOKEN}",
+         ) -> tuple[int, dict]:  # fmt: skip
+    headers = {"Content-Type": "application/json"}
+    if authorization is not None:
+        headers["Authorization"] = authorization
     request = urllib.request.Request(f"http://{server.address}{PATH}", data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})  # fmt: skip
+                                     headers=headers)  # fmt: skip
     try:
         with urllib.request.urlopen(request, timeout=10) as reply:
             return reply.status, json.loads(reply.read())
     except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+        return exc.code, {"body": json.loads(exc.read()), "headers": dict(exc.headers)}
+
+
+def notified_rows(database_url: str) -> int:
+    with psycopg.connect(database_url) as conn:
+        n = conn.execute("SELECT count(*) FROM audit_events WHERE action = 'alert.notified'")
+        return int(n.fetchone()[0])
+
+
+def raw_request(server: MetricsServer, data: bytes, *, timeout: float = 5.0) -> bytes:
+    """Send bytes as they are (no client library fixing them up); return the whole reply."""
+    host, port = server.address.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        sock.sendall(data)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def test_notification_becomes_audit_rows(server: MetricsServer, database_url: str) -> None:
@@ -95,9 +125,114 @@ def test_bad_payload_is_rejected_and_not_recorded(server: MetricsServer, databas
     assert (
         post(server, json.dumps({"version": "4", "alerts": [{"status": "odd"}]}).encode())[0] == 400
     )
+    assert notified_rows(database_url) == 0
+
+
+@pytest.mark.parametrize("authorization", [
+    None, f"Bearer {TOKEN[:-1]}x", f"Bearer {TOKEN}x", f"Basic {TOKEN}", "Bearer", TOKEN,
+])  # fmt: skip
+def test_anonymous_or_wrong_token_is_refused_and_nothing_written(
+    server: MetricsServer, database_url: str, authorization: str | None
+) -> None:
+    # The forged "resolved" notification of the security review.
+    forged = {**PAYLOAD, "status": "resolved",
+              "alerts": [{**PAYLOAD["alerts"][0], "status": "resolved"}]}  # fmt: skip
+    status, reply = post(server, json.dumps(forged).encode(), authorization=authorization)
+    assert status == 401
+    assert reply["headers"]["WWW-Authenticate"].startswith("Bearer")
+    assert notified_rows(database_url) == 0
+
+
+def test_webhook_without_a_token_is_off(database_url: str) -> None:
+    srv = MetricsServer("127.0.0.1:0", CollectorRegistry()).start()
+    try:
+        status, reply = post(srv, json.dumps(PAYLOAD).encode())
+    finally:
+        srv.stop()
+    assert status == 403 and "RADWATCH_WEBHOOK_TOKEN" in reply["body"]["error"]
+    assert notified_rows(database_url) == 0
+    with pytest.raises(ConfigError, match="at least 16"):
+        AlertWebhook(database_url, token="short")
+
+
+@pytest.mark.parametrize("length_header,expected", [
+    (b"Content-Length: -1\r\n", 400),
+    (b"Content-Length: abc\r\n", 400),
+    (b"Content-Length: 1e9\r\n", 400),
+    (b"Content-Length: 300000000\r\n", 413),
+    (b"Content-Length: 10\r\nContent-Length: 10\r\n", 400),
+    (b"", 411),  # a body with no length
+    (b"Transfer-Encoding: chunked\r\n", 411),
+])  # fmt: skip
+def test_body_length_is_never_trusted(server: MetricsServer, database_url: str,
+                                      length_header: bytes, expected: int) -> None:  # fmt: skip
+    """Answered at once from the headers (nothing buffered), even though bytes keep coming."""
+    head = (b"POST " + PATH.encode() + b" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+            + TOKEN.encode() + b"\r\n" + length_header + b"\r\n")  # fmt: skip
+    started = time.monotonic()
+    reply = raw_request(server, head + b'{"alerts": [' * 1000)
+    assert reply.split(b" ", 2)[1] == str(expected).encode(), reply[:200]
+    assert time.monotonic() - started < 1.5  # well inside the 2 s read timeout
+    assert notified_rows(database_url) == 0
+
+
+def test_body_shorter_than_its_length_is_cut_at_the_read_timeout(server: MetricsServer,
+                                                                 database_url: str) -> None:  # fmt: skip
+    head = (b"POST " + PATH.encode() + b" HTTP/1.1\r\nAuthorization: Bearer " + TOKEN.encode()
+            + b"\r\nContent-Length: 1000\r\n\r\n{")  # fmt: skip
+    started = time.monotonic()
+    assert raw_request(server, head) == b""  # closed without an answer
+    assert 1.5 < time.monotonic() - started < 4
+    assert notified_rows(database_url) == 0
+
+
+@pytest.mark.parametrize("body", [
+    b"[" * 200_000,  # deep nesting: RecursionError in json
+    b'{"alerts": [], "truncatedAlerts": ' + b"9" * 5000 + b"}",  # past int digit limit
+    b'{"alerts": [], "truncatedAlerts": "many"}',
+    b"\xff\xfe",
+    b'{"alerts": [{"status": "firing", "labels": [1]}]}',
+    b'{"alerts": [{"status": ["firing"]}]}',
+    b'{"version": 5, "alerts": []}',
+])  # fmt: skip
+def test_malformed_payloads_are_400_never_500(server: MetricsServer, database_url: str,
+                                              body: bytes) -> None:  # fmt: skip
+    assert post(server, body)[0] == 400
+    assert notified_rows(database_url) == 0
+
+
+def test_odd_strings_are_stored_safely(server: MetricsServer, database_url: str) -> None:
+    """Lone surrogates and NUL (which jsonb refuses) are replaced; nested values flattened."""
+    alert = {"status": "firing", "fingerprint": "abc",
+             "labels": {"alertname": "X\ud800", "model": "m\u0000"},
+             "annotations": {"summary": {"nested": [1, 2]}}}  # fmt: skip
+    body = json.dumps({"version": "4", "status": "firing", "alerts": [alert]}).encode()
+    status, reply = post(server, body)
+    assert status == 200 and reply["recorded"] == 1
     with psycopg.connect(database_url) as conn:
-        n = conn.execute("SELECT count(*) FROM audit_events WHERE action = 'alert.notified'")
-        assert n.fetchone() == (0,)
+        (detail,) = conn.execute(
+            "SELECT detail FROM audit_events WHERE action = 'alert.notified'").fetchone()  # fmt: skip
+    assert detail["labels"] == {"alertname": "X?", "model": "m\ufffd"}
+    assert detail["annotations"]["summary"] == '{"nested": [1, 2]}'
+
+
+def test_work_per_notification_is_bounded_and_the_cut_recorded(server: MetricsServer,
+                                                                database_url: str) -> None:  # fmt: skip
+    """The review's 1 MB request wrote 13,754 rows; now at most MAX_ALERTS, cut strings."""
+    alerts = [{"status": "firing", "fingerprint": f"fp{i}",
+               "labels": {"alertname": "Flood", "i": str(i)},
+               "annotations": {"summary": "s" * 2000}} for i in range(400)]  # fmt: skip
+    body = json.dumps({"version": "4", "status": "firing", "alerts": alerts}).encode()
+    assert len(body) < alert_webhook.MAX_BODY_BYTES and len(alerts) > alert_webhook.MAX_ALERTS
+    status, reply = post(server, body)
+    assert status == 200 and reply["recorded"] == alert_webhook.MAX_ALERTS
+    with psycopg.connect(database_url) as conn:
+        details = [r[0] for r in conn.execute(
+            "SELECT detail FROM audit_events WHERE action = 'alert.notified'")]  # fmt: skip
+    assert len(details) == alert_webhook.MAX_ALERTS
+    assert details[0]["dropped_alerts"] == len(alerts) - alert_webhook.MAX_ALERTS
+    assert details[0]["truncated_strings"] >= alert_webhook.MAX_ALERTS
+    assert len(details[0]["annotations"]["summary"]) == alert_webhook.MAX_STRING
 
 
 def test_metrics_and_health_are_served(server: MetricsServer) -> None:
