@@ -44,9 +44,12 @@ NUMERIC = (
 SPACING = ("PixelSpacing", "ImagerPixelSpacing")
 PSEUDONYMISED = ("StationName",)
 _CATEGORICAL, _NUMERIC, _SPACING = frozenset(CATEGORICAL), frozenset(NUMERIC), frozenset(SPACING)
+_SCALAR = (str, int, float)
 ALLOWED = frozenset(CATEGORICAL + NUMERIC + SPACING + PSEUDONYMISED + ("PatientAge", "AgeBand"))
 
 AGE_BANDS = ((18, "0-17"), (30, "18-29"), (45, "30-44"), (60, "45-59"), (75, "60-74"))
+# A forwarded AgeBand is kept only if it is one of ours: a free string could carry anything.
+AGE_BAND_NAMES = frozenset([band for _, band in AGE_BANDS] + ["75+"])
 _AGE = re.compile(r"^(\d{1,3})([DWMY])$")
 
 
@@ -73,7 +76,8 @@ def _first_number(value: Any) -> float | None:
         return None
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
+        # OverflowError: an integer beyond the double range (the parser refuses those too).
         return None
     return number if math.isfinite(number) else None
 
@@ -85,8 +89,10 @@ def normalise_tags(tags: Mapping[str, Any], pseudonym: Callable[[str, str], str]
     for name in _CATEGORICAL & present:
         value = tags[name]
         if isinstance(value, list | tuple):
+            if not all(isinstance(v, _SCALAR) for v in value):
+                continue  # nested structure is no DICOM value: dropped, never stringified
             value = "\\".join(str(v) for v in value)  # PS3.5 §6.4 value multiplicity
-        if value is not None and str(value).strip() != "":
+        if isinstance(value, _SCALAR) and str(value).strip() != "":
             out[name] = str(value).strip()[:64]
     for name in _NUMERIC & present:
         number = _first_number(tags[name])
@@ -100,12 +106,12 @@ def normalise_tags(tags: Mapping[str, Any], pseudonym: Callable[[str, str], str]
                 out[name] = pair
     for name in PSEUDONYMISED:
         value = tags.get(name)
-        if value:
+        if value and isinstance(value, _SCALAR):
             out[name] = pseudonym(name, str(value))
     if isinstance(tags.get("PatientAge"), str):
         band = age_band(tags["PatientAge"])
         if band:
             out["AgeBand"] = band
-    elif isinstance(tags.get("AgeBand"), str):
-        out["AgeBand"] = tags["AgeBand"][:16]
+    elif isinstance(tags.get("AgeBand"), str) and tags["AgeBand"] in AGE_BAND_NAMES:
+        out["AgeBand"] = tags["AgeBand"]
     return out

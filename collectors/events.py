@@ -2,24 +2,31 @@
 
 First step of the data flow. `parse_record` never raises on bad input: it returns either
 an `InferenceEvent` / `LabelEvent` (identifiers already replaced by pseudonyms, DICOM tags
-reduced to the allow-list) or a `Rejection` with a reason code for the dead-letter path.
+reduced to the allow-list, extra fields reduced to the configured allow-list) or a
+`Rejection` with a reason code for the dead-letter path.
+
+Untrusted bytes are decoded on one path only (orjson: no recursion in Python, a built-in
+depth cap of 1,024, UTF-8 and surrogate checks, integers beyond 64 bits read as floats and
+numbers beyond the double range refused). `ParseLimits` then bounds the decoded tree by an
+iterative walk (depth, keys, values, string lengths) before any field is read, so no later
+step (pseudonyms, dead-letter redaction, jsonb encoding) meets an unbounded value.
+`dead_letter_skeleton` is the only view of a refused record that is stored.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 import orjson
 
 from collectors.dicom_tags import normalise_tags
-from collectors.pseudonym import Pseudonymiser
+from collectors.pseudonym import Pseudonymiser, is_identifier_key
 
 INFERENCE_SCHEMA = "radwatch.inference.v1"
 LABEL_SCHEMA = "radwatch.label.v1"
@@ -40,6 +47,14 @@ class Reason(StrEnum):
     SCORE_OUT_OF_RANGE = "score_out_of_range"
     BAD_TIMESTAMP = "bad_timestamp"
     NUL_CHARACTER = "nul_character"
+    # Decoding limits (ParseLimits): each has its own code.
+    TOO_DEEP = "too_deep"
+    NUMBER_TOO_LARGE = "number_too_large"
+    STRING_TOO_LONG = "string_too_long"
+    TOO_MANY_KEYS = "too_many_keys"
+    BAD_UNICODE = "bad_unicode"
+    # An unexpected exception while handling this one record (class name in the message).
+    INTERNAL_ERROR = "internal_error"
     STORAGE_REJECTED = "storage_rejected"
     DUPLICATE_CONFLICT = "duplicate_conflict"
     # Image-path reasons, decided by the image resolver and DICOM reader.
@@ -71,6 +86,41 @@ class InvalidEvent(ValueError):
 class Rejection:
     reason: Reason
     message: str
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class ParseLimits:
+    """What the parser accepts and keeps; built from Settings by `radwatch collect`.
+
+    The defaults are generous for the contract (an 8,192-value embedding, a few hundred
+    findings) and far below what would hurt the worker. `image.uri` is exempt from
+    `max_string_chars` (a `data:` URI may carry a whole small image); the record's size
+    limit bounds it. No timestamp window by default: in-memory callers (simulations) may
+    replay any period; the collector always sets one.
+    """
+
+    max_depth: int = 32
+    max_string_chars: int = 4096
+    max_key_chars: int = 256
+    max_object_keys: int = 1024
+    max_values: int = 65_536
+    max_past: timedelta | None = None
+    max_future: timedelta | None = None
+    # Top-level extra fields kept on stored events; all others are dropped.
+    extra_fields: frozenset[str] = frozenset()
+    clock: Callable[[], datetime] = field(default=_utcnow, compare=False, repr=False)
+
+
+DEFAULT_LIMITS = ParseLimits()
+# A label's `source` is stored and may be grouped by, so it comes from this set ("other"
+# for anything else): free text there could name a person.
+LABEL_SOURCES = frozenset(
+    {"radiologist-report", "report-labeler", "pathology", "consensus", "follow-up", "other"}
+)
 
 
 @dataclass(frozen=True)
@@ -137,25 +187,28 @@ def content_hash(raw: bytes) -> str:
 
 
 def parse_record(
-    raw: bytes, *, default_schema: str, pseudonym: Pseudonymiser, max_bytes: int
+    raw: bytes,
+    *,
+    default_schema: str,
+    pseudonym: Pseudonymiser,
+    max_bytes: int,
+    limits: ParseLimits = DEFAULT_LIMITS,
 ) -> Event | Rejection:
     """Validate one Kafka record value. Never raises for bad input."""
     try:
-        return _parse(raw, default_schema, pseudonym, max_bytes)
+        return _parse(raw, default_schema, pseudonym, max_bytes, limits)
     except InvalidEvent as exc:
         return Rejection(exc.reason, exc.message)
 
 
-def _parse(raw: bytes, default_schema: str, pseudonym: Pseudonymiser, max_bytes: int) -> Event:
+def _parse(
+    raw: bytes, default_schema: str, pseudonym: Pseudonymiser, max_bytes: int, limits: ParseLimits
+) -> Event:
     if raw is None:
         raise InvalidEvent(Reason.NOT_JSON, "record has no value (tombstone)")
     if len(raw) > max_bytes:
         raise InvalidEvent(Reason.TOO_LARGE, f"value is {len(raw)} bytes, limit is {max_bytes}")
-    try:
-        # orjson (strict RFC 8259, UTF-8 checked) is ~4x faster than json on this hot path.
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        doc = _loads_precisely(raw)
+    doc = decode(raw, limits)
     if b"\\u0000" in raw:
         # PostgreSQL text and jsonb cannot hold U+0000; refuse it here with a precise reason.
         raise InvalidEvent(Reason.NUL_CHARACTER, "value contains a NUL character (\\u0000)")
@@ -163,26 +216,103 @@ def _parse(raw: bytes, default_schema: str, pseudonym: Pseudonymiser, max_bytes:
         raise InvalidEvent(Reason.NOT_OBJECT, f"JSON value is a {type(doc).__name__}, not object")
     schema = doc.get("schema", default_schema)
     if schema == INFERENCE_SCHEMA:
-        return _inference(doc, pseudonym, content_hash(raw))
+        return _inference(doc, pseudonym, content_hash(raw), limits)
     if schema == LABEL_SCHEMA:
-        return _label(doc, pseudonym, content_hash(raw))
-    raise InvalidEvent(Reason.UNKNOWN_SCHEMA, f"unknown schema {str(schema)[:80]!r}")
+        return _label(doc, pseudonym, content_hash(raw), limits)
+    raise InvalidEvent(Reason.UNKNOWN_SCHEMA, f"schema is not {INFERENCE_SCHEMA} or {LABEL_SCHEMA}")
 
 
-def _loads_precisely(raw: bytes) -> Any:
-    """The slow path for what orjson refused: say exactly why, or accept NaN/Infinity.
+# orjson's messages for what it refuses, mapped to the limit's own reason (the message is
+# fixed text in orjson; anything not matched stays `not_json`).
+_ORJSON_REASONS = (
+    ("depth limit", Reason.TOO_DEEP),
+    ("recursion", Reason.TOO_DEEP),
+    ("number is infinity", Reason.NUMBER_TOO_LARGE),
+    ("out of range", Reason.NUMBER_TOO_LARGE),
+    ("surrogate", Reason.BAD_UNICODE),
+)
+_NON_FINITE = ("NaN", "Infinity", "-Infinity")
 
-    The standard library accepts NaN/Infinity literals, which are then rejected as scores
-    with the more precise reason `score_not_finite`.
+
+def decode(raw: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> Any:
+    """Untrusted bytes → a JSON value within `limits`, or InvalidEvent with its reason.
+
+    The only decoder for record values (no fallback that behaves differently): orjson,
+    then an iterative walk that enforces the limits on the decoded tree.
     """
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InvalidEvent(Reason.NOT_UTF8, f"value is not UTF-8 (byte {exc.start})") from exc
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise _decode_error(raw, exc) from None
+    except RecursionError:  # not expected from orjson; never allowed past the parser
+        raise InvalidEvent(Reason.TOO_DEEP, f"nested deeper than {limits.max_depth}") from None
+    check_tree(doc, limits)
+    return doc
+
+
+def _decode_error(raw: bytes, exc: orjson.JSONDecodeError) -> InvalidEvent:
+    """Why orjson refused the bytes, said without repeating any of them."""
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidEvent(Reason.NOT_JSON, f"value is not JSON: {exc.msg} at {exc.pos}") from exc
+        text = bytes(raw).decode("utf-8")
+    except UnicodeDecodeError as bad:
+        return InvalidEvent(Reason.NOT_UTF8, f"value is not UTF-8 (byte {bad.start})")
+    msg = str(exc.msg)
+    for fragment, reason in _ORJSON_REASONS:
+        if fragment in msg:
+            return InvalidEvent(reason, f"value refused by the JSON decoder: {msg[:80]}")
+    if text.startswith(_NON_FINITE, max(0, exc.pos)):
+        # Kept precise: a NaN/Infinity literal is a producer bug worth its own reason.
+        return InvalidEvent(Reason.SCORE_NOT_FINITE, f"a number is NaN or Infinity at {exc.pos}")
+    return InvalidEvent(Reason.NOT_JSON, f"value is not JSON: {msg[:80]} at {exc.pos}")
+
+
+def check_tree(doc: Any, limits: ParseLimits) -> None:
+    """Enforce depth, key count, value count and string length without recursion.
+
+    Containers are visited breadth-first from an explicit stack; scalar-only arrays (the
+    embedding) are checked with C-level `map`, not per item in Python.
+    """
+    exempt = _image_uri(doc)
+    stack: list[tuple[Any, int]] = [(doc, 1)] if isinstance(doc, dict | list) else []
+    if isinstance(doc, str) and len(doc) > limits.max_string_chars:
+        raise InvalidEvent(Reason.STRING_TOO_LONG, "a string is too long")
+    values = 0
+    while stack:
+        node, depth = stack.pop()
+        if depth > limits.max_depth:
+            raise InvalidEvent(Reason.TOO_DEEP, f"nested deeper than {limits.max_depth}")
+        if type(node) is dict:
+            if len(node) > limits.max_object_keys:
+                raise InvalidEvent(
+                    Reason.TOO_MANY_KEYS, f"an object has more than {limits.max_object_keys} keys"
+                )
+            if node and max(map(len, node)) > limits.max_key_chars:
+                raise InvalidEvent(
+                    Reason.STRING_TOO_LONG, f"a key is longer than {limits.max_key_chars}"
+                )
+            items: Any = node.values()
+        else:
+            items = node
+        values += len(node)
+        if values > limits.max_values:
+            raise InvalidEvent(
+                Reason.TOO_MANY_KEYS, f"the document holds more than {limits.max_values} values"
+            )
+        kinds = set(map(type, items))
+        if str in kinds:
+            for item in items:
+                if type(item) is str and len(item) > limits.max_string_chars and item is not exempt:
+                    raise InvalidEvent(
+                        Reason.STRING_TOO_LONG,
+                        f"a string is longer than {limits.max_string_chars} characters",
+                    )
+        if dict in kinds or list in kinds:
+            stack.extend((item, depth + 1) for item in items if type(item) in (dict, list))
+
+
+def _image_uri(doc: Any) -> Any:
+    image = doc.get("image") if type(doc) is dict else None
+    return image.get("uri") if type(image) is dict else None
 
 
 def _require(doc: Mapping[str, Any], key: str, kind: type | tuple[type, ...], path: str) -> Any:
@@ -222,15 +352,34 @@ def _nonempty_str(doc: Mapping[str, Any], key: str, path: str, limit: int = 256)
     return value
 
 
-def _timestamp(doc: Mapping[str, Any]) -> datetime:
+def _timestamp(doc: Mapping[str, Any], limits: ParseLimits) -> datetime:
     value = _require(doc, "occurred_at", str, "occurred_at")
+    if len(value) > 64:
+        raise InvalidEvent(Reason.BAD_TIMESTAMP, "occurred_at is not ISO 8601")
     try:
         parsed = datetime.fromisoformat(value)
-    except ValueError as exc:
+        moment = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except ValueError:
+        raise InvalidEvent(Reason.BAD_TIMESTAMP, "occurred_at is not ISO 8601") from None
+    except OverflowError:
+        # Year 1 at +01:00 or year 9999 at -01:00: valid text, no UTC instant.
         raise InvalidEvent(
-            Reason.BAD_TIMESTAMP, f"occurred_at {value[:40]!r} is not ISO 8601"
-        ) from exc
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+            Reason.BAD_TIMESTAMP, "occurred_at is outside the datetime range"
+        ) from None
+    if limits.max_past is not None or limits.max_future is not None:
+        now = limits.clock()
+        # A far-future event would move every "latest" cursor past real ones; a far-past
+        # one is a producer bug. Both are dead letters, with the window in the message.
+        if limits.max_past is not None and moment < now - limits.max_past:
+            raise InvalidEvent(
+                Reason.BAD_TIMESTAMP, f"occurred_at is more than {limits.max_past.days} days old"
+            )
+        if limits.max_future is not None and moment > now + limits.max_future:
+            hours = limits.max_future.total_seconds() / 3600
+            raise InvalidEvent(
+                Reason.BAD_TIMESTAMP, f"occurred_at is more than {hours:g} hours in the future"
+            )
+    return moment
 
 
 def _study(doc: Mapping[str, Any], pseudonym: Pseudonymiser) -> StudyRef:
@@ -251,13 +400,14 @@ def _study(doc: Mapping[str, Any], pseudonym: Pseudonymiser) -> StudyRef:
 
 def _number_map(value: Mapping[str, Any], path: str, *, unit_interval: bool) -> dict[str, float]:
     out: dict[str, float] = {}
+    # Messages name the field, never the finding or the value (both come from the event).
     for name, number in value.items():
         if not isinstance(number, int | float) or isinstance(number, bool):
-            raise InvalidEvent(Reason.WRONG_TYPE, f"{path}.{name} must be a number")
+            raise InvalidEvent(Reason.WRONG_TYPE, f"{path} values must be numbers")
         if not math.isfinite(number):
-            raise InvalidEvent(Reason.SCORE_NOT_FINITE, f"{path}.{name} is {number}")
+            raise InvalidEvent(Reason.SCORE_NOT_FINITE, f"{path} holds a non-finite number")
         if unit_interval and not 0.0 <= number <= 1.0:
-            raise InvalidEvent(Reason.SCORE_OUT_OF_RANGE, f"{path}.{name}={number} not in [0,1]")
+            raise InvalidEvent(Reason.SCORE_OUT_OF_RANGE, f"{path} holds a value not in [0,1]")
         out[str(name)[:64]] = float(number)
     return out
 
@@ -280,15 +430,38 @@ def _model(doc: Mapping[str, Any]) -> tuple[str, str | None]:
     return name, version
 
 
-def _extra(doc: Mapping[str, Any], known: set[str], pseudonym: Pseudonymiser) -> dict[str, Any]:
-    # Unknown fields are kept (contract §4), but identifier-named keys inside them are redacted.
-    return {k: pseudonym.redact(v) for k, v in doc.items() if k not in known}
+def _extra(
+    doc: Mapping[str, Any], known: set[str], pseudonym: Pseudonymiser, limits: ParseLimits
+) -> dict[str, Any]:
+    """Unknown top-level fields: only the allow-listed ones, without identifier-looking keys.
+
+    An allow-listed key that itself looks like an identifier (PatientName, notes, …) is
+    dropped all the same; inside a kept value, identifier-looking keys are dropped with
+    their values (keys can carry names too).
+    """
+    if not limits.extra_fields:
+        return {}
+    return {
+        k: pseudonym.redact(v)
+        for k, v in doc.items()
+        if k in limits.extra_fields and k not in known and not is_identifier_key(k)
+    }
 
 
-def _inference(doc: dict[str, Any], pseudonym: Pseudonymiser, digest: str) -> InferenceEvent:
+def label_source(value: object) -> str | None:
+    """A label's `source`, reduced to LABEL_SOURCES ("other" for anything else)."""
+    if value is None:
+        return None
+    text = value.strip().lower() if isinstance(value, str) else ""
+    return text if text in LABEL_SOURCES else "other"
+
+
+def _inference(
+    doc: dict[str, Any], pseudonym: Pseudonymiser, digest: str, limits: ParseLimits
+) -> InferenceEvent:
     event_id = _nonempty_str(doc, "event_id", "event_id", limit=128)
     model_name, model_version = _model(doc)
-    occurred_at = _timestamp(doc)
+    occurred_at = _timestamp(doc, limits)
     study = _study(doc, pseudonym)
     prediction = _require(doc, "prediction", dict, "prediction")
     scores_raw = _require(prediction, "scores", dict, "prediction.scores")
@@ -327,14 +500,16 @@ def _inference(doc: dict[str, Any], pseudonym: Pseudonymiser, digest: str) -> In
         content_hash=digest,
         image_uri=image_uri,
         image_ref=pseudonym("uri", image_uri) if image_uri else None,
-        extra=_extra(doc, _INFERENCE_KEYS, pseudonym),
+        extra=_extra(doc, _INFERENCE_KEYS, pseudonym, limits),
     )
 
 
-def _label(doc: dict[str, Any], pseudonym: Pseudonymiser, digest: str) -> LabelEvent:
+def _label(
+    doc: dict[str, Any], pseudonym: Pseudonymiser, digest: str, limits: ParseLimits
+) -> LabelEvent:
     event_id = _nonempty_str(doc, "event_id", "event_id", limit=128)
     model_name, _ = _model(doc)
-    occurred_at = _timestamp(doc)
+    occurred_at = _timestamp(doc, limits)
     study = _study(doc, pseudonym)
     labels_raw = _require(doc, "labels", dict, "labels")
     if not labels_raw:
@@ -343,16 +518,91 @@ def _label(doc: dict[str, Any], pseudonym: Pseudonymiser, digest: str) -> LabelE
     for name, value in labels_raw.items():
         # A finding the model does not score is kept: labels may precede inferences.
         if value not in (0, 1) or isinstance(value, float):
-            raise InvalidEvent(Reason.WRONG_TYPE, f"labels.{name} must be 0, 1, true or false")
+            raise InvalidEvent(Reason.WRONG_TYPE, "labels values must be 0, 1, true or false")
         labels[str(name)[:64]] = int(value)
-    source = _optional(doc, "source", str, "source")
+    source = label_source(_optional(doc, "source", str, "source"))
     return LabelEvent(
         event_id=event_id,
         occurred_at=occurred_at,
         model_name=model_name,
         study=study,
         labels=labels,
-        source=source[:64] if source else None,
+        source=source,
         content_hash=digest,
-        extra=_extra(doc, _LABEL_KEYS, pseudonym),
+        extra=_extra(doc, _LABEL_KEYS, pseudonym, limits),
     )
+
+
+def dead_letter_skeleton(raw: bytes, pseudonym: Pseudonymiser) -> dict[str, Any] | None:
+    """What is stored of a refused record: the contract's known fields, reduced; or None.
+
+    Only fields that help find and fix the producer are kept: identifiers as pseudonyms,
+    `dicom` through the allow-list, numbers only where the contract has numbers, the
+    names of unknown fields never (they can carry names too; only their count is kept).
+    Anything outside the decoding limits is not decoded at all, so None. Never raises for
+    any bytes (callers still guard it: the dead-letter write must not fail).
+    """
+    try:
+        doc = decode(raw, DEFAULT_LIMITS)
+    except InvalidEvent:
+        return None
+    if not isinstance(doc, dict) or b"\\u0000" in raw:  # jsonb cannot hold U+0000
+        return None
+    out: dict[str, Any] = {}
+    schema = doc.get("schema")
+    if schema in (INFERENCE_SCHEMA, LABEL_SCHEMA):
+        out["schema"] = schema
+    elif schema is not None:
+        out["schema"] = "unknown"
+    for key, limit in (("event_id", 128), ("occurred_at", 64), ("site", 64)):
+        value = doc.get(key)
+        if isinstance(value, str) and "\x00" not in value:
+            out[key] = value[:limit]
+    model = doc.get("model")
+    if isinstance(model, dict):
+        out["model"] = {
+            k: model[k][:128]
+            for k in ("name", "version")
+            if isinstance(model.get(k), str) and "\x00" not in model[k]
+        }
+    study = doc.get("study")
+    if isinstance(study, dict):
+        out["study"] = {
+            k: "pseudo:" + pseudonym(k, str(study[k]))
+            for k in ("study_uid", "series_uid", "sop_uid", "accession", "patient_id")
+            if isinstance(study.get(k), str | int) and not isinstance(study[k], bool)
+        }
+    if isinstance(doc.get("dicom"), dict):
+        out["dicom"] = normalise_tags(doc["dicom"], pseudonym)
+    image = doc.get("image")
+    if isinstance(image, dict) and isinstance(image.get("uri"), str):
+        out["image_ref"] = pseudonym("uri", image["uri"])
+    prediction = doc.get("prediction")
+    if isinstance(prediction, dict):
+        out["prediction"] = {
+            k: _numbers_only(prediction[k]) for k in ("scores", "threshold") if k in prediction
+        }
+    if "labels" in doc:
+        out["labels"] = _numbers_only(doc["labels"])
+    if "source" in doc:
+        out["source"] = label_source(doc["source"])
+    latency = doc.get("latency_ms")
+    if isinstance(latency, int | float) and not isinstance(latency, bool):
+        out["latency_ms"] = float(latency)
+    if isinstance(doc.get("embedding"), list):
+        out["embedding_length"] = len(doc["embedding"])
+    known = _INFERENCE_KEYS | _LABEL_KEYS
+    out["extra_fields"] = sum(1 for k in doc if k not in known)
+    return out
+
+
+def _numbers_only(value: Any) -> Any:
+    """A {finding: number} map with names cut to 64 and anything but a number as None."""
+    if not isinstance(value, dict):
+        return None
+    return {
+        str(k)[:64].replace("\x00", ""): float(v)
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+        else None
+        for k, v in value.items()
+    }

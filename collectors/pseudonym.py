@@ -3,14 +3,34 @@
 Every identifier (patient ID, accession, study/series/SOP UIDs, station names) is replaced
 by HMAC-SHA256 under the configured key before anything is stored, logged or measured.
 The same key gives the same pseudonym, so labels still join to inferences.
+
+`is_identifier_key` decides which keys of free-form JSON (an event's allow-listed extra
+fields) look like they name a person, a place or free text; `Pseudonymiser.redact` drops
+them, key and value together, wherever they appear.
 """
 
 from __future__ import annotations
 
 import hmac
+import re
 from typing import Any
 
-# Keys whose values are identifiers wherever they appear in an event or a redacted payload.
+# Substrings of a key (lower-cased, separators removed) that mark it as naming a person,
+# an identifier, a place, a date or free text. Matching is deliberately broad: a dropped
+# harmless field costs little, a kept name costs a breach.
+IDENTIFIER_FRAGMENTS = (
+    "patient", "name", "birth", "dob", "mrn", "accession", "uid", "ssn", "social",
+    "address", "street", "city", "zip", "postal", "phone", "mobile", "fax", "email", "mail",
+    "physician", "doctor", "operator", "referring", "performing", "reader", "author",
+    "institution", "hospital", "station", "device", "serial", "insurance", "account",
+    "date", "note", "comment", "text", "report", "description", "remark", "narrative",
+    "uri", "url", "path", "file", "host",
+)  # fmt: skip
+# Whole words (after splitting snake_case, kebab-case and camelCase) that mark a key.
+IDENTIFIER_WORDS = frozenset({"id", "ids", "pid", "ip", "mac", "age", "dob", "ssn", "mrn"})
+_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
+
+# Kept for callers that name the contract's identifier keys explicitly.
 IDENTIFIER_KEYS = frozenset(
     {
         "patient_id",
@@ -32,6 +52,21 @@ IDENTIFIER_KEYS = frozenset(
         "uri",
     }
 )
+# Deeper than this, redact() drops the value instead of descending (the parser already
+# refuses deeper documents; this keeps redact total on anything it is handed).
+MAX_REDACT_DEPTH = 64
+
+
+def is_identifier_key(key: object) -> bool:
+    """True when a JSON key looks like it names an identifier, a person or free text."""
+    if not isinstance(key, str):
+        return True
+    if key in IDENTIFIER_KEYS:
+        return True
+    flat = "".join(ch for ch in key.lower() if ch.isalnum())
+    if any(fragment in flat for fragment in IDENTIFIER_FRAGMENTS):
+        return True
+    return any(word.lower() in IDENTIFIER_WORDS for word in _WORDS.findall(key))
 
 
 class Pseudonymiser:
@@ -48,18 +83,20 @@ class Pseudonymiser:
         # 128 bits is ample against collisions for any hospital's volume and keeps rows small.
         return mac[:16].hex()
 
-    def redact(self, value: Any) -> Any:
-        """A copy of a JSON value with every identifier-keyed string replaced by its pseudonym."""
+    def redact(self, value: Any, _depth: int = 0) -> Any:
+        """A copy of a JSON value without identifier-looking keys (key and value dropped).
+
+        Recursion is bounded by MAX_REDACT_DEPTH, so an untrusted tree cannot exhaust the
+        stack; anything deeper becomes None.
+        """
+        if _depth > MAX_REDACT_DEPTH:
+            return None
         if isinstance(value, dict):
-            out: dict[str, Any] = {}
-            for key, item in value.items():
-                if key in IDENTIFIER_KEYS and isinstance(item, str | int | float):
-                    out[key] = "pseudo:" + self(key, str(item))
-                elif key in IDENTIFIER_KEYS and item is not None:
-                    out[key] = "redacted"
-                else:
-                    out[key] = self.redact(item)
-            return out
+            return {
+                key: self.redact(item, _depth + 1)
+                for key, item in value.items()
+                if not is_identifier_key(key)
+            }
         if isinstance(value, list):
-            return [self.redact(item) for item in value]
+            return [self.redact(item, _depth + 1) for item in value]
         return value

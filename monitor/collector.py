@@ -4,6 +4,12 @@ The ingest loop of the data flow: poll a batch → parse and pseudonymise (colle
 write it in one transaction (ingest_store) → publish dead letters → commit offsets.
 Offsets are committed only after the batch is durable, and writes are idempotent on
 `event_id`, so a crash anywhere replays the batch without loss or double counting.
+
+No record can stop the worker (DESIGN.md §5a): an unexpected exception while parsing,
+enriching or storing one record dead-letters that record as `internal_error` (the log
+line and message hold the exception's class name only) and the batch goes on.
+Infrastructure errors (PostgreSQL unavailable, broker errors) are never blamed on a
+record: they are retried with backoff, or the worker stops without committing.
 """
 
 from __future__ import annotations
@@ -17,14 +23,17 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
+from typing import TypeVar
 
 import psycopg
 from kafka.errors import CommitFailedError, KafkaError
 
 from collectors.events import (
+    DEFAULT_LIMITS,
     INFERENCE_SCHEMA,
     LABEL_SCHEMA,
     InferenceEvent,
+    ParseLimits,
     Reason,
     Rejection,
     parse_record,
@@ -35,6 +44,10 @@ from monitor import audit, db, metrics
 from monitor.ingest_store import Batch, DeadLetter, IngestStore, Position, Record, WriteOutcome
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Errors of the servers, not of a record: retried or waited out, never dead-lettered.
+INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (psycopg.OperationalError, KafkaError)
 
 
 @dataclass(frozen=True)
@@ -47,6 +60,8 @@ class CollectorConfig:
     max_event_bytes: int
     batch_size: int = 500
     poll_timeout_ms: int = 500
+    # Decoding limits, timestamp window and extra-field allow-list (from Settings).
+    limits: ParseLimits = DEFAULT_LIMITS
 
 
 @dataclass
@@ -125,17 +140,24 @@ class Collector:
                     continue
                 last_record = time.monotonic()
                 batch = self._parse(records)
-                for stage in self._pre_write:
-                    batch = stage(batch)
                 try:
+                    for stage in self._pre_write:
+                        batch = self._with_backoff(
+                            functools.partial(self._run_stage, stage, batch), "a pre-write stage"
+                        )
                     outcome = db.with_retry(
                         functools.partial(self._write, batch), what="writing a batch",
                         should_stop=self._stop.is_set,
                     )  # fmt: skip
-                except psycopg.OperationalError:
-                    log.warning("stopping with a batch not stored; it will be replayed")
+                    self._with_backoff(
+                        functools.partial(self._publish_dead_letters, producer,
+                                          outcome.dead_letters),
+                        "publishing dead letters",
+                    )  # fmt: skip
+                except INFRASTRUCTURE_ERRORS as exc:
+                    log.warning("stopping with a batch not committed (%s); it will be replayed",
+                                type(exc).__name__)  # fmt: skip
                     break
-                self._publish_dead_letters(producer, outcome.dead_letters)
                 self._commit(consumer)
                 self._account(batch, outcome)
         finally:
@@ -160,14 +182,65 @@ class Collector:
                 Position(rec.topic, rec.partition, rec.offset), rec.value or b"", rec.key
             )
             default = LABEL_SCHEMA if rec.topic == cfg.label_topic else INFERENCE_SCHEMA
-            parsed = parse_record(rec.value, default_schema=default, pseudonym=self.pseudonym,
-                                  max_bytes=cfg.max_event_bytes)  # fmt: skip
+            try:
+                parsed = parse_record(rec.value, default_schema=default,
+                                      pseudonym=self.pseudonym, max_bytes=cfg.max_event_bytes,
+                                      limits=cfg.limits)  # fmt: skip
+            except Exception as exc:  # noqa: BLE001 - one record never stops the worker
+                batch.dead_letters.append(_internal_error(record, exc, "parsing"))
+                continue
             if isinstance(parsed, Rejection):
                 batch.dead_letters.append(DeadLetter(record, parsed.reason, parsed.message))
             elif isinstance(parsed, InferenceEvent):
                 batch.inferences.append((parsed, record))
             else:
                 batch.labels.append((parsed, record))
+        return batch
+
+    def _with_backoff(self, action: Callable[[], T], what: str) -> T:
+        """Run `action`, retrying infrastructure errors with backoff until it works or we stop."""
+        delay = 0.2
+        while True:
+            try:
+                return action()
+            except INFRASTRUCTURE_ERRORS as exc:
+                if self._stop.is_set():
+                    raise
+                log.warning("%s failed (%s); retrying in %.1fs", what, type(exc).__name__, delay)
+                time.sleep(delay)
+                delay = min(10.0, delay * 2)
+
+    def _run_stage(self, stage: PreWriteStage, batch: Batch) -> Batch:
+        """One pre-write stage, guarded: what fails for one record dead-letters that record."""
+        before = (list(batch.inferences), list(batch.labels), list(batch.dead_letters),
+                  dict(batch.images))  # fmt: skip
+        try:
+            return stage(batch)
+        except INFRASTRUCTURE_ERRORS:
+            _restore(batch, before)  # retried as a whole, from where it started
+            raise
+        except Exception as exc:  # noqa: BLE001 - find the record, keep the others
+            _restore(batch, before)
+            log.error("a pre-write stage failed on a batch (%s); running it record by record",
+                      type(exc).__name__)  # fmt: skip
+        done = Batch(dead_letters=list(batch.dead_letters), images=dict(batch.images))
+        singles = [Batch(inferences=[item]) for item in batch.inferences]
+        singles += [Batch(labels=[item]) for item in batch.labels]
+        for single in singles:
+            _, record = (single.inferences or single.labels)[0]
+            try:
+                out = stage(single)
+            except INFRASTRUCTURE_ERRORS:
+                raise
+            except Exception as exc:  # noqa: BLE001 - this record, and only this one
+                done.dead_letters.append(_internal_error(record, exc, "a pre-write stage"))
+                continue
+            done.inferences += out.inferences
+            done.labels += out.labels
+            done.dead_letters += out.dead_letters
+            done.images.update(out.images)
+        # The same Batch object goes on: stages such as the batch timer key on its identity.
+        _restore(batch, (done.inferences, done.labels, done.dead_letters, done.images))
         return batch
 
     def _write(self, batch: Batch) -> WriteOutcome:
@@ -179,7 +252,10 @@ class Collector:
         except psycopg.Error as exc:
             log.error("PostgreSQL rejected a batch (%s: %s); isolating the records it refuses",
                       exc.sqlstate, type(exc).__name__)  # fmt: skip
-            return self._write_isolating(batch)
+        except Exception as exc:  # noqa: BLE001 - some record broke the write: find it
+            log.error("storing a batch failed (%s); isolating the records that fail",
+                      type(exc).__name__)  # fmt: skip
+        return self._write_isolating(batch)
 
     def _write_once(self, batch: Batch) -> WriteOutcome:
         if self._store is None or self._conn is None or self._conn.closed:
@@ -212,17 +288,47 @@ class Collector:
                 dead.append(DeadLetter(record, Reason.STORAGE_REJECTED,
                                        f"PostgreSQL refused the record ({exc.sqlstate})"))  # fmt: skip
                 continue
+            except Exception as exc:  # noqa: BLE001 - this record, and only this one
+                _, record = (single.inferences or single.labels)[0]
+                dead.append(_internal_error(record, exc, "storing"))
+                continue
             n_inf += outcome.inferences_new
             n_lab += outcome.labels_new
             dead += outcome.dead_letters
-        rest = self._write_once(Batch(dead_letters=dead))
-        return WriteOutcome(n_inf, n_lab, rest.dead_letters)
+        return WriteOutcome(n_inf, n_lab, self._write_dead_letters(dead))
+
+    def _write_dead_letters(self, dead: list[DeadLetter]) -> tuple[DeadLetter, ...]:
+        """Store dead letters; one PostgreSQL refuses is stored again without its payload.
+
+        Payloads and messages are already made safe (DeadLetter.redacted_payload and
+        safe_message), so this is the last line: the record's position and reason always
+        reach the table, and the offsets can move on.
+        """
+        try:
+            return self._write_once(Batch(dead_letters=dead)).dead_letters
+        except psycopg.OperationalError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the dead-letter write must not fail
+            log.error("storing dead letters failed (%s); storing them one by one",
+                      type(exc).__name__)  # fmt: skip
+        stored: list[DeadLetter] = []
+        for letter in dead:
+            try:
+                stored += self._write_once(Batch(dead_letters=[letter])).dead_letters
+            except psycopg.OperationalError:
+                raise
+            except Exception:  # noqa: BLE001 - keep where and why, drop what would not store
+                bare = Record(letter.position, b"", letter.record.key)
+                stored.append(DeadLetter(bare, letter.reason, str(letter.reason)))
+                self._write_once(Batch(dead_letters=[stored[-1]]))
+        return tuple(stored)
 
     def _publish_dead_letters(self, producer, dead: tuple[DeadLetter, ...]) -> None:
         for letter in dead:
-            log.warning("dead-lettered %s[%d]@%d: %s: %s", letter.position.topic,
-                        letter.position.partition, letter.position.offset, letter.reason,
-                        letter.message)  # fmt: skip
+            # Where and why only: messages may quote the producer's field names.
+            log.warning("dead-lettered %s[%d]@%d: %s", letter.position.topic,
+                        letter.position.partition, letter.position.offset,
+                        letter.reason)  # fmt: skip
             producer.send(self.config.deadletter_topic, value=letter.topic_value(),
                           key=letter.record.key)  # fmt: skip
         if dead:
@@ -245,3 +351,17 @@ class Collector:
         metrics.record_batch(batch, outcome)
         if self._on_batch is not None:
             self._on_batch(batch, outcome)
+
+
+def _internal_error(record: Record, exc: BaseException, where: str) -> DeadLetter:
+    """Dead letter for an unexpected exception: the class name only, never its message."""
+    name = type(exc).__name__
+    log.error("record %s[%d]@%d: internal_error while %s (%s)", record.position.topic,
+              record.position.partition, record.position.offset, where, name)  # fmt: skip
+    return DeadLetter(record, Reason.INTERNAL_ERROR, f"unexpected {name} while {where}")
+
+
+def _restore(batch: Batch, parts: tuple[list, list, list, dict]) -> None:
+    batch.inferences, batch.labels, batch.dead_letters, batch.images = (
+        list(parts[0]), list(parts[1]), list(parts[2]), dict(parts[3]),
+    )  # fmt: skip

@@ -5,6 +5,10 @@ transaction: rows are streamed with COPY into a session temp table, then moved w
 `INSERT … ON CONFLICT (event_id) DO NOTHING`, so a replay after a crash stores nothing twice.
 An `event_id` already stored with *different* content is returned as a conflict, to be
 dead-lettered (the first version is kept).
+
+A dead letter stores only a redacted skeleton of its record (collectors.events.
+dead_letter_skeleton), and building it, or its topic record, never raises: the write of a
+dead letter is the one step that must succeed for every record.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import orjson
 import psycopg
 from psycopg.types.json import Jsonb, set_json_dumps
 
-from collectors.events import InferenceEvent, LabelEvent, Reason
+from collectors.events import InferenceEvent, LabelEvent, Reason, dead_letter_skeleton
 from collectors.pseudonym import Pseudonymiser
 
 E = TypeVar("E", InferenceEvent, LabelEvent)
@@ -59,31 +63,45 @@ class DeadLetter:
         return self.record.raw
 
     def redacted_payload(self, pseudonym: Pseudonymiser) -> Jsonb | None:
-        """The JSON payload with identifiers pseudonymised, or None when it is not JSON.
+        """The record's known fields, identifiers pseudonymised, DICOM allow-listed; or None.
 
-        Bytes that are not a JSON document may hold anything, so only their hash and size
-        are stored; the original bytes travel on the dead-letter topic.
+        Not the record: a skeleton of the contract's fields (no unknown field, no value
+        outside the allow-lists). Bytes that are not a JSON object within the decoding
+        limits may hold anything, so only their hash and size are stored; the original
+        bytes travel on the dead-letter topic. Never raises.
         """
         try:
-            # NaN/Infinity become null: jsonb has no such numbers.
-            doc = json.loads(self.raw.decode("utf-8"), parse_constant=lambda _: None)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+            skeleton = dead_letter_skeleton(bytes(self.raw), pseudonym)
+            # Encoded here, once, so a value jsonb would refuse yields None, not a failed write.
+            orjson.dumps(skeleton)
+        except Exception:  # noqa: BLE001 - whatever the bytes, the dead letter is written
             return None
-        if not isinstance(doc, dict | list) or "\\u0000" in json.dumps(doc):
-            return None
-        return Jsonb(pseudonym.redact(doc))
+        return Jsonb(skeleton) if skeleton is not None else None
+
+    def safe_message(self) -> str:
+        """The message as PostgreSQL text: no NUL, valid Unicode, bounded."""
+        try:
+            text = str(self.message)
+        except Exception:  # noqa: BLE001 - a message must never stop a dead letter
+            return str(self.reason)
+        text = text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")
+        return text[:500]
 
     def topic_value(self) -> bytes:
-        """The dead-letter topic record (DESIGN.md §4): original bytes, where, why."""
+        """The dead-letter topic record (DESIGN.md §4): original bytes, where, why. Never raises."""
+        try:
+            raw = base64.b64encode(bytes(self.raw or b"")).decode()
+        except Exception:  # noqa: BLE001 - raw that is not bytes-like: say so, do not crash
+            raw = ""
         return json.dumps(
             {
                 "schema": "radwatch.deadletter.v1",
-                "original_b64": base64.b64encode(self.raw).decode(),
-                "topic": self.position.topic,
-                "partition": self.position.partition,
-                "offset": self.position.offset,
+                "original_b64": raw,
+                "topic": str(self.position.topic),
+                "partition": int(self.position.partition),
+                "offset": int(self.position.offset),
                 "reason": str(self.reason),
-                "message": self.message,
+                "message": self.safe_message(),
             }
         ).encode()
 
@@ -227,7 +245,7 @@ class IngestStore:
                             d.position.partition,
                             d.position.offset,
                             str(d.reason),
-                            d.message,
+                            d.safe_message(),
                             hashlib.sha256(d.raw).hexdigest(),
                             len(d.raw),
                             d.redacted_payload(self._pseudonym),
@@ -242,5 +260,5 @@ def _conflict(event: InferenceEvent | LabelEvent, record: Record, where: str) ->
     return DeadLetter(
         record,
         Reason.DUPLICATE_CONFLICT,
-        f"event_id {event.event_id!r} {where} with different content; the first is kept",
+        f"event_id {where} with different content; the first is kept",
     )

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from datetime import timedelta
 
+from collectors.events import ParseLimits
 from collectors.pseudonym import Pseudonymiser
 from monitor.collector import BatchHook, Collector, CollectorConfig
 from monitor.config import Settings
@@ -38,6 +40,7 @@ def build_collector(settings: Settings, on_batch: BatchHook | None = None) -> Co
         max_event_bytes=settings.max_event_bytes,
         batch_size=settings.batch_size,
         poll_timeout_ms=settings.poll_timeout_ms,
+        limits=parse_limits(settings),
     )
     from monitor.embedding_stage import EmbeddingStage
 
@@ -49,6 +52,15 @@ def build_collector(settings: Settings, on_batch: BatchHook | None = None) -> Co
     pre_write = [start_batch_timer, *_image_stages(settings, pseudonym)]
     return Collector(
         config, pseudonym, pre_write=pre_write, post_write=post_write, on_batch=on_batch
+    )
+
+
+def parse_limits(settings: Settings) -> ParseLimits:
+    """What the parser accepts and keeps, from the settings (DESIGN.md §5, §5a)."""
+    return ParseLimits(
+        max_past=timedelta(days=settings.event_max_past_days),
+        max_future=timedelta(hours=settings.event_max_future_hours),
+        extra_fields=settings.extra_fields_allowed(),
     )
 
 
