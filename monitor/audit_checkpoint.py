@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from monitor.audit import AUDIT_LOCK, AuditError, canonical_json, record
-from monitor.config import Settings
+from monitor.config import Settings, check_private_file
 
 KEY_FILE = "audit-signing.key"  # its public half is written beside it as audit-signing.pub
 CHECKPOINT_FILE = "audit-checkpoints.jsonl"
@@ -108,6 +108,8 @@ def load_or_create_key(paths: KeyPaths) -> Ed25519PrivateKey:
         else:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(pem)
+    # A signing key others can read signs nothing they could not forge: refuse it.
+    check_private_file(paths.private, "the audit signing key")
     try:
         loaded = serialization.load_pem_private_key(paths.private.read_bytes(), password=None)
     except (OSError, ValueError) as exc:

@@ -1,16 +1,17 @@
 """`radwatch run`: the pilot deployment — collect + detect + metrics + webhook in one process.
 
-The collector runs in the main thread (it owns the signal handlers); detection and the
-performance watch run on a scheduler thread every --detect-interval seconds; /metrics and
-Alertmanager's webhook are served on RADWATCH_METRICS_ADDR. SIGTERM or SIGINT finishes the
-current batch and the current detection pass, then everything stops in order.
+The collector runs in the main thread (it owns the signal handlers); detection, the
+performance watch and the sealing of signed audit checkpoints (when --checkpoint-interval has
+passed since the last one) run on a scheduler thread every --detect-interval seconds; /metrics
+and Alertmanager's webhook are served on RADWATCH_METRICS_ADDR. SIGTERM or SIGINT finishes the
+current batch and the current detection pass, seals a last checkpoint, then everything stops
+in order. Detection is not optional: a part that cannot be imported stops the start.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import logging
 import signal
 import threading
@@ -40,11 +41,38 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--performance-reference", type=int, default=1000, metavar="N",
                         help="the model's first N inferences are the performance reference "
                         "(default 1000)")  # fmt: skip
+    parser.add_argument("--checkpoint-interval", type=float, default=3600.0, metavar="SECONDS",
+                        help="seal a signed audit checkpoint when the last one is older than "
+                        "this and rows were added (default 3600)")  # fmt: skip
     add_server_options(parser)
     parser.set_defaults(handler=_run)
 
 
 Job = tuple[str, Callable[[], object]]
+
+
+# The scheduled parts of radwatch. Imported plainly at start: a build that cannot load one
+# of them must not run as if it had no drift detection (issue 13: no swallowed import).
+REQUIRED = (("monitor.detection", "drift detection"),
+            ("monitor.performance", "the performance watch"))  # fmt: skip
+
+
+class StartError(RuntimeError):
+    """A required part of radwatch cannot be loaded: `radwatch run` does not start."""
+
+
+def load_required() -> dict[str, object]:
+    """Import every scheduled part or fail with one clear line naming the part and cause."""
+    loaded = {}
+    for module, what in REQUIRED:
+        try:
+            loaded[module] = importlib.import_module(module)
+        except ImportError as exc:
+            raise StartError(
+                f"{what} ({module}) cannot be imported ({type(exc).__name__}: {exc}); "
+                "radwatch run does not start without it: reinstall radwatch"
+            ) from exc
+    return loaded
 
 
 def detection_jobs(
@@ -53,52 +81,50 @@ def detection_jobs(
     *,
     performance_window: int = 500,
     performance_reference: int = 1000,
+    checkpoint_interval: float | None = None,
 ) -> tuple[list[Job], list[Callable[[], None]]]:
-    """The passes the scheduler runs — drift detection (monitor.detection) and the
-    performance watch (monitor.performance), each when that part of radwatch is installed —
-    and what to call when the scheduler thread ends."""
+    """The passes the scheduler runs — drift detection (monitor.detection), the performance
+    watch (monitor.performance) and, with `checkpoint_interval`, sealing a signed audit
+    checkpoint when due — and what to call when the scheduler thread ends."""
+    from monitor import audit_checkpoint, db, detection, performance
+
     jobs: list[Job] = []
     cleanups: list[Callable[[], None]] = []
-    detection = _optional("monitor.detection", "drift detection")
-    if detection is not None:
-        scheduler = detection.Scheduler(database_url, detection.DetectionConfig(),
-                                        actor=f"{settings.actor}-detect")  # fmt: skip
+    scheduler = detection.Scheduler(database_url, detection.DetectionConfig(),
+                                    actor=f"{settings.actor}-detect")  # fmt: skip
 
-        def drift_pass() -> object:
-            # One active scheduler per deployment (advisory lock): stand by while another
-            # process (a `radwatch detect` elsewhere) holds it; retry next interval.
-            if not scheduler.acquire():
-                log.info("another detection scheduler is active; standing by")
-                return None
-            return scheduler.run_once()
+    def drift_pass() -> object:
+        # One active scheduler per deployment (advisory lock): stand by while another
+        # process (a `radwatch detect` elsewhere) holds it; retry next interval.
+        if not scheduler.acquire():
+            log.info("another detection scheduler is active; standing by")
+            return None
+        return scheduler.run_once()
 
-        jobs.append(("drift detection", drift_pass))
-        cleanups.append(scheduler.release)
-    performance = _optional("monitor.performance", "the performance watch")
-    if performance is not None:
-        from monitor import db
+    jobs.append(("drift detection", drift_pass))
+    cleanups.append(scheduler.release)
+    config = performance.PerformanceConfig(window=performance_window,
+                                           reference_size=performance_reference)  # fmt: skip
 
-        config = performance.PerformanceConfig(window=performance_window,
-                                               reference_size=performance_reference)  # fmt: skip
+    def performance_pass() -> object:
+        with db.connect(database_url) as conn:
+            return performance.run(conn, config=config)
 
-        def performance_pass() -> object:
+    jobs.append(("performance watch", performance_pass))
+    if checkpoint_interval is not None:
+        every = checkpoint_interval
+
+        def checkpoint_pass() -> object:
+            # Cheap when not due (one query); the key is created on the first seal.
             with db.connect(database_url) as conn:
-                return performance.run(conn, config=config)
+                sealed = audit_checkpoint.checkpoint_if_due(conn, settings, every_s=every)
+            if sealed is not None:
+                log.info("audit checkpoint %d sealed (rows %d-%d)", sealed.id, sealed.first_seq,
+                         sealed.last_seq)  # fmt: skip
+            return sealed
 
-        jobs.append(("performance watch", performance_pass))
+        jobs.append(("audit checkpoint", checkpoint_pass))
     return jobs, cleanups
-
-
-def _optional(module: str, what: str):
-    """A part of radwatch that may be absent from a build: the module, or None (logged)."""
-    if importlib.util.find_spec(module) is None:
-        log.warning("%s is not part of this build: not scheduled", what)
-        return None
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        log.warning("%s cannot be loaded (%s): not scheduled", what, exc)
-        return None
 
 
 class Scheduler:
@@ -141,7 +167,7 @@ class Scheduler:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
-    from monitor import audit, db
+    from monitor import audit, audit_checkpoint, db
     from monitor.cli import UsageError
     from monitor.commands.collect_cmd import build_collector
     from monitor.commands.metrics_cmd import start_metrics
@@ -151,6 +177,13 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError("--detect-interval must be positive")
     if args.performance_window <= 0 or args.performance_reference <= 0:
         raise UsageError("--performance-window and --performance-reference must be positive")
+    if args.checkpoint_interval <= 0:
+        raise UsageError("--checkpoint-interval must be positive")
+    try:
+        load_required()  # before any service starts: a broken build does not half-run
+    except StartError as exc:
+        log.critical("%s", exc)
+        raise
     # Handlers first: a SIGTERM during start-up (imports, embedded services) still stops cleanly.
     stopping = threading.Event()
     collectors: list = []
@@ -171,7 +204,12 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     jobs, cleanups = detection_jobs(
         settings, endpoints.database_url, performance_window=args.performance_window,
         performance_reference=args.performance_reference,
+        checkpoint_interval=args.checkpoint_interval,
     )  # fmt: skip
+    paths = audit_checkpoint.key_paths(settings)
+    log.info("audit checkpoints sealed every %.0fs when rows were added; signing key %s "
+             "(public %s), checkpoints also appended to %s: keep the key off the database host",
+             args.checkpoint_interval, paths.private, paths.public, paths.checkpoints)  # fmt: skip
     scheduler = Scheduler(jobs, args.detect_interval, cleanups).start()
     with db.connect(endpoints.database_url) as conn:
         audit.record_start(conn, component=COMPONENT, config=settings, actor=settings.actor)
@@ -194,6 +232,11 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
                                                  "dead_letters": stats.dead_letters,
                                                  "detection_passes": scheduler.passes})  # fmt: skip
         conn.commit()
+        # A last seal at shutdown covers the rows of this run, the stop row included.
+        try:
+            audit_checkpoint.create_checkpoint(conn, settings)
+        except (audit.AuditError, OSError) as exc:
+            log.error("final audit checkpoint not sealed (%s)", type(exc).__name__)
     print(
         f"stopped: {stats.inferences} inferences, {stats.labels} labels, "
         f"{stats.dead_letters} dead letters, {scheduler.passes} detection passes",
