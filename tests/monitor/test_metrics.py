@@ -118,6 +118,35 @@ def test_bounded_label_rules() -> None:
         assert metrics.bounded_label(bad) == metrics.OTHER, bad
     assert metrics.stratum_kind("site") == "site"
     assert metrics.stratum_kind("patient_pseudo") == metrics.OTHER
+    # URLs and DSNs (which may carry a password) never become label values.
+    for url in ("http://pacs:8042/dicom-web", "postgresql://radwatch:pw@db/radwatch",
+                "kafka://broker:9092"):  # fmt: skip
+        assert metrics.bounded_label(url) == metrics.OTHER, url
+
+
+def test_label_budget_keeps_the_first_values_then_other() -> None:
+    budget = metrics.LabelBudget(limit=3)
+    assert [budget("model", f"m{i}") for i in range(5)] == ["m0", "m1", "m2", "other", "other"]
+    assert budget("model", "m1") == "m1"  # a value already seen keeps its name
+    assert budget("site", "s0") == "s0"  # each label has its own budget
+    assert budget("model", "Smith^John") == metrics.OTHER
+
+
+def test_hostile_sites_stay_bounded_and_never_reach_metrics(database_url: str) -> None:
+    """200 distinct site values, some carrying a name, a URL with a password, a UID: the
+    exposition holds at most MAX_VALUES_PER_LABEL + 1 sites and none of the planted text;
+    the busiest sites keep their names (read busiest first)."""
+    planted = ["Smith^John", "http://u:hunter2@pacs/x", "pacs:8042/wado?token=hunter2",
+               "1.2.840.99.1.2.3", "x" * 200, "site\nwith newline"]  # fmt: skip
+    insert_inferences(database_url, 5, site="north-general")
+    for i, site in enumerate(planted + [f"ward {i:03d}" for i in range(200)]):
+        insert_inferences(database_url, 1, site=site)
+    text, samples = scrape(database_url)
+    sites = {s.labels["site"]: s.value for s in samples[metrics.INFERENCES_STORED + "_total"]}
+    assert len(sites) <= metrics.MAX_VALUES_PER_LABEL + 1 and sites[metrics.OTHER] > 0
+    assert sites["north-general"] == 5.0
+    for marker in (b"Smith", b"hunter2", b"1.2.840.99", b"xxxxxxxxxx", b"newline"):
+        assert marker not in text, marker
 
 
 def insert_drift_and_alert(url: str) -> None:
