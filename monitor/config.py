@@ -381,7 +381,9 @@ def check_transport(settings: Settings, env: Mapping[str, str] | None = None) ->
 # --- masking secrets in text --------------------------------------------------------------
 
 MASK = "***"
-_SECRET_KEY = r"[A-Za-z0-9_.-]*(?:password|passwd|pwd|secret|token|credential|api[_-]?key)[A-Za-z0-9_.-]*"
+_SECRET_KEY = (
+    r"[A-Za-z0-9_.-]*(?:password|passwd|pwd|secret|token|credential|api[_-]?key)[A-Za-z0-9_.-]*"
+)
 # scheme://user:PASSWORD@host — the password ends at the last @ of the authority, so an
 # unencoded @ or / inside it is masked too (over-masking a path is the safe way to be wrong).
 _URL_USERINFO = re.compile(r"(?P<pre>[A-Za-z][A-Za-z0-9+.-]*://[^:@/?#\s]*:)(?P<pw>[^\s?#]*)@")

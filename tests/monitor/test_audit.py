@@ -169,7 +169,6 @@ def test_passwords_in_every_form_reach_no_audit_row(database_url, tmp_path):
     """A DSN password planted in each form a configuration can carry it is masked in
     `config.changed` and `radwatch.start` rows (and any detail), and the URL is kept."""
     from collectors.kafka_io import KafkaOptions
-
     from monitor.config import Settings
 
     planted = [f"pw-{form}-{uuid.uuid4().hex[:8]}" for form in range(9)]

@@ -14,10 +14,10 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 from psycopg.types.json import Jsonb
+from test_detection import CONFIG, MODEL, START, insert_stream
 
 from monitor import performance, reference
 from monitor.detection import DetectionConfig, Scheduler
-from test_detection import CONFIG, MODEL, START, insert_stream
 
 BROKEN, HEALTHY = "a-broken-model", "b-healthy-model"  # evaluated in this (name) order
 

@@ -18,7 +18,7 @@ from monitor.services import free_port
 
 # Loaded by the interpreter at start (PYTHONPATH): makes one module of radwatch unimportable,
 # the way a broken install or a missing dependency of that module would.
-BREAK_IMPORT = '''
+BREAK_IMPORT = """
 import importlib.abc, sys
 class _Broken(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
@@ -26,7 +26,7 @@ class _Broken(importlib.abc.MetaPathFinder):
             raise ImportError("planted: a dependency of " + name + " is missing")
         return None
 sys.meta_path.insert(0, _Broken())
-'''
+"""
 
 
 def test_a_part_that_cannot_be_imported_stops_the_start(settings, tmp_path):
@@ -45,7 +45,8 @@ def test_a_part_that_cannot_be_imported_stops_the_start(settings, tmp_path):
         assert time.monotonic() - started < 60
     with psycopg.connect(settings.database_url) as conn:
         started_rows = conn.execute(
-            "SELECT count(*) FROM audit_events WHERE action = 'radwatch.start'").fetchone()
+            "SELECT count(*) FROM audit_events WHERE action = 'radwatch.start'"
+        ).fetchone()
     assert started_rows == (0,)  # nothing was started, nothing recorded as running
 
 
