@@ -1,15 +1,21 @@
 """DICOM (or PNG/NPY) bytes → model-ready pixels and allow-listed tags, with pydicom 3.
 
-Second step of the image path: `image_resolver` fetched the bytes; this decodes them into a
-`LoadedImage` (float32 [size, size] in [0, 1], MONOCHROME2 convention) for the embedding and
-image-quality stages, or raises an `ImageError` whose `reason` is the dead-letter code.
+Second step of the image path: `image_resolver.ImageFetcher` fetched the bytes; this decodes
+them into a `LoadedImage` (float32 [size, size] in [0, 1], MONOCHROME2 convention) for the
+embedding and image-quality stages, or raises an `ImageError` whose `reason` is the
+dead-letter code. Every limit (`DecodeLimits`) is checked before the work it bounds: pixel
+counts from the header before Pixel Data is read, a deflated dataset's inflated size while
+inflating, and the time budget between steps (collectors.decode_pool can also abandon a
+worker mid-step). Nothing here reads a file or the network: bytes come from the fetcher.
 """
 
 from __future__ import annotations
 
 import io
 import math
+import time
 import warnings
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,11 +31,22 @@ from pydicom.multival import MultiValue
 from pydicom.pixels import apply_color_lut, apply_voi, get_decoder, pixel_array
 
 from collectors.dicom_tags import ALLOWED, normalise_tags
+from collectors.errors import DecodeError, ImageError, ResolveError
 from collectors.events import Reason
+
+__all__ = ["DecodeError", "ImageError", "ResolveError", "LoadedImage", "DecodeLimits"]
 
 DEFAULT_SIZE = 224
 DEFAULT_MAX_PIXELS = 40_000_000  # per frame; a 6k × 6k detector is the largest seen in DX
-DEFAULT_TIMEOUT_S = 10.0
+# rows × columns × frames × samples: 1,000 frames of 1k × 1k (a large CT or tomosynthesis
+# volume); only one frame is decoded, but compressed frames are located across all of them.
+DEFAULT_MAX_TOTAL_PIXELS = 1_000_000_000
+# A deflated dataset (1.2.840.10008.1.2.1.99) may inflate to this; a 952 KB object inflated
+# by 1.45 GB before the cap. 512 MiB is twice the largest accepted fetch (256 MiB).
+DEFAULT_MAX_INFLATED_BYTES = 512 * 1024 * 1024
+DEFAULT_TIME_BUDGET_S = 20.0  # per image, decoding only (the fetch has its own deadline)
+DEFAULT_TIMEOUT_S = 10.0  # per fetch (collectors.image_resolver)
+_DEFLATED = b"1.2.840.10008.1.2.1.99"
 
 # pydicom warns (rather than raises) when an encapsulated Pixel Data ends early; we detect
 # the truncation ourselves from the stream position, so the warning is only noise.
@@ -42,21 +59,14 @@ _TAG_KEYWORDS = tuple(sorted(ALLOWED - {"AgeBand"}))
 _BARE_DATASET_STARTS = (b"\x02\x00", b"\x08\x00", b"\x00\x02", b"\x00\x08")
 
 
-class ImageError(Exception):
-    """An image could not be turned into pixels; `reason` is the dead-letter code."""
+@dataclass(frozen=True)
+class DecodeLimits:
+    """What one image may cost to decode; each limit has its own dead-letter reason."""
 
-    def __init__(self, reason: Reason, message: str) -> None:
-        super().__init__(f"{reason}: {message}")
-        self.reason = reason
-        self.message = message
-
-
-class ResolveError(ImageError):
-    """The bytes could not be fetched (file, DICOMweb, data: URI)."""
-
-
-class DecodeError(ImageError):
-    """The bytes were fetched but are not a decodable image."""
+    max_pixels: int = DEFAULT_MAX_PIXELS  # rows × columns per frame: dicom_bad_dimensions
+    max_total_pixels: int = DEFAULT_MAX_TOTAL_PIXELS  # × frames × samples: dicom_too_many_pixels
+    max_inflated_bytes: int = DEFAULT_MAX_INFLATED_BYTES  # dicom_too_large_inflated
+    time_budget_s: float = DEFAULT_TIME_BUDGET_S  # image_decode_timeout
 
 
 @dataclass(frozen=True)
@@ -82,53 +92,45 @@ class LoadedImage:
 Pseudonym = Callable[[str, str], str]
 
 
-def load_image(
-    uri: str,
-    *,
-    size: int = DEFAULT_SIZE,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    timeout: float = DEFAULT_TIMEOUT_S,
-    max_bytes: int | None = None,
-    pseudonym: Pseudonym | None = None,
-) -> LoadedImage:
-    """Resolve `uri` (file://, DICOMweb http(s)://, data:) and decode it; raises ImageError."""
-    from collectors import image_resolver  # the resolver imports ImageError from here
-
-    fetched = image_resolver.resolve(
-        uri, timeout=timeout, max_bytes=max_bytes or image_resolver.DEFAULT_MAX_BYTES
-    )
-    return read_image_bytes(
-        fetched.data, fetched.media_type, size=size, max_pixels=max_pixels, pseudonym=pseudonym
-    )
-
-
 def read_image_bytes(
     raw: bytes,
     media_type: str,
     *,
     size: int = DEFAULT_SIZE,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_pixels: int | None = None,
+    limits: DecodeLimits | None = None,
     pseudonym: Pseudonym | None = None,
+    deadline: float | None = None,
 ) -> LoadedImage:
-    """Dispatch on the media type: DICOM (the default), PNG or NPY."""
+    """Dispatch on the media type: DICOM (the default), PNG or NPY.
+
+    `deadline` (time.monotonic()): checked between decoding steps, so an image over its
+    budget stops at the next step; a step itself is bounded by the pixel limits, and only
+    collectors.decode_pool can abandon one mid-way.
+    """
+    limits = _limits(limits, max_pixels)
     if media_type == "image/png":
-        return _read_png(raw, size, max_pixels)
+        return _read_png(raw, size, limits.max_pixels)
     if media_type in ("application/x-npy", "application/npy"):
-        return _read_npy(raw, size, max_pixels)
-    return read_dicom_bytes(raw, size, max_pixels=max_pixels, pseudonym=pseudonym)
+        return _read_npy(raw, size, limits.max_pixels)
+    return read_dicom_bytes(raw, size, limits=limits, pseudonym=pseudonym, deadline=deadline)
 
 
 def read_dicom_bytes(
     raw: bytes,
     size: int = DEFAULT_SIZE,
     *,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_pixels: int | None = None,
+    limits: DecodeLimits | None = None,
     pseudonym: Pseudonym | None = None,
+    deadline: float | None = None,
 ) -> LoadedImage:
     """A DICOM Part 10 object (or a bare dataset) → `LoadedImage`; raises `DecodeError`."""
-    ds = parse_dataset(raw)
+    limits = _limits(limits, max_pixels)
+    ds = parse_dataset(raw, max_inflated_bytes=limits.max_inflated_bytes)
+    check_deadline(deadline, limits)
     tags = read_tags(ds, pseudonym)
-    pixels, shape, index = model_ready(ds, size=size, max_pixels=max_pixels)
+    pixels, shape, index = model_ready(ds, size=size, limits=limits, deadline=deadline)
     return LoadedImage(pixels=pixels, tags=tags, original_shape=shape, frame_index=index)
 
 
@@ -137,10 +139,26 @@ def read_dicom_tags(raw: bytes, pseudonym: Pseudonym | None = None) -> dict[str,
     return read_tags(parse_dataset(raw), pseudonym)
 
 
+def _limits(limits: DecodeLimits | None, max_pixels: int | None) -> DecodeLimits:
+    limits = limits or DecodeLimits()
+    if max_pixels is not None:
+        limits = DecodeLimits(max_pixels, limits.max_total_pixels, limits.max_inflated_bytes,
+                              limits.time_budget_s)  # fmt: skip
+    return limits
+
+
+def check_deadline(deadline: float | None, limits: DecodeLimits) -> None:
+    if deadline is not None and time.monotonic() > deadline:
+        raise DecodeError(
+            Reason.IMAGE_DECODE_TIMEOUT,
+            f"decoding ran past its {limits.time_budget_s:g} s budget",
+        )
+
+
 # -- parsing ---------------------------------------------------------------------------------
 
 
-def parse_dataset(raw: bytes) -> Dataset:
+def parse_dataset(raw: bytes, *, max_inflated_bytes: int = DEFAULT_MAX_INFLATED_BYTES) -> Dataset:
     """Parse bytes into a dataset, telling a truncated object from one that is not DICOM."""
     if not raw:
         raise DecodeError(Reason.DICOM_TRUNCATED, "the object is empty (0 bytes)")
@@ -148,6 +166,8 @@ def parse_dataset(raw: bytes) -> Dataset:
         # PS3.10 §7.1: a file starts with a 128-byte preamble and "DICM"; a bare dataset
         # (no meta header) starts with group 0002 or 0008 in either byte order.
         raise DecodeError(Reason.DICOM_INVALID, "not a DICOM object (no DICM prefix)")
+    if raw[128:132] == b"DICM":
+        _check_inflated_size(raw, max_inflated_bytes)
     fp = io.BytesIO(raw)
     try:
         # force=True also accepts objects without the PS3.10 preamble and meta header,
@@ -188,6 +208,39 @@ def parse_dataset(raw: bytes) -> Dataset:
     return ds
 
 
+def _check_inflated_size(raw: bytes, cap: int) -> None:
+    """A Deflated Explicit VR Little Endian dataset (PS3.5 §A.5) inflates within `cap`.
+
+    pydicom inflates the whole dataset in one zlib call; this inflates it first in bounded
+    chunks, counting and discarding the output, so a bomb costs CPU for at most `cap` bytes
+    and never the memory.
+    """
+    # PS3.10 §7.1: (0002,0000) File Meta Information Group Length, explicit VR UL, first.
+    has_length = raw[132:138] == b"\x02\x00\x00\x00UL" and len(raw) >= 144
+    start = 144 + int.from_bytes(raw[140:144], "little") if has_length else 132 + 4096
+    if _DEFLATED not in raw[132:start]:
+        return
+    if not has_length:
+        raise DecodeError(Reason.DICOM_INVALID, "deflated object without a meta group length")
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    total, pending = 0, raw[start:]
+    try:
+        while True:  # bounded output per call; also drains what consumed input still holds
+            out = inflater.decompress(pending, 1 << 20)
+            total += len(out)
+            if total > cap:
+                raise DecodeError(Reason.DICOM_TOO_LARGE_INFLATED,
+                                  f"deflated dataset inflates past the {cap}-byte limit")  # fmt: skip
+            pending = inflater.unconsumed_tail
+            if not out and not pending or inflater.eof:
+                break
+    except zlib.error as exc:
+        raise DecodeError(Reason.DICOM_INVALID, "deflated dataset is not valid deflate") from exc
+    if total > cap:
+        raise DecodeError(Reason.DICOM_TOO_LARGE_INFLATED,
+                          f"deflated dataset inflates past the {cap}-byte limit")  # fmt: skip
+
+
 def _plain(value: Any) -> Any:
     """pydicom value types → JSON-friendly Python values."""
     if isinstance(value, MultiValue | list | tuple):
@@ -225,7 +278,8 @@ def _no_pseudonym(kind: str, value: str) -> str:
 # -- pixels ----------------------------------------------------------------------------------
 
 
-def _dimensions(ds: Dataset, max_pixels: int) -> tuple[int, int, int, int]:
+def _dimensions(ds: Dataset, limits: DecodeLimits) -> tuple[int, int, int, int]:
+    max_pixels = limits.max_pixels
     try:
         rows, cols = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
         frames = int(ds.get("NumberOfFrames") or 1)
@@ -241,6 +295,13 @@ def _dimensions(ds: Dataset, max_pixels: int) -> tuple[int, int, int, int]:
         raise DecodeError(
             Reason.DICOM_BAD_DIMENSIONS,
             f"{rows}×{cols} = {rows * cols} pixels per frame exceeds the limit {max_pixels}",
+        )
+    total = rows * cols * frames * samples
+    if total > limits.max_total_pixels:
+        raise DecodeError(
+            Reason.DICOM_TOO_MANY_PIXELS,
+            f"{frames} frame(s) × {rows}×{cols} × {samples} sample(s) = {total} values exceeds "
+            f"the limit {limits.max_total_pixels}",
         )
     return frames, rows, cols, samples
 
@@ -272,7 +333,12 @@ def _check_syntax(ds: Dataset) -> None:
 
 
 def model_ready(
-    ds: Dataset, *, size: int, max_pixels: int = DEFAULT_MAX_PIXELS
+    ds: Dataset,
+    *,
+    size: int,
+    max_pixels: int | None = None,
+    limits: DecodeLimits | None = None,
+    deadline: float | None = None,
 ) -> tuple[np.ndarray, tuple[int, int, int, int], int]:
     """Decode one frame and map it to display values in [0, 1], resized to size × size.
 
@@ -281,8 +347,11 @@ def model_ready(
     """
     if size <= 0:
         raise ValueError("size must be positive")
-    shape = _dimensions(ds, max_pixels)
+    limits = _limits(limits, max_pixels)
+    # From the header, before any Pixel Data is read or decoded.
+    shape = _dimensions(ds, limits)
     _check_syntax(ds)
+    check_deadline(deadline, limits)
     frames = shape[0]
     # Multi-frame objects: the middle frame is the deterministic, most representative choice
     # (mid-volume for enhanced CT/MR; the only frame for single-frame DX).
@@ -298,6 +367,7 @@ def model_ready(
         raise DecodeError(Reason.DICOM_UNSUPPORTED_SYNTAX, str(exc)) from exc
     except (RuntimeError, AttributeError, TypeError, KeyError, OSError) as exc:
         raise DecodeError(Reason.DICOM_INVALID, f"pixel data cannot be decoded: {exc}") from exc
+    check_deadline(deadline, limits)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
     if arr.ndim == 3 or photometric == "PALETTE COLOR":
         display = _colour_to_gray(arr, ds, photometric)
@@ -305,6 +375,7 @@ def model_ready(
         display = _grayscale_display(arr, ds, photometric)
     else:
         raise DecodeError(Reason.DICOM_BAD_DIMENSIONS, f"decoded frame has shape {arr.shape}")
+    check_deadline(deadline, limits)
     return resize_square(display, size), shape, index
 
 

@@ -1,10 +1,16 @@
 """The collector's image stage: resolve and decode each inference's `image.uri` before the write.
 
 A pre_write stage of monitor.collector (wired in collect_cmd.build_collector): for inference
-events with an image it fetches the object (collectors.image_resolver), decodes it to a
-model-ready `LoadedImage` (collectors.dicom_reader) kept in `batch.images[event_id]` for the
-embedding stages, merges the file's allow-listed tags into the event's `dicom`, and moves
+events with an image it fetches the object through the fenced `ImageFetcher`
+(collectors.image_resolver), decodes it in an abandonable worker process
+(collectors.decode_pool) to a model-ready `LoadedImage` kept in `batch.images[event_id]` for
+the embedding stages, merges the file's allow-listed tags into the event's `dicom`, and moves
 every image that cannot be read to `batch.dead_letters` with its reason code.
+
+A PACS outage is not the study's fault: when the fetch fails for a reason the fetcher calls
+parkable (timeouts, 5xx, refused connections or credentials, after its retries), the event
+is stored anyway and `batch.images[event_id]` holds a `ParkedImage`; the embedding stage
+queues it in `image_fetch_queue`, and `radwatch embed --parked` fetches it later.
 """
 
 from __future__ import annotations
@@ -15,17 +21,22 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
+from collectors.decode_pool import DecodePool
 from collectors.dicom_reader import (
+    DEFAULT_MAX_INFLATED_BYTES,
     DEFAULT_MAX_PIXELS,
+    DEFAULT_MAX_TOTAL_PIXELS,
     DEFAULT_SIZE,
+    DEFAULT_TIME_BUDGET_S,
     DEFAULT_TIMEOUT_S,
-    ImageError,
+    DecodeLimits,
     LoadedImage,
-    load_image,
 )
+from collectors.errors import ImageError, ResolveError
 from collectors.events import InferenceEvent, Reason
-from collectors.image_resolver import DEFAULT_MAX_BYTES
+from collectors.image_resolver import DEFAULT_INFLIGHT_BYTES, DEFAULT_MAX_BYTES, ImageFetcher
 from collectors.pseudonym import Pseudonymiser
+from monitor.config import ConfigError, Settings
 from monitor.ingest_store import Batch, DeadLetter, Record
 
 log = logging.getLogger(__name__)
@@ -37,11 +48,20 @@ class ImageStageConfig:
 
     size: int = DEFAULT_SIZE
     max_pixels: int = DEFAULT_MAX_PIXELS
-    timeout_s: float = DEFAULT_TIMEOUT_S
-    max_bytes: int = DEFAULT_MAX_BYTES
-    # Fetching from a PACS is I/O-bound and pydicom/numpy release the GIL while decoding,
-    # so a few threads overlap one image's wait with another's decode.
+    timeout_s: float = DEFAULT_TIMEOUT_S  # total per fetch, retries included
+    max_bytes: int = DEFAULT_MAX_BYTES  # per image
+    inflight_bytes: int = DEFAULT_INFLIGHT_BYTES  # all of a batch's fetches together
+    max_total_pixels: int = DEFAULT_MAX_TOTAL_PIXELS
+    max_inflated_bytes: int = DEFAULT_MAX_INFLATED_BYTES
+    decode_timeout_s: float = DEFAULT_TIME_BUDGET_S
+    # Fetching from a PACS is I/O-bound and decoding runs in worker processes, so a few
+    # threads overlap one image's wait with another's decode.
     workers: int = 4
+
+    @property
+    def limits(self) -> DecodeLimits:
+        return DecodeLimits(self.max_pixels, self.max_total_pixels, self.max_inflated_bytes,
+                            self.decode_timeout_s)  # fmt: skip
 
     @classmethod
     def from_extra(cls, extra: Mapping[str, Any]) -> ImageStageConfig:
@@ -60,33 +80,71 @@ class ImageStageConfig:
             max_pixels=number("image_max_pixels", DEFAULT_MAX_PIXELS, int),
             timeout_s=number("image_timeout_s", DEFAULT_TIMEOUT_S, float),
             max_bytes=number("image_max_bytes", DEFAULT_MAX_BYTES, int),
+            inflight_bytes=number("image_inflight_bytes", DEFAULT_INFLIGHT_BYTES, int),
+            max_total_pixels=number("image_max_total_pixels", DEFAULT_MAX_TOTAL_PIXELS, int),
+            max_inflated_bytes=number("image_max_inflated_bytes", DEFAULT_MAX_INFLATED_BYTES,
+                                      int),  # fmt: skip
+            decode_timeout_s=number("image_decode_timeout_s", DEFAULT_TIME_BUDGET_S, float),
             workers=number("image_workers", 4, int),
         )
+
+
+def image_config(settings: Settings) -> ImageStageConfig:
+    try:
+        return ImageStageConfig.from_extra(settings.extra)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def image_fetcher(settings: Settings, config: ImageStageConfig | None = None) -> ImageFetcher:
+    """The one fenced fetcher of a process: the image stage, the backfill and the report."""
+    config = config or image_config(settings)
+    return ImageFetcher.from_settings(
+        settings, timeout_s=config.timeout_s, max_bytes=config.max_bytes,
+        inflight_bytes=config.inflight_bytes,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ParkedImage:
+    """In `batch.images`: the PACS could not serve this image now; fetch it later."""
+
+    reason: Reason
 
 
 class ImageStage:
     """`Callable[[Batch], Batch]`; events without an image pass untouched and at no cost."""
 
-    def __init__(self, config: ImageStageConfig, pseudonym: Pseudonymiser) -> None:
+    def __init__(
+        self,
+        config: ImageStageConfig,
+        pseudonym: Pseudonymiser,
+        fetcher: ImageFetcher,
+        *,
+        isolate: bool = True,
+    ) -> None:
         self.config = config
+        self.fetcher = fetcher
         self._pseudonym = pseudonym
         self._pool: ThreadPoolExecutor | None = None
+        # Decoding in worker processes that are killed past the budget (isolate=False:
+        # in this process, the budget checked between steps only).
+        self.decoder = DecodePool(config.workers) if isolate else None
 
     def _load(self, uri: str) -> LoadedImage | ImageError:
         cfg = self.config
         try:
-            return load_image(uri, size=cfg.size, max_pixels=cfg.max_pixels,
-                              timeout=cfg.timeout_s, max_bytes=cfg.max_bytes,
-                              pseudonym=self._pseudonym)  # fmt: skip
+            return self.fetcher.load(uri, size=cfg.size, limits=cfg.limits,
+                                     pseudonym=self._pseudonym, decoder=self.decoder)  # fmt: skip
         except ImageError as exc:
             return exc
-        except MemoryError as exc:
-            return ImageError(Reason.DICOM_BAD_DIMENSIONS, f"decoding ran out of memory: {exc}")
+        except MemoryError:
+            return ImageError(Reason.DICOM_BAD_DIMENSIONS, "decoding ran out of memory")
         except Exception as exc:  # noqa: BLE001 - one bad object must not stop the worker
             # An exception the reader did not classify is a bug or an exotic object: logged
-            # with its traceback and dead-lettered (never dropped), so the batch still moves.
-            log.exception("unexpected error decoding an image (%s)", type(exc).__name__)
-            return ImageError(Reason.DICOM_INVALID, f"unexpected {type(exc).__name__}: {exc}")
+            # by class (its message may quote the object) and dead-lettered, never dropped.
+            log.error("unexpected error decoding an image (%s)", type(exc).__name__)
+            return ImageError(Reason.DICOM_INVALID, f"unexpected {type(exc).__name__}")
 
     def __call__(self, batch: Batch) -> Batch:
         todo = [i for i, (event, _) in enumerate(batch.inferences) if event.image_uri]
@@ -101,10 +159,16 @@ class ImageStage:
             results = list(self._pool.map(self._load, uris))
         outcome = dict(zip(todo, results, strict=True))
         kept: list[tuple[InferenceEvent, Record]] = []
+        parked: dict[str, int] = {}
         for i, (event, record) in enumerate(batch.inferences):
             result = outcome.get(i)
             if result is None:
                 kept.append((event, record))
+            elif isinstance(result, ResolveError) and result.parkable:
+                # The PACS's failure, not the study's: stored now, its image fetched later.
+                kept.append((event, record))
+                batch.images[event.event_id] = ParkedImage(result.reason)
+                parked[str(result.reason)] = parked.get(str(result.reason), 0) + 1
             elif isinstance(result, ImageError):
                 batch.dead_letters.append(DeadLetter(record, result.reason, result.message))
             else:
@@ -114,9 +178,14 @@ class ImageStage:
                 kept.append((replace(event, dicom=merged), record))
                 batch.images[event.event_id] = result
         batch.inferences = kept
+        if parked:
+            log.warning("parked %d image(s) for a later fetch (radwatch embed --parked): %s",
+                        sum(parked.values()), ", ".join(f"{k}={v}" for k, v in sorted(parked.items())))  # fmt: skip
         return batch
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+        if self.decoder is not None:
+            self.decoder.close()
