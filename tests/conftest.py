@@ -44,18 +44,35 @@ def embedded(embedded_data_dir: Path) -> Iterator[services.ServiceState]:
 
 
 def _admin_url(state: services.ServiceState) -> str:
-    assert state.database_url
-    return state.database_url
+    """The superuser, on the server's maintenance database (tests' tampering needs it)."""
+    assert state.admin_database_url
+    return state.admin_database_url
+
+
+def _owner_url(state: services.ServiceState) -> str:
+    assert state.owner_database_url
+    return state.owner_database_url
+
+
+def _on(url: str, database: str) -> str:
+    return url.rsplit("/", 1)[0] + "/" + database
 
 
 def fresh_database(state: services.ServiceState) -> str:
-    """A new, migrated database on the embedded server; returns its URL."""
+    """A new database on the embedded server, created and migrated as the owner login (as
+    `radwatch db migrate` does); returns the superuser's URL for it, since tampering tests
+    step past the triggers (`app_url` gives the services' least-privileged login)."""
     name = "t_" + uuid.uuid4().hex[:12]
-    with psycopg.connect(_admin_url(state), autocommit=True) as conn:
+    with psycopg.connect(_owner_url(state), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    url = _admin_url(state).rsplit("/", 1)[0] + "/" + name
-    db.migrate(url)
-    return url
+    db.migrate(_on(_owner_url(state), name))
+    return _on(_admin_url(state), name)
+
+
+def app_url(state: services.ServiceState, url: str) -> str:
+    """The same database as `url`, as the application login the services use."""
+    assert state.database_url
+    return _on(state.database_url, url.rsplit("/", 1)[1])
 
 
 @pytest.fixture
