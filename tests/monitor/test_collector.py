@@ -11,6 +11,7 @@ from dataclasses import replace
 
 import psycopg
 from conftest import kafka, produce, run_radwatch
+from kafka.errors import KafkaTimeoutError
 
 from collectors.kafka_io import make_consumer
 from collectors.pseudonym import Pseudonymiser
@@ -139,3 +140,76 @@ def test_collect_command_until_idle_and_status(settings):
     assert status["consumer_lag_total"] == 0
     assert status["models"]["cxr-nodule"]["reference"] is None  # collected, not yet tested
     assert status["open_alerts"] == []
+
+
+class _FailsOn(Pseudonymiser):
+    """A real pseudonymiser that raises for one study UID: an unexpected bug on one record."""
+
+    def __call__(self, kind: str, value: str) -> str:
+        if value == "1.2.826.0.1.boom":
+            raise RuntimeError("SECRET-VALUE-IN-EXCEPTION 1.2.826.0.1.boom")
+        return super().__call__(kind, value)
+
+
+def _dead_letters(url: str) -> list[tuple[str, str, int]]:
+    with psycopg.connect(url) as conn:
+        return [
+            (str(r), str(m), int(o))
+            for r, m, o in conn.execute(
+                "SELECT reason, message, kafka_offset FROM dead_letters ORDER BY kafka_offset"
+            )
+        ]
+
+
+def test_unexpected_exception_dead_letters_one_record_and_the_worker_goes_on(settings, caplog):
+    good = [enc(event(i)) for i in range(20)]
+    boom = enc(event(99, study={"study_uid": "1.2.826.0.1.boom"}))
+    produce(settings, settings.inference_topic, [*good[:10], boom, *good[10:]], [b"k"] * 21)
+    config_key = settings.pseudonym_key.encode()
+    collector = collector_for(settings)
+    collector.pseudonym = _FailsOn(config_key)
+    with caplog.at_level("DEBUG", logger="monitor"):
+        stats = collector.run(until_idle=3)
+    assert stats.inferences == 20
+    assert _dead_letters(settings.database_url) == [
+        ("internal_error", "unexpected RuntimeError while parsing", 10)
+    ]
+    # The exception's class is logged; its message (which held a value) never is.
+    ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("monitor"))
+    assert "RuntimeError" in ours
+    assert "SECRET-VALUE" not in ours and "boom" not in ours
+
+
+def test_a_stage_failing_on_one_record_dead_letters_that_record_only(settings, caplog):
+    produce(settings, settings.inference_topic, [enc(event(i)) for i in range(30)], [b"k"] * 30)
+    calls: list[int] = []
+
+    def picky_stage(batch):
+        calls.append(len(batch))
+        if any(e.event_id == "ev-7" for e, _ in batch.inferences):
+            raise KeyError("ev-7 SECRET")
+        return batch
+
+    with caplog.at_level("DEBUG", logger="monitor"):
+        stats = collector_for(settings, pre_write=[picky_stage]).run(until_idle=3)
+    assert stats.inferences == 29
+    assert _dead_letters(settings.database_url) == [
+        ("internal_error", "unexpected KeyError while a pre-write stage", 7)
+    ]
+    assert len(calls) > 1  # the batch was retried record by record
+    ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("monitor"))
+    assert "KeyError" in ours and "SECRET" not in ours
+
+
+def test_infrastructure_errors_in_a_stage_are_retried_never_blamed_on_a_record(settings):
+    produce(settings, settings.inference_topic, [enc(event(i)) for i in range(10)], [b"k"] * 10)
+    failures = [psycopg.OperationalError("server closed the connection"), KafkaTimeoutError()]
+
+    def flaky_stage(batch):
+        if failures:
+            raise failures.pop(0)
+        return batch
+
+    stats = collector_for(settings, pre_write=[flaky_stage]).run(until_idle=3)
+    assert stats.inferences == 10 and not failures
+    assert _dead_letters(settings.database_url) == []
