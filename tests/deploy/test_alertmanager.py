@@ -31,6 +31,11 @@ def test_qa_team_receives_radwatch_alerts_through_the_webhook() -> None:
     hook = receivers["qa-team"]["webhook_configs"][0]
     assert hook["url"].endswith("/alertmanager/webhook")
     assert hook["send_resolved"] is True
+    # radwatch refuses webhook calls without its bearer token: Alertmanager reads it from a
+    # file (never inline in the config).
+    auth = hook["http_config"]["authorization"]
+    assert auth["type"] == "Bearer" and auth["credentials_file"].startswith("/run/secrets/")
+    assert "credentials" not in auth
     assert doc["route"]["receiver"] == "qa-team"
     assert "model" in doc["route"]["group_by"]
     assert doc["inhibit_rules"], "inhibition keeps one outage from paging many times"

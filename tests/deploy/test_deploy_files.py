@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import secrets
 import shutil
 import subprocess
 import tomllib
@@ -32,6 +33,8 @@ K8S = DEPLOY / "k8s"
 COMPOSE = DEPLOY / "docker-compose.yml"
 SETTINGS = {f.name for f in dataclasses.fields(Settings)} - {"extra"}
 ENV_NAME = re.compile(r"\bRADWATCH_[A-Z0-9_]+\b")
+AUDIT_KEY_VARS = ("RADWATCH_AUDIT_KEY_FILE", "RADWATCH_AUDIT_PUBLIC_KEY_FILE",
+                  "RADWATCH_AUDIT_CHECKPOINT_FILE")  # fmt: skip
 VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
 
 
@@ -66,6 +69,9 @@ def setting_for(var: str) -> str | None:
     """RADWATCH_X or RADWATCH_X_FILE → the Settings field it sets (None when none does)."""
     if var == "RADWATCH_CONFIG":
         return "config"
+    # The audit signing key's paths are read by monitor.audit_checkpoint.key_paths.
+    if var in AUDIT_KEY_VARS:
+        return var.removeprefix("RADWATCH_").lower()
     name = var.removeprefix("RADWATCH_").lower()
     if name in SETTINGS:
         return name
@@ -113,7 +119,15 @@ def test_k8s_configmap_loads_as_settings(tmp_path):
     # Stand in for the mounted Secret files.
     for var in [k for k in env if k.endswith("_FILE")]:
         path = tmp_path / var
-        path.write_text("x-secret-value\n")
+        # A random stand-in (key files are checked for placeholders and entropy), private.
+        if "KEY" in var:
+            value = secrets.token_hex(32)
+        elif "DATABASE_URL" in var:
+            value = "postgresql://radwatch:pw@pg.example.org:5432/radwatch?sslmode=verify-full"
+        else:
+            value = "x-secret-value\n"
+        path.write_text(value)
+        path.chmod(0o600)
         env[var] = str(path)
     settings = load_settings(environ=env)
     assert settings.kafka_security_protocol == "SASL_SSL"
@@ -244,16 +258,18 @@ def test_docker_compose_config_when_a_compose_client_is_installed(tmp_path):
     if probe is None or probe.returncode != 0:
         # No compose client: the structural checks above are the check (no install here).
         return
-    secrets = DEPLOY / "secrets" / "pseudonym.key"
-    created = not secrets.exists()
-    if created:
-        secrets.write_text("compose-config-check\n")
+    created = []
+    for name in ("pseudonym.key", "webhook-token"):
+        secret = DEPLOY / "secrets" / name
+        if not secret.exists():
+            secret.write_text("compose-config-check\n")
+            created.append(secret)
     try:
         result = subprocess.run([docker, "compose", "-f", str(COMPOSE), "config", "--quiet"],
                                 capture_output=True, text=True)  # fmt: skip
     finally:
-        if created:
-            secrets.unlink()
+        for secret in created:
+            secret.unlink()
     assert result.returncode == 0, result.stderr
 
 

@@ -261,7 +261,11 @@ def test_real_alertmanager_notification_is_audited(server, database_url, tmp_pat
     binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
     assert binary, "prometheus-alertmanager (Debian package) is required"
     config = yaml.safe_load((REPO / "deploy" / "alertmanager" / "alertmanager.yml").read_text())
-    config["receivers"][0]["webhook_configs"][0]["url"] = f"http://{server.address}{PATH}"
+    hook = config["receivers"][0]["webhook_configs"][0]
+    hook["url"] = f"http://{server.address}{PATH}"
+    # The deployed config reads the token from a file: here, a file holding the test's token.
+    (tmp_path / "webhook-token").write_text(TOKEN + "\n")
+    hook["http_config"]["authorization"]["credentials_file"] = str(tmp_path / "webhook-token")
     # Same routes, inhibition and receiver; only the waits shortened for a test.
     config["route"].update(group_wait="1s", group_interval="1s")
     for route in config["route"]["routes"]:
