@@ -116,7 +116,7 @@ class DecodePool:
                     self.replaced += 1
         if isinstance(result, ImageError):
             raise result
-        return result  # type: ignore[no-any-return]
+        return result
 
     def close(self) -> None:
         with self._lock:

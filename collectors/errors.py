@@ -18,7 +18,7 @@ class ImageError(Exception):
         self.reason = reason
         self.message = message
 
-    def __reduce__(self):  # type: ignore[no-untyped-def]
+    def __reduce__(self):  # noqa: ANN204 - pickle's protocol
         # Errors cross process boundaries (decode workers): rebuild from reason and message.
         return (type(self), (self.reason, self.message))
 
@@ -35,7 +35,7 @@ class ResolveError(ImageError):
         super().__init__(reason, message)
         self.parkable = parkable
 
-    def __reduce__(self):  # type: ignore[no-untyped-def]
+    def __reduce__(self):  # noqa: ANN204 - pickle's protocol
         # Pickled across decode worker processes and DataLoader workers: keep the keyword.
         return (_resolve_error, (self.reason, self.message, self.parkable))
 

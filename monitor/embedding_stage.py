@@ -3,8 +3,10 @@
 After a batch is durable (monitor/collector.py), `EmbeddingStage` embeds the decoded images
 the image stage left in `batch.images` with the default encoder (detectors/encoders.py),
 skipping those already stored under the same fingerprint (cache hit: no forward pass), and
-stores embeddings, image features and the sealed image URI idempotently. The backfill
-(`radwatch embed`) reuses the storage helpers and the worker-process decoding here.
+stores embeddings, image features and the sealed image URI idempotently. Images the image
+stage parked (the PACS was down) are queued in `image_fetch_queue` with their sealed URI in
+`image_locators`. The backfill (`radwatch embed`, also `--parked`) reuses the storage helpers
+and the worker-process decoding here, reading images only through the fenced `ImageFetcher`.
 """
 
 from __future__ import annotations
@@ -184,14 +186,29 @@ def stored_refs(conn: psycopg.Connection, table: str, refs: Sequence[str],
     return {str(r[0]) for r in rows}
 
 
+@dataclass(frozen=True)
+class ParkedRow:
+    """An image the PACS could not serve: waits in image_fetch_queue (no PHI: a pseudonym)."""
+
+    image_ref: str
+    model_name: str
+    event_id: str
+    reason: str
+
+
 def store(
     conn: psycopg.Connection,
     fingerprint: str,
     embeddings: Sequence[EmbeddingRow],
     features: Sequence[FeatureRow] = (),
     locators: Sequence[tuple[str, bytes, str]] = (),
+    parked: Sequence[ParkedRow] = (),
 ) -> None:
-    """Insert derived rows in one transaction; rows already there are kept (idempotent)."""
+    """Insert derived rows in one transaction; rows already there are kept (idempotent).
+
+    An embedded image leaves image_fetch_queue in the same transaction; a parked one enters
+    it (or counts one more attempt).
+    """
     with conn.transaction(), conn.cursor() as cur:
         if locators:
             cur.executemany(
@@ -199,6 +216,17 @@ def store(
                    ON CONFLICT (image_ref) DO NOTHING""",
                 list(locators),
             )
+        if parked:
+            cur.executemany(
+                """INSERT INTO image_fetch_queue (image_ref, event_id, model_name, reason)
+                   VALUES (%s, %s, %s, %s)
+                   ON CONFLICT (image_ref) DO UPDATE SET reason = EXCLUDED.reason,
+                       attempts = image_fetch_queue.attempts + 1, last_attempt_at = now()""",
+                [(p.image_ref, p.event_id, p.model_name, p.reason) for p in parked],
+            )
+        if embeddings:
+            cur.execute("DELETE FROM image_fetch_queue WHERE image_ref = ANY(%s)",
+                        ([r.image_ref for r in embeddings],))  # fmt: skip
         if embeddings:
             cur.executemany(
                 """INSERT INTO embeddings (image_ref, embedder_fingerprint, model_name, event_id,
@@ -250,8 +278,11 @@ class EmbeddingStage:
         return cls(build_embedder(settings), UriSealer(settings.key_bytes()), settings.actor)
 
     def __call__(self, conn: psycopg.Connection, batch: Batch) -> None:
+        from monitor.image_stage import ParkedImage
+
         locators: dict[str, tuple[str, bytes, str]] = {}
         todo: dict[str, tuple[Any, str, Any]] = {}  # image_ref → (event, model, image)
+        parked: dict[str, ParkedRow] = {}
         for event, _ in batch.inferences:
             ref = event.image_ref
             if ref is None:
@@ -259,8 +290,13 @@ class EmbeddingStage:
             if event.image_uri and ref not in locators:
                 locators[ref] = (ref, self.sealer.seal(ref, event.image_uri), self.sealer.key_id)
             image = batch.images.get(event.event_id)
-            if image is not None and ref not in todo:
+            if isinstance(image, ParkedImage):
+                if event.image_uri:  # the sealed URI is what the later fetch reads
+                    parked[ref] = ParkedRow(ref, event.model_name, event.event_id, image.reason)
+            elif image is not None and ref not in todo:
                 todo[ref] = (event, event.model_name, image)
+        for ref in todo:
+            parked.pop(ref, None)  # another event of the batch brought the same image
         refs = list(todo)
         have = stored_refs(conn, "embeddings", refs, self.embedder.fingerprint)
         have_features = stored_refs(conn, "image_features", refs)
@@ -289,7 +325,8 @@ class EmbeddingStage:
             except ImageFeatureError as exc:
                 self.stats.failed += 1
                 log.warning("no image features for event %s: %s", event.event_id, exc)
-        store(conn, self.embedder.fingerprint, embeddings, features, list(locators.values()))
+        store(conn, self.embedder.fingerprint, embeddings, features, list(locators.values()),
+              list(parked.values()))  # fmt: skip
 
 
 # -- decoding in worker processes (backfill and benchmarks) ---------------------------------
@@ -303,11 +340,13 @@ class Decoded:
     pixels: np.ndarray | None
     features: dict[str, Any] | None
     error: str | None
+    parkable: bool = False  # the PACS failed, not the image: keep it queued
 
 
 class _ImageDataset(torch.utils.data.Dataset):
-    def __init__(self, uris: Sequence[str], size: int, with_features: bool) -> None:
+    def __init__(self, uris: Sequence[str], fetcher: Any, size: int, with_features: bool) -> None:
         self.uris = list(uris)
+        self.fetcher = fetcher  # an ImageFetcher: pickled into each worker process
         self.size = size
         self.with_features = with_features
 
@@ -315,14 +354,17 @@ class _ImageDataset(torch.utils.data.Dataset):
         return len(self.uris)
 
     def __getitem__(self, index: int) -> Decoded:
-        from collectors.dicom_reader import ImageError, load_image
+        from collectors.errors import ImageError, ResolveError
 
         try:
-            image = load_image(self.uris[index], size=self.size)
+            # Decoded in this (worker) process with the time budget checked between steps:
+            # DataLoader workers are daemonic and cannot start a decode pool of their own.
+            image = self.fetcher.load(self.uris[index], size=self.size)
             feats = features_of(image) if self.with_features else None
         except (ImageError, ImageFeatureError) as exc:
             # The reason code only: an ImageError message never carries the URI.
-            return Decoded(index, None, None, str(exc))
+            parkable = isinstance(exc, ResolveError) and exc.parkable
+            return Decoded(index, None, None, str(exc), parkable)
         return Decoded(index, image.pixels, feats, None)
 
 
@@ -334,6 +376,7 @@ def _keep(items: list[Decoded]) -> list[Decoded]:
 
 def decoded_batches(
     uris: Sequence[str],
+    fetcher: Any,
     *,
     size: int,
     batch_size: int,
@@ -346,7 +389,7 @@ def decoded_batches(
     The main process runs forward passes on batch k while the workers decode k+1…k+prefetch,
     so decoding hides behind compute (torch DataLoader; order is kept).
     """
-    dataset = _ImageDataset(uris, size, with_features)
+    dataset = _ImageDataset(uris, fetcher, size, with_features)
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
         collate_fn=_keep, prefetch_factor=prefetch if workers > 0 else None,

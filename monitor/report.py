@@ -255,7 +255,8 @@ def subgroup_table(data: ReportData) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def atypical_thumbnails(data: ReportData, pseudonym_key: bytes | None) -> list[tuple[str, str]]:
+def atypical_thumbnails(data: ReportData, pseudonym_key: bytes | None,
+                        images: Any = None) -> list[tuple[str, str]]:  # fmt: skip
     """(image_ref, base64 PNG) of the current period's images farthest from the reference.
 
     Atypicality: Euclidean distance of the model's own embedding, standardised by the
@@ -275,12 +276,18 @@ def atypical_thumbnails(data: ReportData, pseudonym_key: bytes | None) -> list[t
     distance = np.sqrt(np.nansum(((vecs - mu) / sd) ** 2, axis=1))
     order = np.argsort(-distance)
     refs = [cur["image_ref"].iloc[i] for i in order[: THUMBNAILS * 3]]
-    return _thumbnails(data, refs, pseudonym_key)[:THUMBNAILS]
+    return _thumbnails(data, refs, pseudonym_key, images)[:THUMBNAILS]
 
 
-def _thumbnails(data: ReportData, refs: list[str], key: bytes) -> list[tuple[str, str]]:
-    from collectors.dicom_reader import ImageError, load_image
+def _thumbnails(data: ReportData, refs: list[str], key: bytes,
+                images: Any) -> list[tuple[str, str]]:  # fmt: skip
+    """Thumbnails read through `images`, the fenced ImageFetcher (None: no thumbnails)."""
+    from collectors.errors import ImageError
     from monitor.embedding_stage import EmbeddingError, UriSealer
+
+    if images is None:
+        data.notes.append("images: no image fetcher given, thumbnails left out.")
+        return []
 
     sealer = UriSealer(key)
     out: list[tuple[str, str]] = []
@@ -299,7 +306,7 @@ def _thumbnails(data: ReportData, refs: list[str], key: bytes) -> list[tuple[str
         if ref not in sealed:
             continue
         try:
-            image = load_image(sealer.open(ref, bytes(sealed[ref])), size=128)
+            image = images.load(sealer.open(ref, bytes(sealed[ref])), size=128)
         except (ImageError, EmbeddingError, OSError) as exc:
             data.notes.append(f"image {ref[:12]}…: not readable ({type(exc).__name__}).")
             continue
@@ -360,7 +367,7 @@ def evidently_html(data: ReportData) -> str:
 
 
 def render(data: ReportData, *, pseudonym_key: bytes | None = None,
-           include_evidently: bool = True) -> str:  # fmt: skip
+           include_evidently: bool = True, images: Any = None) -> str:  # fmt: skip
     esc = html.escape
     current = data.current
     if current.empty:
@@ -368,7 +375,7 @@ def render(data: ReportData, *, pseudonym_key: bytes | None = None,
     period = (f"{(data.start or current['occurred_at'].min()):%Y-%m-%d %H:%M} – "
               f"{(data.end or current['occurred_at'].max()):%Y-%m-%d %H:%M} UTC")  # fmt: skip
     timeline = timeline_png(data)
-    thumbs = atypical_thumbnails(data, pseudonym_key)
+    thumbs = atypical_thumbnails(data, pseudonym_key, images)
     subgroups = subgroup_table(data)
     labelled = int(current[[f"label_{f}" for f in data.findings]].notna().any(axis=1).sum()) if (
         data.findings) else 0  # fmt: skip

@@ -65,15 +65,13 @@ def parse_limits(settings: Settings) -> ParseLimits:
 
 
 def _image_stages(settings: Settings, pseudonym: Pseudonymiser) -> list:
-    """Decode `image.uri` before the write; unreadable images are dead-lettered (issue 3)."""
-    from monitor.config import ConfigError
-    from monitor.image_stage import ImageStage, ImageStageConfig
+    """Decode `image.uri` before the write, through the fenced fetcher built from settings
+    (RADWATCH_IMAGE_ROOTS, RADWATCH_DICOMWEB_URLS, DICOMweb auth); unreadable images are
+    dead-lettered, images the PACS cannot serve now are parked (issues 3, 13)."""
+    from monitor.image_stage import ImageStage, image_config, image_fetcher
 
-    try:
-        config = ImageStageConfig.from_extra(settings.extra)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from exc
-    return [ImageStage(config, pseudonym)]
+    config = image_config(settings)
+    return [ImageStage(config, pseudonym, image_fetcher(settings, config))]
 
 
 def _collect(args: argparse.Namespace, settings: Settings) -> int:
