@@ -22,6 +22,21 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 log = logging.getLogger(__name__)
 
 
+class BrokerUnavailable(KafkaError):
+    """No Kafka broker answered at the bootstrap address; the message is one line.
+
+    `permanent`: the address itself is wrong (its host does not resolve), so waiting for
+    the broker can never succeed.
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+    def __str__(self) -> str:  # KafkaError's own prefixes the class name
+        return str(self.args[0])
+
+
 @dataclass(frozen=True)
 class KafkaOptions:
     bootstrap: str
@@ -30,9 +45,13 @@ class KafkaOptions:
     heartbeat_interval_ms: int = 1000
     security: Mapping[str, Any] | None = None
     client_id: str = "radwatch"
+    # How long a new client waits for its first broker: kafka-python's 30 s default is a
+    # service's patience; one-shot commands pass less so they fail within seconds.
+    bootstrap_timeout_ms: int = 30_000
 
     def common(self) -> dict[str, Any]:
         return {"bootstrap_servers": self.bootstrap.split(","), "client_id": self.client_id,
+                "bootstrap_timeout_ms": self.bootstrap_timeout_ms,
                 **(self.security or {})}  # fmt: skip
 
 
@@ -64,27 +83,56 @@ def make_producer(options: KafkaOptions, **overrides: Any) -> KafkaProducer:
 
 def wait_for_broker(options: KafkaOptions, *, timeout: float | None = None,
                     should_stop: Any = lambda: False) -> None:  # fmt: skip
-    """Block until the broker answers, logging clearly and backing off meanwhile."""
+    """Block until the broker answers, logging clearly and backing off meanwhile.
+
+    `timeout=0` tries once (one-shot commands). Raises BrokerUnavailable when giving up, and
+    at once when a bootstrap host does not resolve (a wrong address never starts working).
+    """
     delay, deadline = 0.5, None if timeout is None else time.monotonic() + timeout
     while True:
         try:
             # A plain TCP connect first: kafka-python's own bootstrap retries a refused
             # connection for ~30 s with ERROR lines before it raises, hiding this message.
             _tcp_reachable(options.bootstrap)
-            admin = KafkaAdminClient(**options.common(), request_timeout_ms=5000)
+            admin = KafkaAdminClient(**{**options.common(), "request_timeout_ms": 5000,
+                                        "bootstrap_timeout_ms": min(5000, options.bootstrap_timeout_ms)})  # fmt: skip
             admin.close()
             return
+        except socket.gaierror as exc:
+            raise BrokerUnavailable(
+                f"Kafka at {options.bootstrap}: the host name does not resolve "
+                "(check RADWATCH_KAFKA_BOOTSTRAP)",
+                permanent=True,
+            ) from exc
         except (KafkaError, OSError) as exc:
-            if should_stop() or (deadline is not None and time.monotonic() > deadline):
-                raise
+            reason = _reason(exc)
+            if should_stop() or (deadline is not None and time.monotonic() >= deadline):
+                raise BrokerUnavailable(
+                    f"Kafka at {options.bootstrap}: {reason} (is the broker running? "
+                    "check RADWATCH_KAFKA_BOOTSTRAP)"
+                ) from exc
             log.warning("Kafka at %s unavailable (%s); retrying in %.1fs", options.bootstrap,
-                        type(exc).__name__, delay)  # fmt: skip
+                        reason, delay)  # fmt: skip
             time.sleep(delay)
             delay = min(10.0, delay * 2)
 
 
+def _reason(exc: BaseException) -> str:
+    """A short, fixed description of why a broker did not answer (no record content)."""
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return "no answer (timed out)"
+    if isinstance(exc, KafkaError):
+        return f"no Kafka answer ({type(exc).__name__})"
+    return type(exc).__name__
+
+
 def _tcp_reachable(bootstrap: str, timeout: float = 3.0) -> None:
-    """Return when one bootstrap server accepts a TCP connection; raise the last OSError."""
+    """Return when one bootstrap server accepts a TCP connection; raise the last OSError.
+
+    A host that does not resolve raises socket.gaierror only when no server answered.
+    """
     error: OSError | None = None
     for server in bootstrap.split(","):
         host, _, port = server.strip().rpartition(":")
@@ -93,6 +141,8 @@ def _tcp_reachable(bootstrap: str, timeout: float = 3.0) -> None:
         try:
             with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
                 return
+        except socket.gaierror as exc:
+            error = error or exc
         except OSError as exc:
             error = exc
     if error is not None:

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+from kafka.errors import KafkaError
 
 from collectors.hospital import model as deployed
 from collectors.hospital.fleet import SITES
@@ -33,6 +34,13 @@ __all__ = [
     "MODEL", "SCENARIOS", "SITES", "START", "SimulatedStudy", "generate", "publish",
     "scan_and_score", "study_event",
 ]  # fmt: skip
+
+
+class NotDelivered(KafkaError):
+    """Some events never reached the broker (it went away, or refused them)."""
+
+    def __str__(self) -> str:  # KafkaError's own prefixes the class name
+        return str(self.args[0])
 
 
 @dataclass(frozen=True)
@@ -183,23 +191,29 @@ def publish(
 
     `rate`: inference events per second of wall time (None: as fast as possible).
     `progress(inferences_sent, labels_sent)` is called after each inference.
-    Returns (inferences, labels) sent.
+    Returns (inferences, labels) sent; raises NotDelivered when the broker did not take
+    them all (a flush alone would report a lost stream as published).
     """
     pending: list[tuple[datetime, int, bytes, bytes]] = []  # label_at, order, key, value
     n_inf = n_lab = 0
+    failed: list[BaseException] = []
+
+    def send(topic: str, key: bytes, value: bytes) -> None:
+        producer.send(topic, key=key, value=value).add_errback(failed.append)
+
     started = time.monotonic()
     for order, study in enumerate(studies):
         now = datetime.fromisoformat(study.inference["occurred_at"].replace("Z", "+00:00"))
         while pending and pending[0][0] <= now:
             _, _, key, value = heapq.heappop(pending)
-            producer.send(label_topic, key=key, value=value)
+            send(label_topic, key, value)
             n_lab += 1
         if rate:
             # Pace against the start, not the previous send, so slow steps do not add up.
             delay = started + n_inf / rate - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-        producer.send(inference_topic, key=study.key, value=study.inference_bytes())
+        send(inference_topic, study.key, study.inference_bytes())
         n_inf += 1
         label = study.label_bytes()
         if label is not None:
@@ -210,9 +224,12 @@ def publish(
     # The stream ends: the reads still outstanding arrive now, in their time order.
     while pending:
         _, _, key, value = heapq.heappop(pending)
-        producer.send(label_topic, key=key, value=value)
+        send(label_topic, key, value)
         n_lab += 1
     producer.flush(timeout=60)
+    if failed:
+        raise NotDelivered(f"{len(failed)} of {n_inf + n_lab} events were not delivered "
+                           f"({type(failed[0]).__name__})")  # fmt: skip
     if progress is not None:
         progress(n_inf, n_lab)
     return n_inf, n_lab

@@ -1,7 +1,9 @@
 """`radwatch` command line (DESIGN.md §9): parse, load settings, dispatch to a subcommand.
 
 The outermost edge. Exit codes: 0 success, 1 a finding the command exists to report,
-2 bad usage or configuration (one line on stderr). Subcommands live in monitor/commands/.
+2 bad usage or configuration, or a server that is absent or refuses us (one line on
+stderr, never a traceback), 3 a bug (its traceback, then one line). Subcommands live in
+monitor/commands/.
 """
 
 from __future__ import annotations
@@ -12,20 +14,29 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from monitor.commands import command_modules
 from monitor.config import ConfigError, load_settings
 from monitor.services import ServiceError
 
-EXIT_OK, EXIT_FINDING, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FINDING, EXIT_USAGE, EXIT_BUG = 0, 1, 2, 3
+log = logging.getLogger(__name__)
 
 
 class UsageError(Exception):
     """Bad usage detected after parsing; printed on one line, exit 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors on one line (the usage block is one `--help` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="radwatch",
         description="Monitor radiology AI after go-live: drift, performance, alerts, audit.",
     )
@@ -59,10 +70,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         # An embedded service would not start or stop: the first line says why; the log
         # tail that follows it in the exception goes to the debug log only.
         print(f"radwatch: {str(exc).splitlines()[0]}", file=sys.stderr)
-        logging.getLogger(__name__).debug("%s", exc)
+        log.debug("%s", exc)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        reason = environment_error(exc)
+        if reason is None:
+            # A bug, not the user's to fix: the traceback says where; exit 3, so that a
+            # crash is never read as a finding (exit 1, e.g. a tampered audit trail).
+            log.exception("unexpected error")
+            print(f"radwatch: internal error ({type(exc).__name__}); this is a bug, "
+                  "please report it with the traceback above", file=sys.stderr)  # fmt: skip
+            return EXIT_BUG
+        log.debug("%s", reason, exc_info=exc)  # the traceback, with --verbose only
+        print(f"radwatch: {reason}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def environment_error(exc: BaseException) -> str | None:
+    """One line for an error the user's setup caused (a server absent, refusing us, or not
+    migrated), None for anything else. Messages name hosts and settings, never secrets."""
+    import psycopg
+    from kafka.errors import KafkaError
+
+    from collectors.kafka_io import BrokerUnavailable
+    from monitor.db import SchemaError, describe
+
+    if isinstance(exc, SchemaError | BrokerUnavailable):
+        return str(exc).splitlines()[0]
+    if isinstance(exc, psycopg.OperationalError):
+        return describe(exc).message
+    if isinstance(exc, KafkaError):
+        # kafka-python's own errors after bootstrap (timeouts, lost brokers): the class says
+        # what; the message may quote topic names only, never record content.
+        detail = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return f"Kafka: {detail} (is the broker running? check RADWATCH_KAFKA_BOOTSTRAP)"
+    return None
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from monitor.commands.arguments import positive_int
 from monitor.config import Settings
 
 
@@ -24,18 +25,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     lst.set_defaults(handler=_list)
     for name, help_ in (("ack", "acknowledge an alert"), ("resolve", "resolve an alert")):
         p = actions.add_parser(name, help=help_)
-        p.add_argument("id", type=int)
+        p.add_argument("id", type=positive_int)
         p.add_argument("--by", required=True, help="who (a person's pseudonymous handle)")
         p.add_argument("--note", required=True)
         p.set_defaults(handler=_act, act=name)
 
 
 def _conn(settings: Settings):
+    """The existing database, as it is: listing, acknowledging and resolving alerts start no
+    embedded service and run no migration (without alerts there is nothing to act on)."""
     from monitor import db
     from monitor.runtime import resolve_endpoints
 
-    url = resolve_endpoints(settings, prepare=False).database_url
-    db.migrate(url)
+    url = resolve_endpoints(settings, read_only=True, broker=False).database_url
     return db.connect(url)
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from monitor import db
-from monitor.audit import AuditError, audit_table_exists
+from monitor.audit import AuditError
+from monitor.commands.arguments import out_file
 from monitor.config import Settings
 
 if TYPE_CHECKING:
@@ -44,7 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--from 2026-11-01 --to 2026-11-30 (UTC when no offset; a bare --to date is inclusive)",
     )
     export.add_argument("--format", choices=("fhir", "csv"), required=True)
-    export.add_argument("--out", type=Path, required=True, metavar="FILE")
+    export.add_argument("--out", type=out_file, required=True, metavar="FILE",
+                        help="the file to write; its folder must exist")  # fmt: skip
     export.add_argument("--from", dest="since", metavar="TIME", help="ISO 8601, inclusive")
     export.add_argument("--to", dest="until", metavar="TIME", help="ISO 8601, exclusive")
     export.add_argument("--by", help="who exports (recorded in the trail; default: actor)")
@@ -69,19 +71,12 @@ def _key_options(parser: argparse.ArgumentParser) -> None:
 
 
 def database_url(settings: Settings) -> str:
-    """Only PostgreSQL is needed here: never start a broker for an audit command."""
-    from monitor import services
-    from monitor.cli import UsageError
+    """The existing database with a current schema (so an audit trail): only PostgreSQL is
+    needed, and nothing is started or migrated (a stopped service or a schema behind is
+    one line naming the command to run)."""
+    from monitor.runtime import resolve_endpoints
 
-    url = (
-        settings.database_url or services.services_up(settings.data_dir, broker=False).database_url
-    )
-    if url is None:
-        raise UsageError("no database configured and the embedded PostgreSQL did not start")
-    with db.connect(url) as conn:
-        if not audit_table_exists(conn):
-            raise UsageError("this database has no audit trail yet (run `radwatch db migrate`)")
-    return url
+    return resolve_endpoints(settings, read_only=True, broker=False).database_url
 
 
 def _with_overrides(settings: Settings, args: argparse.Namespace) -> Settings:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from monitor import db
+from monitor.commands.arguments import out_file
 from monitor.config import Settings
 
 
@@ -21,7 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", required=True)
     parser.add_argument("--period", required=True, metavar="FROM/TO",
                         help="ISO 8601 dates or date-times, FROM inclusive")  # fmt: skip
-    parser.add_argument("--out", type=Path, required=True, metavar="FILE.html")
+    parser.add_argument("--out", type=out_file, required=True, metavar="FILE.html",
+                        help="the file to write; its folder must exist")  # fmt: skip
     parser.set_defaults(handler=_report)
 
 
@@ -45,7 +46,6 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError(str(exc)) from exc
     with db.connect(url) as conn:
         sections = build_sections(conn, args.model, start, end)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(render(sections, verification, model=args.model, start=start, end=end),
                         encoding="utf-8")  # fmt: skip
     print(json.dumps({"out": str(args.out), "model": args.model, "audit_ok": verification.ok,

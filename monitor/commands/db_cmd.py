@@ -21,8 +21,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     from monitor.runtime import resolve_endpoints
 
-    endpoints = resolve_endpoints(settings, prepare=False)
-    applied = db.with_retry(lambda: db.migrate(endpoints.database_url), what="migrating")
+    # One-shot: it may start the embedded PostgreSQL (not the broker), and a server that is
+    # absent or refuses us is one line and exit 2, not a wait.
+    endpoints = resolve_endpoints(settings, prepare=False, broker=False)
+    applied = db.migrate(endpoints.database_url)
     for migration in applied:
         print(f"applied {migration.version:04d}_{migration.name}")
     print(f"schema at version {db.schema_version(endpoints.database_url)}")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from collectors.hospital.scenarios import SCENARIOS
 from collectors.kafka_io import make_producer
+from monitor.commands.arguments import out_dir, positive_int
 from monitor.config import Settings
 
 
@@ -19,10 +19,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "The default scenario, a PACS inverting one scanner's images halfway through, shows "
         "a drift alert and a performance alert after the onset and none before it.",
     )
-    parser.add_argument("--events", type=int, default=2000)
+    parser.add_argument("--events", type=positive_int, default=2000)
     parser.add_argument("--scenario", default="inversion_bug", choices=sorted(SCENARIOS))
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=Path("demo-out"))
+    parser.add_argument("--out", type=out_dir, default="demo-out",
+                        help="folder for the outputs, created if missing")  # fmt: skip
     parser.set_defaults(handler=_demo)
 
 
@@ -38,7 +39,7 @@ def _isolated_run(settings: Settings, resolve_endpoints):
     from monitor import db
 
     run_id = time.strftime("%Y%m%d%H%M%S")
-    base = resolve_endpoints(settings, prepare=False)
+    base = resolve_endpoints(settings, prepare=False, retry=False)
     changes: dict[str, object] = {
         "inference_topic": f"{settings.inference_topic}.demo{run_id}",
         "label_topic": f"{settings.label_topic}.demo{run_id}",
@@ -58,19 +59,24 @@ def _isolated_run(settings: Settings, resolve_endpoints):
             checkpoints = settings.data_dir / f"demo-{run_id}-audit-checkpoints.jsonl"
             changes["extra"] = {**settings.extra, "audit_checkpoint_file": str(checkpoints)}
     isolated = dataclasses.replace(settings, **changes)  # type: ignore[arg-type]
-    return isolated, resolve_endpoints(isolated)
+    return isolated, resolve_endpoints(isolated, retry=False)
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
-    from collectors import simulator  # imports torch: only when the demo runs
     from monitor.commands.collect_cmd import build_collector
+    from monitor.config import mask_secrets
     from monitor.runtime import kafka_options, resolve_endpoints
     from monitor.status import database_counts
 
     embedded = settings.kafka_bootstrap is None or settings.database_url is None
     settings, endpoints = _isolated_run(settings, resolve_endpoints)
-    print(f"services: broker {endpoints.bootstrap}, PostgreSQL {endpoints.database_url}")
-    producer = make_producer(kafka_options(settings, endpoints, client_id="radwatch-demo"))
+    from collectors import simulator  # imports torch: after the servers answered
+
+    print(f"services: broker {endpoints.bootstrap}, "
+          f"PostgreSQL {mask_secrets(endpoints.database_url)}")  # fmt: skip
+    producer = make_producer(
+        kafka_options(settings, endpoints, client_id="radwatch-demo", one_shot=True)
+    )
     n_inf, n_lab = simulator.publish(
         # Step (issue 3): the scenario, and DICOM files under the data dir.
         producer, simulator.generate(args.events, seed=args.seed, scenario=args.scenario,

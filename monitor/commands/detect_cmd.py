@@ -12,6 +12,7 @@ import signal
 import threading
 from datetime import timedelta
 
+from monitor.commands.arguments import positive_float, positive_int
 from monitor.config import Settings
 
 
@@ -21,11 +22,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Example: radwatch detect --once",
     )  # fmt: skip
     parser.add_argument("--once", action="store_true", help="evaluate what is due, then exit")
-    parser.add_argument("--interval", type=float, default=30.0, help="seconds between passes")
-    parser.add_argument("--window", type=int, help="events per window (default: the reference's)")
+    parser.add_argument("--interval", type=positive_float, default=30.0,
+                        help="seconds between passes")  # fmt: skip
+    parser.add_argument("--window", type=positive_int,
+                        help="events per window (default: the reference's)")  # fmt: skip
     parser.add_argument(
         "--max-span-hours",
-        type=float,
+        type=positive_float,
         default=168.0,
         help="a window closes early when it would span longer than this",
     )
@@ -41,8 +44,13 @@ def _detect(args: argparse.Namespace, settings: Settings) -> int:
     from monitor.detection import DetectionConfig, Scheduler
     from monitor.runtime import resolve_endpoints
 
-    url = resolve_endpoints(settings, prepare=False).database_url
-    db.migrate(url)
+    # `--once` is a one-shot command: one try, one line and exit 2 when PostgreSQL is absent.
+    # The loop is a service: it waits for PostgreSQL, logging what it waits for.
+    url = resolve_endpoints(settings, prepare=False, broker=False).database_url
+    if args.once:
+        db.migrate(url)
+    else:
+        db.with_retry(lambda: db.migrate(url), what="migrating the schema")
     config = DetectionConfig(window_size=args.window, flush=args.flush,
                              max_span=timedelta(hours=args.max_span_hours))  # fmt: skip
     scheduler = Scheduler(url, config, actor=f"{settings.actor}-detect")

@@ -11,6 +11,7 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
+from monitor.commands.arguments import positive_float, positive_int
 from monitor.config import Settings
 
 if TYPE_CHECKING:  # the command registers on every `radwatch` start: keep imports light
@@ -28,11 +29,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--model", help="one model (default: every model with inferences)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.add_argument("--window", type=int, default=500, help="inferences per window")
+    parser.add_argument("--window", type=positive_int, default=500, help="inferences per window")
     parser.add_argument("--period", choices=("day", "week"), help="calendar windows instead")
-    parser.add_argument("--reference-size", type=int, default=1000,
+    parser.add_argument("--reference-size", type=positive_int, default=1000,
                         help="the model's first N inferences form the reference")  # fmt: skip
-    parser.add_argument("--alpha", type=float, default=0.05,
+    parser.add_argument("--alpha", type=positive_float, default=0.05,
                         help="per-window false-alarm rate of the degradation tests")  # fmt: skip
     parser.add_argument("--no-alerts", action="store_true",
                         help="evaluate and store, but do not feed the alert lifecycle")  # fmt: skip
@@ -47,7 +48,11 @@ def _performance(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.window < 10 or args.reference_size < 10:
         raise UsageError("--window and --reference-size must be at least 10")
-    endpoints = resolve_endpoints(settings)
+    if not args.alpha < 1:
+        raise UsageError("--alpha must be between 0 and 1")
+    # It stores evaluations and feeds alerts, but only about data already collected: like
+    # the read-only commands it starts nothing and migrates nothing.
+    endpoints = resolve_endpoints(settings, read_only=True, broker=False)
     config = PerformanceConfig(window=args.window, period=args.period,
                                reference_size=args.reference_size, alpha=args.alpha)  # fmt: skip
     with db.connect(endpoints.database_url) as conn:

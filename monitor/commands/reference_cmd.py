@@ -10,6 +10,7 @@ import argparse
 import json
 from datetime import UTC, datetime
 
+from monitor.commands.arguments import positive_float, positive_int
 from monitor.config import Settings
 
 
@@ -21,37 +22,38 @@ def register(sub: argparse._SubParsersAction) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     build = actions.add_parser("build", help="freeze a reference and fit detectors on it")
     build.add_argument("--model", required=True)
-    build.add_argument("--first", type=int, metavar="N", help="the model's first N events")
+    build.add_argument("--first", type=positive_int, metavar="N",
+                       help="the model's first N events")  # fmt: skip
     build.add_argument("--from", dest="start", metavar="T", help="period start (ISO 8601)")
     build.add_argument("--to", dest="end", metavar="T", help="period end (ISO 8601)")
     build.add_argument(
         "--window",
-        type=int,
+        type=positive_int,
         default=200,
         help="events per detection window (also the calibration sub-window)",
     )
     build.add_argument(
         "--alpha",
-        type=float,
+        type=positive_float,
         default=0.05,
         help="false-alarm level of each window after BH correction",
     )
     build.add_argument("--correction", choices=("bh", "bonferroni"), default="bh")
     build.add_argument(
         "--min-window",
-        type=int,
+        type=positive_int,
         default=30,
         help="per stratum: fewer events in a window → insufficient_data",
     )
     build.add_argument(
         "--online-ert",
-        type=int,
+        type=positive_int,
         default=2000,
         help="online detector's expected run time (events between false alarms)",
     )
-    build.add_argument("--online-bootstraps", type=int, default=5000)
+    build.add_argument("--online-bootstraps", type=positive_int, default=5000)
     build.add_argument("--no-online", action="store_true", help="no online detector")
-    build.add_argument("--calibration-windows", type=int, default=20)
+    build.add_argument("--calibration-windows", type=positive_int, default=20)
     build.add_argument("--json", action="store_true")
     build.set_defaults(handler=_build)  # fmt: skip
 
@@ -76,6 +78,8 @@ def _build(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError("give --first N or both --from and --to")
     if args.first is not None and (args.start or args.end):
         raise UsageError("--first and --from/--to are exclusive")
+    if not args.alpha < 1:
+        raise UsageError("--alpha must be between 0 and 1")
     period = (parse_time(args.start), parse_time(args.end)) if args.start else None
     config = SuiteConfig(
         alpha=args.alpha, correction=args.correction, min_window=args.min_window,
@@ -83,7 +87,9 @@ def _build(args: argparse.Namespace, settings: Settings) -> int:
         online_ert=args.online_ert, online_bootstraps=args.online_bootstraps,
         online=not args.no_online,
     )  # fmt: skip
-    url = resolve_endpoints(settings, prepare=False).database_url
+    # A one-shot writer: it may start the embedded PostgreSQL and migrate, but it does not
+    # wait for a server that is absent (one line, exit 2).
+    url = resolve_endpoints(settings, prepare=False, broker=False).database_url
     db.migrate(url)
     with db.connect(url) as conn:
         try:

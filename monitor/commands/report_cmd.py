@@ -6,6 +6,7 @@ import argparse
 from datetime import UTC, datetime
 from pathlib import Path
 
+from monitor.commands.arguments import out_file
 from monitor.config import Settings
 
 
@@ -21,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--from", dest="start", type=iso_time, metavar="T",
                         help="ISO 8601 date or date-time (UTC when no offset)")  # fmt: skip
     parser.add_argument("--to", dest="end", type=iso_time, metavar="T")
-    parser.add_argument("--out", type=Path, required=True, metavar="FILE.html")
+    parser.add_argument("--out", type=out_file, required=True, metavar="FILE.html",
+                        help="the file to write; its folder must exist")  # fmt: skip
     parser.add_argument("--no-evidently", action="store_true",
                         help="only radwatch's own sections (faster)")  # fmt: skip
     parser.set_defaults(handler=_report)
@@ -42,8 +44,10 @@ def write_report(database_url: str, settings: Settings, model: str, out: Path, *
     from monitor import report
 
     data = report.load(database_url, model, start, end)
+    from monitor.image_stage import image_fetcher
+
     document = report.render(data, pseudonym_key=settings.key_bytes(),
-                             include_evidently=include_evidently)  # fmt: skip
+                             include_evidently=include_evidently, images=image_fetcher(settings))  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(document, encoding="utf-8")
     return out
@@ -56,7 +60,7 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.start and args.end and args.start >= args.end:
         raise UsageError("--from must be before --to")
-    endpoints = resolve_endpoints(settings, prepare=False)
+    endpoints = resolve_endpoints(settings, read_only=True, broker=False)
     try:
         path = write_report(endpoints.database_url, settings, args.model, args.out,
                             start=args.start, end=args.end,

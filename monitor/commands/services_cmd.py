@@ -28,7 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _up(args: argparse.Namespace, settings: Settings) -> int:
     from monitor.runtime import resolve_endpoints
 
-    resolve_endpoints(settings)
+    # Started here, so a server that does not come up is an error now, not a wait.
+    resolve_endpoints(settings, retry=False)
     print(json.dumps(services.services_status(settings.data_dir), indent=2))
     if args.detach:
         return 0

@@ -15,6 +15,7 @@ from pathlib import Path
 from collectors.hospital.scenarios import SCENARIOS  # light: no torch at parser build
 from collectors.kafka_io import make_producer
 from monitor.cli import UsageError
+from monitor.commands.arguments import non_negative_int, positive_float, positive_int
 from monitor.config import Settings
 
 
@@ -30,10 +31,11 @@ def register(sub: argparse._SubParsersAction) -> None:
             "--seed 7 --rate 200"
         ),
     )
-    parser.add_argument("--events", type=int, required=True, help="number of studies")
-    parser.add_argument("--rate", type=float, help="inference events per second (default: max)")
+    parser.add_argument("--events", type=positive_int, required=True, help="number of studies")
+    parser.add_argument("--rate", type=positive_float,
+                        help="inference events per second (default: max)")  # fmt: skip
     parser.add_argument("--scenario", default="none", choices=list(SCENARIOS))
-    parser.add_argument("--onset", type=int, help="study index where the scenario starts "
+    parser.add_argument("--onset", type=non_negative_int, help="study index where the scenario starts "
                         "(default: half-way)")  # fmt: skip
     parser.add_argument("--severity", type=float, default=1.0, help="in (0, 1]; default 1")
     parser.add_argument("--seed", type=int, default=0)
@@ -65,22 +67,24 @@ def _progress(total: int):
 
 
 def _simulate(args: argparse.Namespace, settings: Settings) -> int:
-    from collectors import simulator  # imports torch and pydicom: only when it runs
     from monitor.runtime import kafka_options, resolve_endpoints
 
-    if args.events <= 0:
-        raise UsageError("--events must be positive")
-    if args.rate is not None and args.rate <= 0:
-        raise UsageError("--rate must be positive")
+    # --events, --rate and --onset are checked by their argument types.
     if not 0.0 < args.severity <= 1.0:
         raise UsageError("--severity must be in (0, 1]")
     if not 0.0 <= args.label_share <= 1.0:
         raise UsageError("--label-share must be in [0, 1]")
-    if args.onset is not None and args.onset < 0:
-        raise UsageError("--onset must be ≥ 0")
+    if not 0.0 <= args.label_delay_hours < float("inf"):
+        raise UsageError("--label-delay-hours must be 0 or more")
     images_dir = args.images_dir or settings.data_dir / "images"
-    endpoints = resolve_endpoints(settings)
-    producer = make_producer(kafka_options(settings, endpoints, client_id="radwatch-simulate"))
+    # One-shot: an absent broker is one line and exit 2 within seconds, not a wait; checked
+    # before torch is imported, which takes seconds of its own.
+    endpoints = resolve_endpoints(settings, retry=False)
+    from collectors import simulator  # imports torch and pydicom: only when it runs
+
+    producer = make_producer(
+        kafka_options(settings, endpoints, client_id="radwatch-simulate", one_shot=True)
+    )
     update, bar = _progress(args.events)
     try:
         studies = simulator.generate(

@@ -20,10 +20,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _status(args: argparse.Namespace, settings: Settings) -> int:
     from monitor.runtime import kafka_options, resolve_endpoints
 
-    endpoints = resolve_endpoints(settings)
+    # Read-only: nothing is started or migrated; a stopped service is one line, exit 2.
+    endpoints = resolve_endpoints(settings, read_only=True)
     status = collect_status(
         endpoints.database_url,
-        kafka_options(settings, endpoints, client_id="radwatch-status"),
+        kafka_options(settings, endpoints, client_id="radwatch-status", one_shot=True),
         [settings.inference_topic, settings.label_topic],
     )
     if args.json:
