@@ -139,7 +139,7 @@ def test_hostile_sites_stay_bounded_and_never_reach_metrics(database_url: str) -
     planted = ["Smith^John", "http://u:hunter2@pacs/x", "pacs:8042/wado?token=hunter2",
                "1.2.840.99.1.2.3", "x" * 200, "site\nwith newline"]  # fmt: skip
     insert_inferences(database_url, 5, site="north-general")
-    for i, site in enumerate(planted + [f"ward {i:03d}" for i in range(200)]):
+    for site in planted + [f"ward {i:03d}" for i in range(200)]:
         insert_inferences(database_url, 1, site=site)
     text, samples = scrape(database_url)
     sites = {s.labels["site"]: s.value for s in samples[metrics.INFERENCES_STORED + "_total"]}
