@@ -422,12 +422,7 @@ class ImageFetcher:
             ) from exc
         out = []
         for family, _, _, _, sockaddr in infos:
-            address = ipaddress.ip_address(sockaddr[0])
-            if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-                address = address.ipv4_mapped
-            special = (address.is_loopback or address.is_link_local or address.is_multicast
-                       or address.is_reserved or address.is_unspecified)  # fmt: skip
-            if special and not (base.host == "localhost" and address.is_loopback):
+            if not address_allowed(base, str(sockaddr[0])):
                 raise ResolveError(Reason.IMAGE_FORBIDDEN, SPECIAL_ADDRESS)
             out.append((family, sockaddr[:2]))
         if not out:
@@ -546,6 +541,19 @@ class ImageFetcher:
         body = b"".join(chunks)
         return FetchedImage(_first_part(body, response.getheader("Content-Type", "")),
                             DICOM_MEDIA)  # fmt: skip
+
+
+def address_allowed(base: BaseUrl, resolved: str) -> bool:
+    """May a connection for `base` (listed by name) go to `resolved`? See `_addresses`."""
+    address = ipaddress.ip_address(resolved.split("%")[0])
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    literal = base.literal()
+    if literal is not None:
+        return address == literal
+    special = (address.is_loopback or address.is_link_local or address.is_multicast
+               or address.is_reserved or address.is_unspecified)  # fmt: skip
+    return not special or (base.host == "localhost" and address.is_loopback)
 
 
 class _Retry(Exception):
