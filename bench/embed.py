@@ -64,7 +64,7 @@ def end_to_end(
     from monitor.embedding_stage import decoded_batches, stack_pixels
 
     if fetcher is None:  # the files' own folder is the one root (bench/gpu_embed.py)
-        folders = {str(Path(urllib.request.url2pathname(u[len("file://"):])).parent) for u in uris}
+        folders = {str(Path(urllib.request.url2pathname(u[len("file://") :])).parent) for u in uris}
         fetcher = ImageFetcher(FetchPolicy.create(roots=sorted(folders)))
 
     start = time.perf_counter()

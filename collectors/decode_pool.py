@@ -105,7 +105,9 @@ class DecodePool:
             result = worker.conn.recv()
             healthy = True
         except (EOFError, OSError) as exc:
-            raise DecodeError(Reason.DICOM_INVALID, "the decoding process died on this image") from exc
+            raise DecodeError(
+                Reason.DICOM_INVALID, "the decoding process died on this image"
+            ) from exc
         finally:
             if healthy:
                 self._idle.put(worker)

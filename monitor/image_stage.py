@@ -82,8 +82,9 @@ class ImageStageConfig:
             max_bytes=number("image_max_bytes", DEFAULT_MAX_BYTES, int),
             inflight_bytes=number("image_inflight_bytes", DEFAULT_INFLIGHT_BYTES, int),
             max_total_pixels=number("image_max_total_pixels", DEFAULT_MAX_TOTAL_PIXELS, int),
-            max_inflated_bytes=number("image_max_inflated_bytes", DEFAULT_MAX_INFLATED_BYTES,
-                                      int),  # fmt: skip
+            max_inflated_bytes=number(
+                "image_max_inflated_bytes", DEFAULT_MAX_INFLATED_BYTES, int
+            ),  # fmt: skip
             decode_timeout_s=number("image_decode_timeout_s", DEFAULT_TIME_BUDGET_S, float),
             workers=number("image_workers", 4, int),
         )

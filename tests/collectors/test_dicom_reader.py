@@ -7,6 +7,9 @@ generated DX objects from the synthetic hospital; every bad-input class maps to 
 from __future__ import annotations
 
 import io
+import resource
+import time
+import zlib
 
 import numpy as np
 import pydicom
@@ -18,6 +21,7 @@ from pydicom.uid import ExplicitVRLittleEndian
 
 from collectors.dicom_reader import (
     DecodeError,
+    DecodeLimits,
     LoadedImage,
     read_dicom_bytes,
     read_dicom_tags,
@@ -241,3 +245,87 @@ def test_png_and_npy_inline_images() -> None:
     with pytest.raises(DecodeError) as info:
         read_image_bytes(b"not a png", "image/png")
     assert info.value.reason == Reason.DICOM_INVALID
+
+
+# -- decoding limits (issue 13): each its own reason, checked before the work it bounds --------
+
+
+def deflated_bomb(inflated_bytes: int) -> bytes:
+    """A Deflated Explicit VR Little Endian object whose dataset inflates to `inflated_bytes`.
+
+    The meta header (PS3.10 §7.1) is written by pydicom; the deflated dataset is streamed
+    through zlib in 1 MiB steps, so building the bomb never holds its inflated size.
+    """
+    meta_only = secondary_capture(8, 8, bytes(64), "1.2.840.10008.1.2.1.99")
+    group_length = int.from_bytes(meta_only[140:144], "little")
+    head = meta_only[: 144 + group_length]
+    packer = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    # (7FE0,0010) OB, 4-byte length, then zeros: a Pixel Data element of the announced size.
+    element = b"\xe0\x7f\x10\x00OB\x00\x00" + (inflated_bytes - 12).to_bytes(4, "little")
+    parts = [packer.compress(element)]
+    zeros = bytes(1 << 20)
+    left = inflated_bytes - 12
+    while left > 0:
+        parts.append(packer.compress(zeros[: min(left, len(zeros))]))
+        left -= len(zeros)
+    parts.append(packer.flush())
+    return head + b"".join(parts)
+
+
+def test_a_deflate_bomb_is_refused_without_inflating_it() -> None:
+    bomb = deflated_bomb(1_500_000_000)  # 1.5 GB of zeros in about 1.5 MB
+    assert len(bomb) < 2_000_000
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    assert _reason(bomb) == Reason.DICOM_TOO_LARGE_INFLATED  # default cap: 512 MiB
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mib < 100, f"peak memory grew by {grown_mib:.0f} MiB"
+    small = deflated_bomb(3_000_000)
+    limits = DecodeLimits(max_inflated_bytes=1_000_000)
+    assert _reason(small, limits=limits) == Reason.DICOM_TOO_LARGE_INFLATED
+
+
+def test_deflated_objects_within_the_cap_still_decode() -> None:
+    raw = bundled("image_dfl.dcm")
+    check_model_ready(read_dicom_bytes(raw, 32), 32)
+
+
+def test_pixel_counts_are_checked_from_the_header_before_pixel_data() -> None:
+    # 10,000 frames of 200 × 200 announced, 64 bytes present: refused for its size, not as
+    # truncated, so the limit was decided from the header alone.
+    import pydicom as _pydicom
+
+    ds = _pydicom.dcmread(io.BytesIO(secondary_capture(200, 200, bytes(64),
+                                                      ExplicitVRLittleEndian)))  # fmt: skip
+    ds.NumberOfFrames = 10_000
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    limits = DecodeLimits(max_total_pixels=100_000_000)
+    assert _reason(buffer.getvalue(), limits=limits) == Reason.DICOM_TOO_MANY_PIXELS
+    ds.NumberOfFrames = 1  # the per-frame limit keeps its own code
+    assert _reason(buffer.getvalue(), max_pixels=1000) == Reason.DICOM_BAD_DIMENSIONS
+
+
+def test_the_time_budget_in_process_and_in_an_abandonable_worker() -> None:
+    raw = bundled("JPEG2000.dcm")
+    with pytest.raises(DecodeError) as info:
+        read_dicom_bytes(raw, 32, deadline=time.monotonic() - 1)
+    assert info.value.reason == Reason.IMAGE_DECODE_TIMEOUT
+    from collectors.decode_pool import DecodePool
+
+    pool = DecodePool(1)
+    try:
+        check_model_ready(pool.decode(raw, "application/dicom", size=32, limits=DecodeLimits()), 32)
+        # A budget no decoder can meet: the worker is killed mid-decode and replaced.
+        started = time.monotonic()
+        with pytest.raises(DecodeError) as info:
+            pool.decode(raw, "application/dicom", size=32,
+                        limits=DecodeLimits(time_budget_s=0.001))  # fmt: skip
+        assert info.value.reason == Reason.IMAGE_DECODE_TIMEOUT
+        assert time.monotonic() - started < 5 and pool.replaced == 1
+        again = pool.decode(raw, "application/dicom", size=32, limits=DecodeLimits())
+        np.testing.assert_array_equal(again.pixels, read_dicom_bytes(raw, 32).pixels)
+        with pytest.raises(DecodeError) as info:  # errors cross the process boundary intact
+            pool.decode(b"not dicom" * 50, "application/dicom", size=32, limits=DecodeLimits())
+        assert info.value.reason == Reason.DICOM_INVALID
+    finally:
+        pool.close()
