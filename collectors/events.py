@@ -15,6 +15,7 @@ step (pseudonyms, dead-letter redaction, jsonb encoding) meets an unbounded valu
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 from collections.abc import Callable, Mapping
@@ -554,10 +555,13 @@ def dead_letter_skeleton(raw: bytes, pseudonym: Pseudonymiser) -> dict[str, Any]
         out["schema"] = schema
     elif schema is not None:
         out["schema"] = "unknown"
-    for key, limit in (("event_id", 128), ("occurred_at", 64), ("site", 64)):
+    for key, limit in (("event_id", 128), ("site", 64)):
         value = doc.get(key)
         if isinstance(value, str) and "\x00" not in value:
             out[key] = value[:limit]
+    with contextlib.suppress(InvalidEvent):
+        # Kept only as the timestamp it parses to: free text here could be anything.
+        out["occurred_at"] = _timestamp(doc, DEFAULT_LIMITS).isoformat()
     model = doc.get("model")
     if isinstance(model, dict):
         out["model"] = {
@@ -597,12 +601,14 @@ def dead_letter_skeleton(raw: bytes, pseudonym: Pseudonymiser) -> dict[str, Any]
 
 
 def _numbers_only(value: Any) -> Any:
-    """A {finding: number} map with names cut to 64 and anything but a number as None."""
+    """A {finding: number} map → its numbers in order (anything else None), without names.
+
+    Finding names are the producer's free text; the values say why the record was refused.
+    """
     if not isinstance(value, dict):
         return None
-    return {
-        str(k)[:64].replace("\x00", ""): float(v)
-        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    return [
+        float(v) if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
         else None
-        for k, v in value.items()
-    }
+        for v in value.values()
+    ]  # fmt: skip

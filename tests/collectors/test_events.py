@@ -297,7 +297,7 @@ def test_dead_letter_skeleton_keeps_only_known_fields_reduced():
     assert skeleton["event_id"] == doc["event_id"]
     assert skeleton["dicom"] == {"Modality": "CT", "AgeBand": "60-74"}
     assert skeleton["study"]["study_uid"] == "pseudo:" + P("study_uid", "PHIMARKER-6")
-    assert skeleton["prediction"] == {"scores": {"nodule": 7.0}}
+    assert skeleton["prediction"] == {"scores": [7.0]}
     assert skeleton["extra_fields"] == 2
     for hostile in (b"[" * 200_000, b"1" * 5000, b'{"a": "\\ud800"}', b"\xff", b'{"a": NaN}',
                     ('{"a": ' + _deep(300) + "}").encode(), b'{"a": "\\u0000"}', b"[]"):  # fmt: skip
