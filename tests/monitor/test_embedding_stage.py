@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import urllib.parse
+import urllib.request
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -14,13 +17,14 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from test_collector import collector_for, enc, event
 
-from collectors.dicom_reader import load_image
 from collectors.events import INFERENCE_SCHEMA, InferenceEvent, parse_record
+from collectors.image_resolver import FetchPolicy, ImageFetcher
 from collectors.pseudonym import Pseudonymiser
 from detectors.encoders import default_encoder
 from monitor.commands.collect_cmd import build_collector
 from monitor.commands.embed_cmd import backfill
 from monitor.embedding_stage import EmbeddingStage, UriSealer
+from monitor.image_stage import image_fetcher
 from monitor.ingest_store import Batch, Position, Record
 
 SEED = 5
@@ -64,6 +68,12 @@ def image_ref(settings, uri: str) -> str:
     return Pseudonymiser(settings.pseudonym_key.encode())("uri", uri)
 
 
+def load_image(uri: str):
+    """The image as the fenced fetcher reads it (its folder the one root)."""
+    folder = Path(urllib.request.url2pathname(urllib.parse.urlsplit(uri).path)).parent
+    return ImageFetcher(FetchPolicy.create([folder])).load(uri, size=224)
+
+
 def decode_images(batch: Batch) -> Batch:
     """A pre-write stage reading each event's image with the real DICOM reader."""
     for ev, _ in batch.inferences:
@@ -84,9 +94,10 @@ def parsed_batch(settings, docs: list[dict]) -> Batch:
 
 
 @pytest.fixture
-def dicoms(tmp_path: Path) -> list[str]:
-    folder = tmp_path / "images"
-    folder.mkdir()
+def dicoms(settings) -> list[str]:
+    # Under the data dir's images/ folder: the default RADWATCH_IMAGE_ROOTS.
+    folder = settings.data_dir / "images" / uuid.uuid4().hex
+    folder.mkdir(parents=True)
     return [write_dicom(folder / f"img-{i}.dcm", SEED + i) for i in range(6)]
 
 
@@ -176,7 +187,7 @@ def test_backfill_on_a_stored_stream_resumes_after_interruption(settings, dicoms
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM embeddings").fetchone() == (0,)
         with pytest.raises(Interrupted):
-            backfill(conn, stage.embedder, stage.sealer, model=MODEL, since=since, until=until,
+            backfill(conn, stage.embedder, stage.sealer, image_fetcher(settings), model=MODEL, since=since, until=until,
                      workers=1, batch_size=2, on_batch=interrupt)  # fmt: skip
         assert conn.execute("SELECT count(*) FROM embeddings").fetchone() == (2,)
     result = run_radwatch(settings, "embed", "--model", MODEL, "--since", "2026-11-01",
@@ -185,7 +196,8 @@ def test_backfill_on_a_stored_stream_resumes_after_interruption(settings, dicoms
     assert summary["pending"] == 4 and summary["embedded"] == 4 and summary["failed"] == 0
     assert summary["fingerprint"] == stage.embedder.fingerprint
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
-        again = backfill(conn, stage.embedder, stage.sealer, model=MODEL, since=since,
+        again = backfill(conn, stage.embedder, stage.sealer, image_fetcher(settings), model=MODEL,
+                         since=since,
                          until=until, workers=0)  # fmt: skip
         assert (again.pending, again.embedded) == (0, 0)
         assert conn.execute("SELECT count(*) FROM embeddings").fetchone() == (6,)
