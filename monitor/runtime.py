@@ -75,17 +75,23 @@ def resolve_endpoints(
             settings.topic_partitions,
         )
     if prepare:
-        # Embedded PostgreSQL: migrations run as the database owner; everything else gets the
-        # least-privileged app login in `url` (monitor/services.py).
-        migrate_url = url
-        if settings.database_url is None:
-            owner = services.load_state(settings.data_dir.resolve()).owner_database_url
-            migrate_url = owner or url
-        if retry:
-            db.with_retry(lambda: db.migrate(migrate_url), what="migrating the schema")
-        else:
-            db.migrate(migrate_url)
+        migrate(settings, endpoints, retry=retry)
     return endpoints
+
+
+def migrate(settings: Settings, endpoints: Endpoints, *, retry: bool) -> list[db.Migration]:
+    """Apply pending migrations (`radwatch db migrate`, and `prepare` above).
+
+    Embedded PostgreSQL: migrations run as the database owner; everything else gets the
+    least-privileged app login in `endpoints.database_url` (monitor/services.py).
+    """
+    migrate_url = endpoints.database_url
+    if settings.database_url is None:
+        owner = services.load_state(settings.data_dir.resolve()).owner_database_url
+        migrate_url = owner or migrate_url
+    if retry:
+        return db.with_retry(lambda: db.migrate(migrate_url), what="migrating the schema")
+    return db.migrate(migrate_url)
 
 
 def existing_endpoints(settings: Settings, *, broker: bool = False) -> Endpoints:

@@ -19,12 +19,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
-    from monitor.runtime import resolve_endpoints
+    from monitor.runtime import migrate, resolve_endpoints
 
     # One-shot: it may start the embedded PostgreSQL (not the broker), and a server that is
     # absent or refuses us is one line and exit 2, not a wait.
     endpoints = resolve_endpoints(settings, prepare=False, broker=False)
-    applied = db.migrate(endpoints.database_url)
+    applied = migrate(settings, endpoints, retry=False)
     for migration in applied:
         print(f"applied {migration.version:04d}_{migration.name}")
     print(f"schema at version {db.schema_version(endpoints.database_url)}")

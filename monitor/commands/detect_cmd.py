@@ -40,17 +40,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _detect(args: argparse.Namespace, settings: Settings) -> int:
-    from monitor import db
     from monitor.detection import DetectionConfig, Scheduler
     from monitor.runtime import resolve_endpoints
 
     # `--once` is a one-shot command: one try, one line and exit 2 when PostgreSQL is absent.
     # The loop is a service: it waits for PostgreSQL, logging what it waits for.
-    url = resolve_endpoints(settings, prepare=False, broker=False).database_url
-    if args.once:
-        db.migrate(url)
-    else:
-        db.with_retry(lambda: db.migrate(url), what="migrating the schema")
+    url = resolve_endpoints(settings, broker=False, retry=not args.once).database_url
     config = DetectionConfig(window_size=args.window, flush=args.flush,
                              max_span=timedelta(hours=args.max_span_hours))  # fmt: skip
     scheduler = Scheduler(url, config, actor=f"{settings.actor}-detect")

@@ -89,8 +89,7 @@ def _build(args: argparse.Namespace, settings: Settings) -> int:
     )  # fmt: skip
     # A one-shot writer: it may start the embedded PostgreSQL and migrate, but it does not
     # wait for a server that is absent (one line, exit 2).
-    url = resolve_endpoints(settings, prepare=False, broker=False).database_url
-    db.migrate(url)
+    url = resolve_endpoints(settings, broker=False, retry=False).database_url
     with db.connect(url) as conn:
         try:
             info = reference.build(conn, model=args.model, first=args.first, period=period,
