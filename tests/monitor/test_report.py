@@ -124,7 +124,7 @@ def screenshot(html_file: Path, png: Path, profile: Path) -> None:
 
 
 def test_report_renders_in_chromium(settings, database_url: str, tmp_path: Path) -> None:
-    fill(database_url, tmp_path / "images")
+    fill(database_url, settings.data_dir / "images")  # the default RADWATCH_IMAGE_ROOTS
     out = tmp_path / "report.html"
     run_radwatch(settings, "report", "--model", "cxr-nodule", "--out", str(out), timeout=400)
     text = out.read_text()
