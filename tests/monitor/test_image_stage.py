@@ -1,8 +1,10 @@
 """The collector's image stage, end to end on the real broker, PostgreSQL and an Orthanc PACS.
 
 `radwatch simulate` feeds a running `radwatch collect`; bad images of every kind are
-dead-lettered with their reason code while the worker keeps going; and DICOMs full of
-identifiers leave no trace of them in PostgreSQL, the logs or the metrics.
+dead-lettered with their reason code while the worker keeps going; images outside the fence
+are refused; a PACS outage parks studies instead of losing them, and `radwatch embed
+--parked` fetches them once the (authenticated) PACS is back; and DICOMs full of identifiers
+leave no trace of them in PostgreSQL, the logs or the metrics.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import logging
 import signal
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,13 +26,20 @@ import pydicom
 import pytest
 from conftest import REPO, produce, radwatch_cmd, run_radwatch, settings_env
 from dicom_objects import secondary_capture
-from pacs_servers import Orthanc, orthanc, stalling_server
+from pacs_servers import (
+    Orthanc,
+    OrthancProcess,
+    orthanc,
+    recording_listener,
+    stalling_server,
+)
 from prometheus_client import REGISTRY, generate_latest
 from pydicom.data import get_testdata_file
 from pydicom.encaps import encapsulate
 from pydicom.uid import ExplicitVRLittleEndian
 
 from collectors.hospital.study import dicom_bytes, plan_study, stored_pixels
+from collectors.image_resolver import FetchPolicy, ImageFetcher
 from monitor.commands.collect_cmd import build_collector
 from monitor.config import Settings
 from monitor.image_stage import ImageStage, ImageStageConfig
@@ -90,7 +100,7 @@ def test_simulate_feeds_a_running_collect(settings: Settings, tmp_path: Path) ->
         # collector from the DICOM file the event points at.
         result = run_radwatch(
             settings, "simulate", "--events", "12", "--seed", "5", "--scenario", "inversion_bug",
-            "--onset", "0", "--images-dir", str(tmp_path / "images"), "--no-tags",
+            "--onset", "0", "--images-dir", str(settings.data_dir / "images"), "--no-tags",
             "--label-share", "0.5",
         )  # fmt: skip
         published = json.loads(result.stdout.strip().splitlines()[-1])
@@ -134,31 +144,42 @@ def test_bad_images_are_dead_lettered_with_reason_codes(
         "good": generated_dicom(1),
     }
     uris = {}
+    root = settings.data_dir / "images"  # the default RADWATCH_IMAGE_ROOTS
+    root.mkdir(parents=True)
     for name, raw in files.items():
-        path = tmp_path / f"{name}.dcm"
+        path = root / f"{name}.dcm"
         path.write_bytes(raw)
         uris[name] = path.as_uri()
-    uris["missing"] = (tmp_path / "missing.dcm").as_uri()
+    outside = tmp_path / "outside.dcm"
+    outside.write_bytes(generated_dicom(3))
+    uris["outside_roots"] = outside.as_uri()
+    uris["etc_passwd"] = "file:///etc/passwd"
+    uris["dotdot"] = f"file://{root}/../../outside.dcm"
+    uris["missing"] = (root / "missing.dcm").as_uri()
     uris["pacs_404"] = pacs.wado_url("1.2.3", "1.2.3.4", "1.2.3.4.5")
     uris["pacs_good"] = pacs.upload(generated_dicom(2))
     expected = {
         "truncated": "dicom_truncated", "sr": "dicom_no_pixels", "rtplan": "dicom_no_pixels",
         "mpeg2": "dicom_unsupported_syntax", "absurd": "dicom_bad_dimensions",
         "missing": "image_unreadable", "pacs_404": "image_http_error",
-        "pacs_timeout": "image_timeout",
+        "outside_roots": "image_forbidden", "etc_passwd": "image_forbidden",
+        "dotdot": "image_forbidden", "unlisted": "image_forbidden",
     }  # fmt: skip
     config = tmp_path / "radwatch.toml"
     config.write_text("[radwatch]\nimage_timeout_s = 1.0\nimage_size = 64\n")
-    with stalling_server() as stalled:
+    with stalling_server() as stalled, recording_listener() as canary:
         uris["pacs_timeout"] = f"{stalled}/dicom-web/studies/1/series/2/instances/3"
+        uris["unlisted"] = f"http://127.0.0.1:{canary.port}/dicom-web/studies/1"
         produce(
             settings, settings.inference_topic, [inference(name, uri) for name, uri in uris.items()]
         )
-        env = {**settings_env(settings), "RADWATCH_CONFIG": str(config)}
+        env = {**settings_env(settings), "RADWATCH_CONFIG": str(config),
+               "RADWATCH_DICOMWEB_URLS": f"{pacs.dicomweb},{stalled}/dicom-web"}  # fmt: skip
         result = subprocess.run(
             radwatch_cmd("collect", "--until-idle", "4"), env=env, cwd=REPO,
             capture_output=True, text=True, timeout=180,
         )  # fmt: skip
+        assert canary.connections == 0  # the unlisted port was never connected to
     assert result.returncode == 0, result.stderr[-3000:]
     assert settings.database_url
     with psycopg.connect(settings.database_url) as conn:
@@ -168,10 +189,15 @@ def test_bad_images_are_dead_lettered_with_reason_codes(
                 "SELECT payload_redacted->>'event_id', reason FROM dead_letters"
             ).fetchall()
         )
-    assert stored == {"good", "pacs_good"}
+        queued = conn.execute("SELECT event_id, reason FROM image_fetch_queue").fetchall()
+        messages = [r[0] for r in conn.execute("SELECT message FROM dead_letters").fetchall()]
+    # The stalled PACS is an outage, not a bad study: stored, its image parked.
+    assert stored == {"good", "pacs_good", "pacs_timeout"}
+    assert queued == [("pacs_timeout", "image_timeout")]
     assert dead == expected
     # The URIs (which may carry identifiers) are never echoed in the log messages.
     assert str(tmp_path) not in result.stderr and "1.2.3.4.5" not in result.stderr
+    assert not any(str(tmp_path) in m or str(canary.port) in m for m in messages)
 
 
 PHI = {
@@ -220,7 +246,12 @@ def test_no_phi_reaches_postgres_logs_or_metrics(
     for index in range(4):
         raw, study_uid, sop_uid = phi_dicom(index)
         # The file name carries identifiers too, as PACS exports often do.
-        path = tmp_path / f"{PHI['PatientID']}_{PHI['AccessionNumber']}_{index}.dcm"
+        path = (
+            settings.data_dir
+            / "images"
+            / f"{PHI['PatientID']}_{PHI['AccessionNumber']}_{index}.dcm"
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(raw if index < 3 else raw[:20000])  # the last one is truncated
         extra = {}
         if index == 0:
@@ -269,7 +300,68 @@ def test_events_without_images_take_the_fast_path() -> None:
                          max_bytes=1 << 20)  # fmt: skip
     assert isinstance(event, InferenceEvent) and event.image_uri is None
     batch = Batch(inferences=[(event, Record(Position("t", 0, 0), raw))])
-    stage = ImageStage(ImageStageConfig(), pseudonym)
+    stage = ImageStage(ImageStageConfig(), pseudonym, ImageFetcher(FetchPolicy()))
     out = stage(batch)
     assert out is batch and out.inferences[0][0] is event and not out.images
     assert stage._pool is None  # no thread pool, no fetch, no decode
+    assert stage.decoder is not None and stage.decoder._started == 0  # no decode process
+
+
+USER = ("radwatch", "pacs-Password-1")
+
+
+def test_a_pacs_outage_parks_studies_and_embed_parked_fetches_them(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Orthanc with HTTP authentication stops mid-stream: nothing is lost, nothing dead-lettered."""
+    pacs = OrthancProcess(tmp_path / "orthanc", user=USER)
+    server = pacs.start()
+    try:
+        urls = [server.upload(generated_dicom(10 + i)) for i in range(6)]
+        password = tmp_path / "pacs-password"
+        password.write_text(USER[1])
+        authed = replace(settings, dicomweb_urls=server.dicomweb, dicomweb_username=USER[0],
+                         dicomweb_password=USER[1],
+                         extra={"image_size": 64, "image_timeout_s": 2.0})  # fmt: skip
+        collector = build_collector(authed)
+        done: list = []
+        worker = threading.Thread(target=lambda: done.append(collector.run(until_idle=6)))
+        worker.start()
+        produce(settings, settings.inference_topic,
+                [inference(f"up-{i}", u) for i, u in enumerate(urls[:3])])  # fmt: skip
+        assert settings.database_url
+        url = settings.database_url
+        wait_for(lambda: counts(url)[0] == 3, 120, "3 studies stored while the PACS is up")
+        pacs.stop()  # the outage
+        produce(settings, settings.inference_topic,
+                [inference(f"down-{i}", u) for i, u in enumerate(urls[3:])])  # fmt: skip
+        wait_for(lambda: counts(url)[0] == 6, 120, "3 studies stored during the outage")
+        worker.join(120)
+        assert done and done[0].dead_letters == 0
+        with psycopg.connect(url) as conn:
+            queued = conn.execute(
+                "SELECT event_id, reason FROM image_fetch_queue ORDER BY event_id"
+            ).fetchall()
+            embedded = conn.execute("SELECT count(*) FROM embeddings").fetchone()
+        assert [q[0] for q in queued] == ["down-0", "down-1", "down-2"]
+        assert {q[1] for q in queued} <= {"image_http_error", "image_timeout"}
+        assert embedded == (3,)
+        pacs.start()  # the PACS is back (same port, same storage)
+        env = {**settings_env(settings), "RADWATCH_DICOMWEB_URLS": server.dicomweb,
+               "RADWATCH_DICOMWEB_USERNAME": USER[0],
+               "RADWATCH_DICOMWEB_PASSWORD_FILE": str(password)}  # fmt: skip
+        result = subprocess.run(
+            radwatch_cmd("embed", "--parked", "--workers", "0"), env=env, cwd=REPO,
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        summary = json.loads(result.stdout.strip().splitlines()[-1])
+        assert (summary["pending"], summary["embedded"], summary["failed"]) == (3, 3, 0)
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT count(*) FROM image_fetch_queue").fetchone() == (0,)
+            assert conn.execute("SELECT count(*) FROM embeddings").fetchone() == (6,)
+            assert conn.execute("SELECT count(*) FROM image_features").fetchone() == (6,)
+            assert conn.execute("SELECT count(*) FROM dead_letters").fetchone() == (0,)
+        assert USER[1] not in result.stderr
+    finally:
+        pacs.stop()
