@@ -101,6 +101,11 @@ def environment_error(exc: BaseException) -> str | None:
         return str(exc).splitlines()[0]
     if isinstance(exc, psycopg.OperationalError):
         return describe(exc).message
+    if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+        # The login lacks a grant: which login runs what is configuration (DESIGN.md §5a).
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else "permission denied"
+        return (f"PostgreSQL refused: {detail} (this login may not do that; schema "
+                "migrations need the database owner's login)")  # fmt: skip
     if isinstance(exc, KafkaError):
         # kafka-python's own errors after bootstrap (timeouts, lost brokers): the class says
         # what; the message may quote topic names only, never record content.

@@ -92,11 +92,14 @@ def migrate(url: str) -> list[Migration]:
     applied: list[Migration] = []
     with connect(url) as conn, conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-        conn.execute(
-            """CREATE TABLE IF NOT EXISTS schema_version (
-                   version integer PRIMARY KEY, name text NOT NULL, sha256 text NOT NULL,
-                   applied_at timestamptz NOT NULL DEFAULT now())"""
-        )
+        # Created only when missing: even CREATE ... IF NOT EXISTS needs CREATE on the schema,
+        # and a least-privileged login with nothing to migrate must pass through here.
+        if conn.execute("SELECT to_regclass('schema_version')").fetchone() in (None, (None,)):
+            conn.execute(
+                """CREATE TABLE schema_version (
+                       version integer PRIMARY KEY, name text NOT NULL, sha256 text NOT NULL,
+                       applied_at timestamptz NOT NULL DEFAULT now())"""
+            )
         rows = conn.execute("SELECT version, sha256 FROM schema_version").fetchall()
         done: dict[int, str] = {int(v): str(h) for v, h in rows}
         for migration in migrations():

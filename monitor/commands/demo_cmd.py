@@ -49,10 +49,21 @@ def _isolated_run(settings: Settings, resolve_endpoints):
         "database_url": base.database_url,
     }
     if settings.database_url is None:
+        from monitor import services
+
         name = f"demo_{run_id}"
-        with db.connect(base.database_url, autocommit=True) as conn:
+
+        def on(url: str) -> str:
+            return url.rsplit("/", 1)[0] + "/" + name
+
+        # The owner login creates and migrates the demo's database (the services' login may
+        # do neither); the demo then runs as the services' login, like `radwatch run`.
+        owner = services.load_state(settings.data_dir.resolve()).owner_database_url
+        owner = owner or base.database_url
+        with db.connect(owner, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
-        changes["database_url"] = base.database_url.rsplit("/", 1)[0] + "/" + name
+        db.migrate(on(owner))
+        changes["database_url"] = on(base.database_url)
         # A new database has a new audit trail: its signed checkpoints go to a file of its own,
         # or verification would compare this run's trail with an earlier run's checkpoints.
         if "audit_checkpoint_file" not in settings.extra:
@@ -110,8 +121,12 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
     verdict = demo_step(settings, endpoints.database_url, args.out)
     if embedded:
+        from monitor import services
+
+        data_dir = settings.data_dir.resolve()
         # This run's database is its own (see _isolated_run): name it for the follow-up commands.
         print("the embedded broker and PostgreSQL keep running for a look around: "
-              f"RADWATCH_DATABASE_URL={endpoints.database_url} radwatch alerts list; "
+              f"RADWATCH_DATABASE_URL={mask_secrets(endpoints.database_url)} radwatch alerts "
+              f"list (*** = the password in {services.password_path(data_dir, services.APP_USER)}); "
               "`radwatch services down` stops them")  # fmt: skip
     return verdict

@@ -78,6 +78,7 @@ def demo_step(settings: Settings, database_url: str, out_dir: Path) -> None:
     to serve it over the demo's database.
     """
     from monitor import db
+    from monitor.config import mask_secrets  # the password stays in its file, off the screen
     from monitor.report import ReportError
 
     with db.connect(database_url) as conn:
@@ -92,6 +93,6 @@ def demo_step(settings: Settings, database_url: str, out_dir: Path) -> None:
         except ReportError as exc:
             print(f"report: not written for {model} ({exc})")
     print(
-        f"metrics: RADWATCH_DATABASE_URL={database_url} radwatch metrics "
+        f"metrics: RADWATCH_DATABASE_URL={mask_secrets(database_url)} radwatch metrics "
         f"→ http://{settings.metrics_addr}/metrics (radwatch run serves it while collecting)"
     )

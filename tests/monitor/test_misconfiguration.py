@@ -19,7 +19,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import REPO, radwatch_cmd, settings_env
+from conftest import REPO, app_url, radwatch_cmd, settings_env
 
 from collectors.kafka_io import BrokerUnavailable, KafkaOptions, wait_for_broker
 from monitor import db, services
@@ -133,6 +133,20 @@ def test_read_only_commands_do_not_migrate(embedded, settings):
     with psycopg.connect(with_url(settings.database_url, database=name)) as conn:
         found = conn.execute("SELECT to_regclass('schema_version')").fetchone()
     assert found == (None,)
+
+
+def test_a_login_that_may_not_migrate_gets_one_line(embedded, settings):
+    """The services' least-privileged login: nothing pending passes; pending migrations on
+    a bare database are refused by PostgreSQL, and that is one line naming the owner."""
+    assert db.migrate(app_url(embedded, settings.database_url)) == []
+    name = "t_bare_" + uuid.uuid4().hex[:8]
+    owner = embedded.owner_database_url or embedded.database_url
+    with psycopg.connect(owner, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    env = settings_env(settings)
+    env["RADWATCH_DATABASE_URL"] = app_url(embedded, with_url(settings.database_url, database=name))
+    line = fails_fast(env, "reference", "build", "--model", "m", "--first", "10")
+    assert "permission denied" in line and "database owner" in line, line
 
 
 # --- Kafka -------------------------------------------------------------------------------------
