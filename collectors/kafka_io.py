@@ -11,7 +11,7 @@ import contextlib
 import logging
 import socket
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,9 +94,10 @@ def wait_for_broker(options: KafkaOptions, *, timeout: float | None = None,
             # A plain TCP connect first: kafka-python's own bootstrap retries a refused
             # connection for ~30 s with ERROR lines before it raises, hiding this message.
             _tcp_reachable(options.bootstrap)
-            admin = KafkaAdminClient(**{**options.common(), "request_timeout_ms": 5000,
-                                        "bootstrap_timeout_ms": min(5000, options.bootstrap_timeout_ms)})  # fmt: skip
-            admin.close()
+            probe = {**options.common(), "request_timeout_ms": 5000,
+                     "bootstrap_timeout_ms": min(5000, options.bootstrap_timeout_ms)}  # fmt: skip
+            with _quiet_kafka():
+                KafkaAdminClient(**probe).close()
             return
         except socket.gaierror as exc:
             raise BrokerUnavailable(
@@ -115,6 +116,19 @@ def wait_for_broker(options: KafkaOptions, *, timeout: float | None = None,
                         reason, delay)  # fmt: skip
             time.sleep(delay)
             delay = min(10.0, delay * 2)
+
+
+@contextlib.contextmanager
+def _quiet_kafka() -> Iterator[None]:
+    """kafka-python logs each failed bootstrap try as ERROR lines (dozens in 5 s against a
+    port that is not Kafka); the probe's own line says it once, so they are held back."""
+    kafka_log = logging.getLogger("kafka")
+    level = kafka_log.level
+    kafka_log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        kafka_log.setLevel(level)
 
 
 def _reason(exc: BaseException) -> str:

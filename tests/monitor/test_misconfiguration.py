@@ -161,6 +161,16 @@ def test_simulate_with_an_unreachable_broker_is_one_line(settings):
     assert "Kafka at 127.0.0.1:" in fails_fast(env, "status")
 
 
+def test_a_bootstrap_that_is_not_kafka_is_one_line(settings):
+    # Something listens there (the embedded PostgreSQL) but does not speak Kafka: the probe
+    # gives up after its bootstrap timeout, with kafka-python's retry chatter held back.
+    env = settings_env(settings)
+    port = psycopg.conninfo.conninfo_to_dict(settings.database_url)["port"]
+    env["RADWATCH_KAFKA_BOOTSTRAP"] = f"127.0.0.1:{port}"
+    line = fails_fast(env, "simulate", "--events", "3")
+    assert "no Kafka answer" in line, line
+
+
 def test_unresolvable_broker_is_permanent(settings):
     env = settings_env(settings)
     env["RADWATCH_KAFKA_BOOTSTRAP"] = "nonexistent.invalid:9092"
