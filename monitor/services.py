@@ -393,6 +393,9 @@ def services_status(data_dir: Path) -> dict[str, object]:
         "data_dir": str(data_dir),
         "broker": {"bootstrap": state.bootstrap, "running": broker_up, "pid": state.broker_pid},
         # The password stays in its file (DATA_DIR/pg-app.password), never in this output.
-        "postgres": {"url": mask_secrets(state.database_url) if state.database_url else None,
-                     "user": APP_USER, "running": pg_up},
+        "postgres": {
+            "url": mask_secrets(state.database_url) if state.database_url else None,
+            "user": APP_USER,
+            "running": pg_up,
+        },
     }

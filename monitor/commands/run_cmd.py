@@ -63,7 +63,7 @@ class StartError(RuntimeError):
 
 def load_required() -> dict[str, object]:
     """Import every scheduled part or fail with one clear line naming the part and cause."""
-    loaded = {}
+    loaded: dict[str, object] = {}
     for module, what in REQUIRED:
         try:
             loaded[module] = importlib.import_module(module)

@@ -48,9 +48,11 @@ def test_services_get_the_app_login_and_it_cannot_rewrite_the_audit_trail(embedd
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("SET session_replication_role = replica")
     # Nor the owner's: it runs migrations, and is no superuser either.
-    with db.connect(embedded.owner_database_url, autocommit=True) as conn:
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            conn.execute("SET session_replication_role = replica")
+    with (
+        db.connect(embedded.owner_database_url, autocommit=True) as conn,
+        pytest.raises(psycopg.errors.InsufficientPrivilege),
+    ):
+        conn.execute("SET session_replication_role = replica")
 
 
 def test_the_app_login_does_its_work_on_a_test_database(embedded, database_url):
