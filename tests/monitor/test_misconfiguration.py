@@ -98,6 +98,32 @@ def test_permanent_postgres_errors_are_not_retried_even_by_services(settings):
     assert db.describe(caught.value).permanent
 
 
+def test_services_wait_out_a_transient_outage_and_say_so(settings, caplog):
+    # A refused connection may be a server restarting: services retry it with backoff and a
+    # log line each time (until told to stop), unlike the permanent errors above.
+    url = with_url(settings.database_url, port=services.free_port())
+    attempts = []
+
+    def connect() -> None:
+        attempts.append(time.monotonic())
+        db.connect(url).close()
+
+    with caplog.at_level("WARNING", logger="monitor.db"), pytest.raises(psycopg.OperationalError):
+        db.with_retry(connect, what="connecting", should_stop=lambda: len(attempts) >= 3)
+    assert len(attempts) == 3
+    waits = [r.getMessage() for r in caplog.records if "retrying in" in r.getMessage()]
+    assert len(waits) == 2 and "PostgreSQL at 127.0.0.1:" in waits[0], waits
+    bootstrap = f"127.0.0.1:{services.free_port()}"
+    with (
+        caplog.at_level("WARNING", logger="collectors.kafka_io"),
+        pytest.raises(BrokerUnavailable) as caught,
+    ):
+        wait_for_broker(KafkaOptions(bootstrap), timeout=1.0)
+    assert not caught.value.permanent
+    assert any("unavailable (connection refused); retrying" in r.getMessage()
+               for r in caplog.records)  # fmt: skip
+
+
 def test_unresolvable_postgres_host_is_one_line(settings):
     env = settings_env(settings)
     # sslmode=require: plaintext to a non-loopback host is refused before any connection.
