@@ -250,15 +250,24 @@ MIN_KEY_BITS = 80.0
 
 
 def check_private_file(path: Path, what: str) -> None:
-    """Refuse a key file that group or others may read or write (anything looser than 0600)."""
+    """Refuse a key file that others may read, or that its group may read or write.
+
+    The rule PostgreSQL applies to its TLS key (src/backend/libpq/be-secure-common.c): 0600
+    or stricter, or, for a file owned by root, 0640 or stricter. The second form is how a
+    Kubernetes Secret volume arrives in a pod running as a non-root user with `fsGroup`
+    (root-owned, group-readable by the pod's group).
+    """
     try:
-        mode = stat.S_IMODE(path.stat().st_mode)
+        info = path.stat()
     except OSError as exc:
         raise ConfigError(f"cannot read {what} ({path}): {exc.strerror}") from exc
-    if mode & 0o077:
+    mode = stat.S_IMODE(info.st_mode)
+    # Group read is fine only for a root-owned file read by another user (the Secret volume).
+    group_may_read = info.st_uid == 0 and os.getuid() != 0
+    if mode & (0o037 if group_may_read else 0o077):
         raise ConfigError(
             f"{what} ({path}) has mode {mode:04o}: a key file must be readable by its owner "
-            f"only; run `chmod 600 {path}`"
+            f"only (or by the group too when root owns it); run `chmod 600 {path}`"
         )
 
 

@@ -198,3 +198,24 @@ def test_pgsslmode_from_the_environment_counts_like_libpq():
     load_settings(environ={"RADWATCH_DATABASE_URL": url, "PGSSLMODE": "verify-full"})
     with pytest.raises(ConfigError, match="sslmode=disable"):
         load_settings(environ={"RADWATCH_DATABASE_URL": url, "PGSSLMODE": "disable"})
+
+
+def test_a_root_owned_group_readable_secret_volume_is_accepted_for_a_non_root_user(
+    tmp_path, monkeypatch
+):
+    """A Kubernetes Secret mounted with `defaultMode: 0440` and `fsGroup` arrives root-owned and
+    group-readable; the pod runs as a non-root member of that group. PostgreSQL's rule for its
+    TLS key accepts that shape (0640 when root owns the file); others' bits are still refused.
+    The tests run as root, so the process is made to see itself as uid 10001 (the image's user)."""
+    key_file = tmp_path / "pseudonym-key"
+    key_file.write_text(GOOD_KEY)
+    assert key_file.stat().st_uid == 0
+    key_file.chmod(0o440)
+    with pytest.raises(ConfigError):  # read by its owner (root), the file is held to 0600
+        config_module.check_private_file(key_file, "key")
+    monkeypatch.setattr(config_module.os, "getuid", lambda: 10001)
+    config_module.check_private_file(key_file, "key")
+    for mode in (0o444, 0o460, 0o404):  # others may read, or the group may write: refused
+        key_file.chmod(mode)
+        with pytest.raises(ConfigError, match=f"mode {mode:04o}"):
+            config_module.check_private_file(key_file, "key")
