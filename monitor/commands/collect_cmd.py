@@ -83,10 +83,15 @@ def _collect(args: argparse.Namespace, settings: Settings) -> int:
 
         from monitor.cli import UsageError
         from monitor.metrics_server import MetricsServer, MetricsServerError
+        from monitor.web_config import load_web_config
 
+        # Protected like `radwatch metrics` when RADWATCH_METRICS_WEB_CONFIG is set.
+        web_config = (
+            load_web_config(settings.metrics_web_config) if settings.metrics_web_config else None
+        )
         # Only this process's instruments: state in PostgreSQL is `radwatch metrics`'s job.
         try:
-            server = MetricsServer(args.metrics_addr, REGISTRY).start()
+            server = MetricsServer(args.metrics_addr, REGISTRY, web_config=web_config).start()
         except MetricsServerError as exc:
             raise UsageError(str(exc)) from exc
     try:
