@@ -54,6 +54,9 @@ PERFORMANCE_UPPER = f"{PREFIX}_performance_ci_upper"
 PERFORMANCE_DEGRADED = f"{PREFIX}_performance_degraded"  # 1 when the latest test flagged a drop
 ALERTS_OPEN = f"{PREFIX}_alerts_open"  # open/acknowledged alerts by model, kind, stratum
 MODEL_STATUS = f"{PREFIX}_model_status"  # 1 for the model's current status, 0 for the others
+MODEL_PASS_ERRORS = f"{PREFIX}_model_pass_errors"  # counter (_total): failed passes per model
+MODEL_PASS_FAILING = f"{PREFIX}_model_pass_failing"  # 1 while a model's latest pass failed
+IMAGES_PARKED = f"{PREFIX}_images_parked"  # images waiting for the PACS (image_fetch_queue)
 
 STATUSES = ("ok", "drift", "insufficient_data", "error", "no_reference")
 

@@ -100,6 +100,7 @@ class DatabaseCollector(Collector):
             "drift": drift_section,
             "performance": performance_section,
             "alerts": alerts_section,
+            "health": health_section,
         }
 
     def describe(self) -> Iterable[Metric]:
@@ -302,11 +303,34 @@ GROUP BY 1, 2, 3, 4, 5, 6
 """
 
 
+def health_section(conn: psycopg.Connection) -> list[_Family]:
+    """Each model's pass status (monitor/model_status.py, migration 0007) and the images
+    parked while the PACS was unreachable (migration 0006)."""
+    errors = _Family(metrics.MODEL_PASS_ERRORS, "Detection or performance passes of a model "
+                     "that failed (the other models went on).", ("model", "component"),
+                     counter=True)  # fmt: skip
+    failing = _Family(metrics.MODEL_PASS_FAILING, "1 while the model's latest pass of this "
+                      "component failed.", ("model", "component"))  # fmt: skip
+    for model, component, status, n in conn.execute(
+        "SELECT model_name, component, status, errors_total FROM model_pass_status"
+    ).fetchall():
+        errors.add((model, component), n)
+        failing.add((model, component), 1.0 if status == "error" else 0.0)
+    parked = _Family(metrics.IMAGES_PARKED, "Images waiting for the PACS to answer again "
+                     "(radwatch embed --parked fetches them).", ("model",), summed=True)  # fmt: skip
+    for model, n in conn.execute(
+        "SELECT model_name, count(*) FROM image_fetch_queue GROUP BY model_name"
+    ).fetchall():
+        parked.add((model,), n)
+    return [errors, failing, parked]
+
+
 def model_status(families: list[_Family]) -> Iterator[Metric]:
     """One series per model and status: 1 for the model's current status, 0 for the others.
 
-    drift: an open alert; no_reference: stored inferences but no drift result yet;
-    insufficient_data: drift results exist but none has a p-value; ok otherwise.
+    error: the model's latest detection or performance pass failed; drift: an open alert;
+    no_reference: stored inferences but no drift result yet; insufficient_data: drift
+    results exist but none has a p-value; ok otherwise.
     """
     by_name = {f.name: f for f in families}
     models: set[str] = set()
@@ -318,13 +342,17 @@ def model_status(families: list[_Family]) -> Iterator[Metric]:
         metrics.DRIFT_P_VALUE in by_name) else set()  # fmt: skip
     evaluated = {k[0] for k in by_name[metrics.DRIFT_LAST_EVALUATED].rows} if (
         metrics.DRIFT_LAST_EVALUATED in by_name) else set()  # fmt: skip
-    models |= alerting | evaluated
+    failing = {k[0] for k, v in by_name[metrics.MODEL_PASS_FAILING].rows.items() if v > 0} if (
+        metrics.MODEL_PASS_FAILING in by_name) else set()  # fmt: skip
+    models |= alerting | evaluated | failing
     if not models:
         return
     family = GaugeMetricFamily(metrics.MODEL_STATUS, "1 for the model's current status.",
                                labels=["model", "status"])  # fmt: skip
     for model in sorted(models):
-        if model in alerting:
+        if model in failing:
+            status = "error"
+        elif model in alerting:
             status = "drift"
         elif model in tested:
             status = "ok"

@@ -87,6 +87,8 @@ def settings(embedded: services.ServiceState, database_url: str, tmp_path: Path)
         kafka_bootstrap=embedded.bootstrap,
         database_url=database_url,
         data_dir=tmp_path / "data",
+        # The test's own folder is the image root: tests write DICOM files anywhere under it.
+        image_roots=str(tmp_path),
         inference_topic=f"t{suffix}.inferences",
         label_topic=f"t{suffix}.labels",
         deadletter_topic=f"t{suffix}.deadletter",
@@ -137,6 +139,9 @@ def settings_env(settings: Settings) -> dict[str, str]:
         RADWATCH_POLL_TIMEOUT_MS=str(settings.poll_timeout_ms),
         PYTHONUNBUFFERED="1",
     )
+    optional = {"RADWATCH_IMAGE_ROOTS": settings.image_roots,
+                "RADWATCH_DICOMWEB_URLS": settings.dicomweb_urls}  # fmt: skip
+    env.update({k: v for k, v in optional.items() if v is not None})
     return env
 
 

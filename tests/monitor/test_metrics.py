@@ -208,7 +208,41 @@ def test_latest_drift_window_and_open_alerts_are_exposed(database_url: str) -> N
     status = {s.labels["status"]: s.value for s in samples[metrics.MODEL_STATUS]}
     assert status["drift"] == 1.0 and sum(status.values()) == 1.0
     assert {s.labels["source"] for s in samples[metrics.SOURCE_UP] if s.value == 1.0} == {
-        "ingest", "drift", "performance", "alerts"}  # fmt: skip
+        "ingest", "drift", "performance", "alerts", "health"}  # fmt: skip
+    result = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
+                            timeout=30)  # fmt: skip
+    assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
+
+
+def test_a_failing_model_and_parked_images_are_exposed(database_url: str) -> None:
+    """A model whose pass failed shows as status `error` with its failure count; the other
+    model keeps its own status; images parked during a PACS outage are counted per model."""
+    from monitor.model_status import record_pass
+
+    insert_inferences(database_url, 3, site="north-general", model="cxr-nodule")
+    insert_inferences(database_url, 3, site="north-general", model="cxr-effusion")
+    with psycopg.connect(database_url) as conn:
+        record_pass(conn, "cxr-nodule", "drift", RuntimeError("boom"), actor="test")
+        record_pass(conn, "cxr-nodule", "drift", RuntimeError("boom"), actor="test")
+        record_pass(conn, "cxr-effusion", "drift", None, actor="test")
+        for i in range(2):
+            conn.execute(
+                """INSERT INTO image_fetch_queue (image_ref, event_id, model_name, reason)
+                   VALUES (%s, %s, 'cxr-nodule', 'image_timeout')""",
+                (uuid.uuid4().hex, str(uuid.uuid4())),
+            )
+        conn.commit()
+    text, samples = scrape(database_url)
+    errors = {(s.labels["model"], s.labels["component"]): s.value
+              for s in samples[metrics.MODEL_PASS_ERRORS + "_total"]}  # fmt: skip
+    assert errors == {("cxr-nodule", "drift"): 2.0, ("cxr-effusion", "drift"): 0.0}
+    status = {(s.labels["model"], s.labels["status"]): s.value
+              for s in samples[metrics.MODEL_STATUS]}  # fmt: skip
+    assert status[("cxr-nodule", "error")] == 1.0
+    assert status[("cxr-effusion", "no_reference")] == 1.0
+    assert [(s.labels["model"], s.value) for s in samples[metrics.IMAGES_PARKED]] == [
+        ("cxr-nodule", 2.0)
+    ]
     result = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
                             timeout=30)  # fmt: skip
     assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
