@@ -38,7 +38,14 @@ def database_counts(database_url: str) -> dict[str, Any]:
                 models[name]["reference"] = {"id": ref_id, "events": n_events,
                                              "content_hash": digest, "created_at": str(created)}  # fmt: skip
         alerts = [
-            {"id": a, "model": m, "signal": s, "stratum": f"{k}={v}", "state": st, "opened_at": str(t)}
+            {
+                "id": a,
+                "model": m,
+                "signal": s,
+                "stratum": f"{k}={v}",
+                "state": st,
+                "opened_at": str(t),
+            }
             for a, m, s, k, v, st, t in conn.execute(
                 """SELECT id, model_name, signal, stratum_kind, stratum_value, state, opened_at
                    FROM alerts WHERE state <> 'resolved' ORDER BY opened_at"""

@@ -225,7 +225,7 @@ def test_a_failing_model_and_parked_images_are_exposed(database_url: str) -> Non
         record_pass(conn, "cxr-nodule", "drift", RuntimeError("boom"), actor="test")
         record_pass(conn, "cxr-nodule", "drift", RuntimeError("boom"), actor="test")
         record_pass(conn, "cxr-effusion", "drift", None, actor="test")
-        for i in range(2):
+        for _ in range(2):
             conn.execute(
                 """INSERT INTO image_fetch_queue (image_ref, event_id, model_name, reason)
                    VALUES (%s, %s, 'cxr-nodule', 'image_timeout')""",
