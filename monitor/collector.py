@@ -155,6 +155,11 @@ class Collector:
                         "publishing dead letters",
                     )  # fmt: skip
                 except INFRASTRUCTURE_ERRORS as exc:
+                    if isinstance(exc, psycopg.OperationalError) and db.describe(exc).permanent:
+                        # Configuration, not an outage (a revoked login, a dropped database):
+                        # waiting never fixes it. Nothing is committed; the CLI says why on
+                        # one line and exits 2, so a supervisor sees a failed worker.
+                        raise
                     log.warning("stopping with a batch not committed (%s); it will be replayed",
                                 type(exc).__name__)  # fmt: skip
                     break

@@ -141,3 +141,27 @@ def test_no_raw_identifier_reaches_database_or_logs(settings, embedded, tmp_path
         assert secret not in result.stderr, f"{secret} leaked into the logs: " + next(
             line for line in result.stderr.splitlines() if secret in line
         )
+
+
+def test_a_database_dropped_mid_stream_stops_the_worker_with_exit_2(settings, tmp_path, embedded):
+    """A permanent error (here the database is gone) is configuration, not an outage: the
+    worker does not wait for ever, commits nothing, and exits 2 with one line saying why."""
+    values, keys = events(200, tag="drop")
+    produce(settings, settings.inference_topic, values, keys)
+    log = tmp_path / "worker.log"
+    worker = start_worker(settings, log)
+    try:
+        wait_for(lambda: count(settings.database_url)[0] == 200, 90, "the first events stored")
+        name = settings.database_url.rsplit("/", 1)[1]
+        assert embedded.admin_database_url
+        with psycopg.connect(embedded.admin_database_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        more, more_keys = events(50, start=200, tag="drop")
+        produce(settings, settings.inference_topic, more, more_keys)
+        rc = worker.wait(timeout=60)
+    finally:
+        worker.kill()
+    stderr = log.read_text()
+    assert rc == 2, stderr[-2000:]
+    assert "Traceback" not in stderr
+    assert f'database "{name}" does not exist' in stderr.splitlines()[-1], stderr[-2000:]
