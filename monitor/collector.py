@@ -267,9 +267,13 @@ class Collector:
             self._conn = db.connect(self.config.database_url, autocommit=True)
             self._store = IngestStore(self._conn, self.pseudonym)
         try:
-            outcome = self._store.write(batch)
-            for stage in self._post_write:
-                stage(self._conn, batch)
+            # One transaction for the events and what post-write stages derive from them:
+            # a stage failing on a record rolls its event back too, so the record is either
+            # stored whole or dead-lettered, never both.
+            with self._conn.transaction():
+                outcome = self._store.write(batch)
+                for stage in self._post_write:
+                    stage(self._conn, batch)
             return outcome
         except psycopg.OperationalError:
             # The connection is gone; the next attempt reconnects.

@@ -201,6 +201,25 @@ def test_a_stage_failing_on_one_record_dead_letters_that_record_only(settings, c
     assert "KeyError" in ours and "SECRET" not in ours
 
 
+def test_a_post_write_stage_failing_on_one_record_leaves_it_dead_lettered_not_stored(settings):
+    """Events and their derived rows commit together: the record a post-write stage cannot
+    handle is dead-lettered and not stored; the others are stored once."""
+    produce(settings, settings.inference_topic, [enc(event(i)) for i in range(20)], [b"k"] * 20)
+
+    def picky_post_stage(conn, batch):
+        if any(e.event_id == "ev-4" for e, _ in batch.inferences):
+            raise ValueError("ev-4")
+
+    stats = collector_for(settings, post_write=[picky_post_stage]).run(until_idle=3)
+    assert stats.inferences == 19
+    assert _dead_letters(settings.database_url) == [
+        ("internal_error", "unexpected ValueError while storing", 4)
+    ]
+    with psycopg.connect(settings.database_url) as conn:
+        ids = {r[0] for r in conn.execute("SELECT event_id FROM inferences").fetchall()}
+    assert "ev-4" not in ids and len(ids) == 19
+
+
 def test_infrastructure_errors_in_a_stage_are_retried_never_blamed_on_a_record(settings):
     produce(settings, settings.inference_topic, [enc(event(i)) for i in range(10)], [b"k"] * 10)
     failures = [psycopg.OperationalError("server closed the connection"), KafkaTimeoutError()]

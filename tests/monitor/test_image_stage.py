@@ -144,7 +144,7 @@ def test_bad_images_are_dead_lettered_with_reason_codes(
         "good": generated_dicom(1),
     }
     uris = {}
-    root = settings.data_dir / "images"  # the default RADWATCH_IMAGE_ROOTS
+    root = settings.data_dir / "images"  # the only root here (outside.dcm sits beside it)
     root.mkdir(parents=True)
     for name, raw in files.items():
         path = root / f"{name}.dcm"
@@ -174,6 +174,7 @@ def test_bad_images_are_dead_lettered_with_reason_codes(
             settings, settings.inference_topic, [inference(name, uri) for name, uri in uris.items()]
         )
         env = {**settings_env(settings), "RADWATCH_CONFIG": str(config),
+               "RADWATCH_IMAGE_ROOTS": str(root),
                "RADWATCH_DICOMWEB_URLS": f"{pacs.dicomweb},{stalled}/dicom-web"}  # fmt: skip
         result = subprocess.run(
             radwatch_cmd("collect", "--until-idle", "4"), env=env, cwd=REPO,
