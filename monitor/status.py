@@ -37,6 +37,19 @@ def database_counts(database_url: str) -> dict[str, Any]:
             if name in models:
                 models[name]["reference"] = {"id": ref_id, "events": n_events,
                                              "content_hash": digest, "created_at": str(created)}  # fmt: skip
+        # Images waiting for the PACS (`radwatch embed --parked` fetches them), and models
+        # whose latest detection or performance pass failed (the others went on).
+        for name, n in conn.execute(
+            "SELECT model_name, count(*) FROM image_fetch_queue GROUP BY model_name"
+        ).fetchall():
+            if name in models:
+                models[name]["images_parked"] = n
+        for name, component, error_class in conn.execute(
+            """SELECT model_name, component, error_class FROM model_pass_status
+               WHERE status = 'error' ORDER BY model_name, component"""
+        ).fetchall():
+            if name in models:
+                models[name].setdefault("failing", {})[component] = error_class
         alerts = [
             {
                 "id": a,

@@ -39,6 +39,11 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
         ref = info["reference"]
         print(f"  reference: {ref['id']} ({ref['events']} events, {ref['content_hash'][:12]})"
               if ref else "  reference: none (collected, not tested for drift)")  # fmt: skip
+        if info.get("images_parked"):
+            print(f"  images parked:  {info['images_parked']} (PACS unreachable; run "
+                  "`radwatch embed --parked` once it answers)")  # fmt: skip
+        for component, error_class in info.get("failing", {}).items():
+            print(f"  {component} pass FAILING ({error_class}); the other models go on")
     print(f"open alerts:       {len(status['open_alerts'])}")
     for alert in status["open_alerts"]:
         print(f"  #{alert['id']} {alert['model']} {alert['signal']} at {alert['stratum']} "

@@ -140,6 +140,19 @@ def test_collect_command_until_idle_and_status(settings):
     assert status["consumer_lag_total"] == 0
     assert status["models"]["cxr-nodule"]["reference"] is None  # collected, not yet tested
     assert status["open_alerts"] == []
+    # A PACS outage parks images and a failing pass is recorded: status says both.
+    from monitor.model_status import record_pass
+
+    with psycopg.connect(settings.database_url) as conn:
+        conn.execute("""INSERT INTO image_fetch_queue (image_ref, event_id, model_name, reason)
+                        VALUES ('ref-1', 'ev-1', 'cxr-nodule', 'image_timeout')""")  # fmt: skip
+        conn.commit()
+        record_pass(conn, "cxr-nodule", "drift", KeyError("x"), actor="test")
+    status = json.loads(run_radwatch(settings, "status", "--json").stdout)
+    assert status["models"]["cxr-nodule"]["images_parked"] == 1
+    assert status["models"]["cxr-nodule"]["failing"] == {"drift": "KeyError"}
+    human = run_radwatch(settings, "status").stdout
+    assert "images parked:  1" in human and "drift pass FAILING (KeyError)" in human
 
 
 class _FailsOn(Pseudonymiser):
