@@ -35,7 +35,6 @@ from collectors.events import Reason
 if TYPE_CHECKING:
     from collectors.decode_pool import DecodePool
     from collectors.dicom_reader import DecodeLimits, LoadedImage, Pseudonym
-    from monitor.config import Settings
 
 # 256 MiB: a large multi-frame DX/CT instance; beyond is refused (512 MiB let four fetches of
 # one batch peak at 2.4 GB, over a 2 Gi pod limit).
@@ -210,27 +209,6 @@ class ImageFetcher:
         self.budget = ByteBudget(policy.inflight_bytes)
         self._ssl: ssl.SSLContext | None = None
         self._ssl_lock = threading.Lock()
-
-    @classmethod
-    def from_settings(cls, settings: Settings, **options: Any) -> ImageFetcher:
-        """RADWATCH_IMAGE_ROOTS, RADWATCH_DICOMWEB_URLS and the DICOMweb auth settings."""
-        from monitor.config import ConfigError
-
-        auth = DicomWebAuth(
-            token=settings.dicomweb_token, username=settings.dicomweb_username,
-            password=settings.dicomweb_password, client_cert=settings.dicomweb_client_cert,
-            client_key=settings.dicomweb_client_key, ca_bundle=settings.dicomweb_ca_bundle,
-            tls_verify=settings.dicomweb_tls_verify,
-        )  # fmt: skip
-        if auth.token and auth.username:
-            raise ConfigError("set either dicomweb_token or dicomweb_username, not both")
-        try:
-            policy = FetchPolicy.create(
-                settings.image_root_paths(), settings.dicomweb_base_urls(), auth=auth, **options
-            )
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from exc
-        return cls(policy)
 
     def __getstate__(self) -> dict[str, Any]:
         return {"policy": self.policy}  # locks and SSL contexts are rebuilt in the worker

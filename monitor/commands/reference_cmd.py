@@ -69,8 +69,7 @@ def parse_time(text: str) -> datetime:
 
 
 def _build(args: argparse.Namespace, settings: Settings) -> int:
-    from detectors.drift import SuiteConfig
-    from monitor import db, reference
+    from monitor import db
     from monitor.cli import UsageError
     from monitor.runtime import resolve_endpoints
 
@@ -81,15 +80,19 @@ def _build(args: argparse.Namespace, settings: Settings) -> int:
     if not args.alpha < 1:
         raise UsageError("--alpha must be between 0 and 1")
     period = (parse_time(args.start), parse_time(args.end)) if args.start else None
+    # A one-shot writer: it may start the embedded PostgreSQL and migrate, but it does not
+    # wait for a server that is absent (one line, exit 2). Reached before the detectors are
+    # imported: alibi-detect and torch take seconds to load, an answer must not.
+    url = resolve_endpoints(settings, broker=False, retry=False).database_url
+    from detectors.drift import SuiteConfig
+    from monitor import reference
+
     config = SuiteConfig(
         alpha=args.alpha, correction=args.correction, min_window=args.min_window,
         calibration_window=args.window, calibration_windows=args.calibration_windows,
         online_ert=args.online_ert, online_bootstraps=args.online_bootstraps,
         online=not args.no_online,
     )  # fmt: skip
-    # A one-shot writer: it may start the embedded PostgreSQL and migrate, but it does not
-    # wait for a server that is absent (one line, exit 2).
-    url = resolve_endpoints(settings, broker=False, retry=False).database_url
     with db.connect(url) as conn:
         try:
             info = reference.build(conn, model=args.model, first=args.first, period=period,

@@ -340,18 +340,3 @@ def test_data_uris() -> None:
         "ftp://pacs/a.dcm",
     ]:
         assert refused(fetcher, bad).reason == Reason.IMAGE_UNREADABLE, bad
-
-
-def test_settings_build_the_fence(tmp_path: Path) -> None:
-    from monitor.config import ConfigError, Settings
-
-    settings = Settings(data_dir=tmp_path, dicomweb_urls="https://pacs.example/dicom-web/",
-                        dicomweb_username="u", dicomweb_password="p")  # fmt: skip
-    fetcher = ImageFetcher.from_settings(settings)
-    assert fetcher.policy.roots == ((tmp_path / "images").resolve(),)
-    assert fetcher.policy.base_urls == (BaseUrl("https", "pacs.example", 443, "/dicom-web"),)
-    assert fetcher.policy.auth.header() is not None
-    with pytest.raises(ConfigError):
-        ImageFetcher.from_settings(Settings(data_dir=tmp_path, dicomweb_urls="ftp://x/"))
-    with pytest.raises(ConfigError):
-        ImageFetcher.from_settings(Settings(data_dir=tmp_path, dicomweb_urls="http://u:p@x/"))

@@ -205,6 +205,12 @@ def test_postgres_restart_mid_stream_workers_recover_without_loss(
             # A crash, not a shutdown: no checkpoint, connections cut mid-transaction.
             pg.stop("immediate")
             down_at = time.monotonic()
+            # More records during the outage, on every partition: a worker that had already
+            # drained its share (an idle worker touches no database) has work to fail on too.
+            late_values, late_keys, late_ids = small_events(1_000, uuid.uuid4().hex[:8])
+            produce(settings, settings.inference_topic, late_values, late_keys)
+            total += len(late_ids)
+            ids |= late_ids
             wait_for(lambda: all(PG_RETRY.search(w.text()) for w in workers), 60,
                      "both workers to notice the outage", workers)  # fmt: skip
             time.sleep(max(0.0, 4 - (time.monotonic() - down_at)))

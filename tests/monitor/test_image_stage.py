@@ -366,3 +366,21 @@ def test_a_pacs_outage_parks_studies_and_embed_parked_fetches_them(
         assert USER[1] not in result.stderr
     finally:
         pacs.stop()
+
+
+def test_settings_build_the_fence(tmp_path: Path) -> None:
+    from collectors.image_resolver import BaseUrl
+    from monitor.config import ConfigError
+    from monitor.image_stage import image_fetcher
+
+    settings = Settings(data_dir=tmp_path, dicomweb_urls="https://pacs.example/dicom-web/",
+                        dicomweb_username="u", dicomweb_password="p")  # fmt: skip
+    fetcher = image_fetcher(settings)
+    assert fetcher.policy.roots == ((tmp_path / "images").resolve(),)
+    assert fetcher.policy.base_urls == (BaseUrl("https", "pacs.example", 443, "/dicom-web"),)
+    assert fetcher.policy.auth.header() is not None
+    for bad in (Settings(data_dir=tmp_path, dicomweb_urls="ftp://x/"),
+                Settings(data_dir=tmp_path, dicomweb_urls="http://u:p@x/"),
+                Settings(data_dir=tmp_path, dicomweb_token="t", dicomweb_username="u")):  # fmt: skip
+        with pytest.raises(ConfigError):
+            image_fetcher(bad)
