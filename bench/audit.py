@@ -23,7 +23,7 @@ from psycopg.types.json import Jsonb
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from monitor import audit, db, services  # noqa: E402
+from monitor import audit, db, runtime, services  # noqa: E402
 from monitor.audit_checkpoint import create_checkpoint, key_paths  # noqa: E402
 from monitor.audit_export import export  # noqa: E402
 from monitor.audit_verify import verify  # noqa: E402
@@ -47,7 +47,7 @@ def main() -> None:
         state = services.services_up(tmp, broker=False)
         assert state.database_url
         url = state.database_url
-        db.migrate(url)
+        runtime.migrate_schema(url)
         settings = Settings(database_url=url, data_dir=tmp)
         with db.connect(url, autocommit=True) as conn:
             conn.execute("CREATE TABLE bare_events (LIKE audit_events)")

@@ -26,7 +26,7 @@ from kafka import KafkaConsumer, TopicPartition
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from collectors.kafka_io import KafkaOptions, ensure_topics, make_producer  # noqa: E402
-from monitor import db, services  # noqa: E402
+from monitor import db, runtime, services  # noqa: E402
 from monitor.commands.collect_cmd import build_collector  # noqa: E402
 from monitor.config import Settings  # noqa: E402
 
@@ -131,7 +131,7 @@ def main() -> None:
             url = state.database_url.rsplit("/", 1)[0] + f"/bench{repeat}_{uuid.uuid4().hex[:6]}"
             with db.connect(state.database_url, autocommit=True) as conn:
                 conn.execute(f'CREATE DATABASE "{url.rsplit("/", 1)[1]}"')
-            db.migrate(url)
+            runtime.migrate_schema(url)
             bare = bare_consumer(options.bootstrap, topic, args.events)
             ours = radwatch_collect(options, url, topic, args.events, data_dir)
             rows.append((bare, ours))

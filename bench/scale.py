@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from collectors.kafka_io import KafkaOptions, ensure_topics, make_producer  # noqa: E402
-from monitor import db, services  # noqa: E402
+from monitor import db, runtime, services  # noqa: E402
 
 sys.path.insert(0, str(REPO / "bench"))
 from ingest import bare_consumer  # noqa: E402  (the same limit as bench/ingest.py)
@@ -91,7 +91,7 @@ class Stack:
         with db.connect(self.admin_url, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         url = self.admin_url.rsplit("/", 1)[0] + "/" + name
-        db.migrate(url)
+        runtime.migrate_schema(url)
         return url
 
     def topics(self, prefix: str, partitions: int = 4) -> dict[str, str]:

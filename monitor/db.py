@@ -87,8 +87,17 @@ def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection:
     return psycopg.connect(url, autocommit=autocommit, connect_timeout=CONNECT_TIMEOUT_S)
 
 
-def migrate(url: str) -> list[Migration]:
-    """Apply pending migrations; return those applied (empty when already up to date)."""
+def migrate(
+    url: str,
+    *,
+    on_applied: Callable[[psycopg.Connection, list[Migration]], None] | None = None,
+) -> list[Migration]:
+    """Apply pending migrations; return those applied (empty when already up to date).
+
+    `on_applied` runs inside the migration transaction, after the last one: the caller's
+    audit record (monitor.runtime.migrate_schema) commits or rolls back with the schema,
+    and storage never imports the audit layer above it.
+    """
     applied: list[Migration] = []
     with connect(url) as conn, conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
@@ -113,10 +122,8 @@ def migrate(url: str) -> list[Migration]:
                 (migration.version, migration.name, migration.sha256),
             )
             applied.append(migration)
-        # Audit trail (issue 8): each applied migration, once the audit table exists.
-        from monitor import audit
-
-        audit.record_migrations(conn, applied)
+        if on_applied is not None:
+            on_applied(conn, applied)
     return applied
 
 

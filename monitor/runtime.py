@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from collectors.kafka_io import KafkaOptions, ensure_topics, wait_for_broker
-from monitor import db, services
+from monitor import audit, db, services
 from monitor.config import Settings
 
 # A one-shot command's Kafka clients wait this long for their first broker (DESIGN.md §5a).
@@ -90,8 +90,14 @@ def migrate(settings: Settings, endpoints: Endpoints, *, retry: bool) -> list[db
         owner = services.load_state(settings.data_dir.resolve()).owner_database_url
         migrate_url = owner or migrate_url
     if retry:
-        return db.with_retry(lambda: db.migrate(migrate_url), what="migrating the schema")
-    return db.migrate(migrate_url)
+        return db.with_retry(lambda: migrate_schema(migrate_url), what="migrating the schema")
+    return migrate_schema(migrate_url)
+
+
+def migrate_schema(url: str) -> list[db.Migration]:
+    """Apply pending migrations on `url`, each recorded in the audit trail (issue 8) in the
+    same transaction, once the audit table exists. Every migrating caller goes through here."""
+    return db.migrate(url, on_applied=audit.record_migrations)
 
 
 def existing_endpoints(settings: Settings, *, broker: bool = False) -> Endpoints:

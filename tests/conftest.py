@@ -20,7 +20,7 @@ import psycopg
 import pytest
 
 from collectors.kafka_io import KafkaOptions, ensure_topics, make_producer
-from monitor import db, services
+from monitor import runtime, services
 from monitor.config import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,7 +65,7 @@ def fresh_database(state: services.ServiceState) -> str:
     name = "t_" + uuid.uuid4().hex[:12]
     with psycopg.connect(_owner_url(state), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    db.migrate(_on(_owner_url(state), name))
+    runtime.migrate_schema(_on(_owner_url(state), name))
     return _on(_admin_url(state), name)
 
 

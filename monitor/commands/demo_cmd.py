@@ -36,7 +36,7 @@ def _isolated_run(settings: Settings, resolve_endpoints):
     import dataclasses
     import time
 
-    from monitor import db
+    from monitor import db, runtime
 
     run_id = time.strftime("%Y%m%d%H%M%S")
     base = resolve_endpoints(settings, prepare=False, retry=False)
@@ -62,7 +62,7 @@ def _isolated_run(settings: Settings, resolve_endpoints):
         owner = owner or base.database_url
         with db.connect(owner, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
-        db.migrate(on(owner))
+        runtime.migrate_schema(on(owner))
         changes["database_url"] = on(base.database_url)
         # A new database has a new audit trail: its signed checkpoints go to a file of its own,
         # or verification would compare this run's trail with an earlier run's checkpoints.
