@@ -3,29 +3,67 @@
 The outermost edge. Exit codes: 0 success, 1 a finding the command exists to report,
 2 bad usage or configuration, or a server that is absent or refuses us (one line on
 stderr, never a traceback), 3 a bug (its traceback, then one line). Subcommands live in
-monitor/commands/.
+monitor/commands/, one module each, listed in COMMANDS below (`python -m monitor` and
+`python -m monitor.cli` both run `main`).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from monitor.commands import command_modules
+from monitor.commands import (
+    alerts_cmd,
+    audit_cmd,
+    collect_cmd,
+    compliance_report_cmd,
+    dashboards_cmd,
+    db_cmd,
+    demo_cmd,
+    detect_cmd,
+    embed_cmd,
+    metrics_cmd,
+    performance_cmd,
+    reference_cmd,
+    report_cmd,
+    run_cmd,
+    services_cmd,
+    simulate_cmd,
+    status_cmd,
+)
 from monitor.config import ConfigError, load_settings
+from monitor.errors import UsageError
 from monitor.services import ServiceError
+
+# Every subcommand, listed rather than discovered: a plain import graph (no importlib, so
+# no cli <-> command cycle), and `--help` lists them in this order. Each module has a
+# `register(subparsers)` function; a new command is one module plus one line here.
+COMMANDS = (
+    alerts_cmd,
+    audit_cmd,
+    collect_cmd,
+    compliance_report_cmd,
+    dashboards_cmd,
+    db_cmd,
+    demo_cmd,
+    detect_cmd,
+    embed_cmd,
+    metrics_cmd,
+    performance_cmd,
+    reference_cmd,
+    report_cmd,
+    run_cmd,
+    services_cmd,
+    simulate_cmd,
+    status_cmd,
+)
 
 EXIT_OK, EXIT_FINDING, EXIT_USAGE, EXIT_BUG = 0, 1, 2, 3
 log = logging.getLogger(__name__)
-
-
-class UsageError(Exception):
-    """Bad usage detected after parsing; printed on one line, exit 2."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -43,8 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="TOML settings file (RADWATCH_* variables override it)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in command_modules():
-        importlib.import_module(name).register(sub)
+    for command in COMMANDS:
+        command.register(sub)
     return parser
 
 
@@ -115,8 +153,4 @@ def environment_error(exc: BaseException) -> str | None:
 
 
 if __name__ == "__main__":
-    # Run the imported module's main, not this __main__ copy: commands raise
-    # monitor.cli.UsageError, which must be the class main() catches.
-    from monitor.cli import main as _main
-
-    sys.exit(_main())
+    sys.exit(main())

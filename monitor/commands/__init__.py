@@ -1,12 +1,4 @@
 """CLI subcommands, one module each (`*_cmd.py` with a `register(subparsers)` function).
 
-`monitor.cli` discovers them, so adding a command never edits a shared list.
+`monitor.cli.COMMANDS` lists them: a new command is one module here plus one line there.
 """
-
-import pkgutil
-
-
-def command_modules() -> list[str]:
-    return sorted(
-        f"{__name__}.{m.name}" for m in pkgutil.iter_modules(__path__) if m.name.endswith("_cmd")
-    )

@@ -89,7 +89,7 @@ def format_alert(a) -> str:
 
 def _act(args: argparse.Namespace, settings: Settings) -> int:
     from monitor import alerts
-    from monitor.cli import UsageError
+    from monitor.errors import UsageError
 
     with _conn(settings) as conn:
         try:

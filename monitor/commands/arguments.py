@@ -2,7 +2,7 @@
 
 The command line's first boundary (DESIGN.md §9): a bad number or an `--out` that cannot be
 written is a usage error (one line, exit 2) found in milliseconds, not a traceback after a
-long run. Not a `*_cmd` module, so `monitor.cli` does not register it as a command.
+long run. Not a command: `monitor.cli.COMMANDS` does not list it.
 """
 
 from __future__ import annotations

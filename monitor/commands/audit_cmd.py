@@ -101,7 +101,7 @@ def run_verify(url: str, settings: Settings) -> VerifyResult:
 
 
 def _verify(args: argparse.Namespace, settings: Settings) -> int:
-    from monitor.cli import UsageError
+    from monitor.errors import UsageError
 
     settings = _with_overrides(settings, args)
     try:
@@ -123,7 +123,7 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
 
 def _export(args: argparse.Namespace, settings: Settings) -> int:
     from monitor.audit_export import export, parse_time
-    from monitor.cli import UsageError
+    from monitor.errors import UsageError
 
     try:
         since = parse_time(args.since) if args.since else None
@@ -143,7 +143,7 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
 
 def _checkpoint(args: argparse.Namespace, settings: Settings) -> int:
     from monitor.audit_checkpoint import create_checkpoint, key_paths
-    from monitor.cli import UsageError
+    from monitor.errors import UsageError
 
     settings = _with_overrides(settings, args)
     try:

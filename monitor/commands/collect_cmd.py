@@ -81,7 +81,7 @@ def _collect(args: argparse.Namespace, settings: Settings) -> int:
     if args.metrics_addr:
         from prometheus_client import REGISTRY
 
-        from monitor.cli import UsageError
+        from monitor.errors import UsageError
         from monitor.metrics_server import MetricsServer, MetricsServerError
         from monitor.web_config import load_web_config
 

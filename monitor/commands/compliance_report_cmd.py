@@ -29,9 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _report(args: argparse.Namespace, settings: Settings) -> int:
     from monitor.audit import AuditError
     from monitor.audit_export import parse_time
-    from monitor.cli import UsageError
     from monitor.commands.audit_cmd import database_url, run_verify
     from monitor.compliance_report import build_sections, render
+    from monitor.errors import UsageError
 
     since_text, sep, until_text = args.period.partition("/")
     if not sep or not since_text or not until_text:

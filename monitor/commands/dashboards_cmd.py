@@ -52,7 +52,7 @@ def _push(args: argparse.Namespace, settings: Settings) -> int:
     from grafana_client.client import GrafanaException
 
     from dashboards.build import as_dicts
-    from monitor.cli import UsageError
+    from monitor.errors import UsageError
 
     if args.token is not None:
         raise UsageError("--token is not accepted (it shows in ps): set RADWATCH_GRAFANA_TOKEN_FILE "
@@ -81,7 +81,7 @@ def _push(args: argparse.Namespace, settings: Settings) -> int:
 
 def grafana_token(env) -> str:
     """The Grafana token: RADWATCH_GRAFANA_TOKEN_FILE wins over RADWATCH_GRAFANA_TOKEN."""
-    from monitor.cli import UsageError
+    from monitor.errors import UsageError
 
     if env.get("RADWATCH_GRAFANA_TOKEN_FILE"):
         try:

@@ -222,8 +222,8 @@ def _requeue(conn: psycopg.Connection, failed: list, rows: list) -> None:
 
 def _embed(args: argparse.Namespace, settings: Settings) -> int:
     from monitor import db
-    from monitor.cli import UsageError
     from monitor.embedding_stage import UriSealer, build_embedder
+    from monitor.errors import UsageError
     from monitor.image_stage import image_fetcher
     from monitor.runtime import resolve_endpoints
 

@@ -38,7 +38,7 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
 def start_metrics(args: argparse.Namespace, settings: Settings, endpoints) -> list:
     """Start the HTTP server and the lag sampler; returns the things to stop, in order."""
     from monitor.alert_webhook import PATH, AlertWebhook
-    from monitor.cli import UsageError
+    from monitor.errors import UsageError
     from monitor.metrics_server import LagSampler, MetricsServer, MetricsServerError, build_registry
     from monitor.runtime import kafka_options
     from monitor.web_config import load_web_config

@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _performance(args: argparse.Namespace, settings: Settings) -> int:
     from monitor import db
-    from monitor.cli import UsageError
+    from monitor.errors import UsageError
     from monitor.performance import PerformanceConfig, PerformanceWatchError, run
     from monitor.runtime import resolve_endpoints
 

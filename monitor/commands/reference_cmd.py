@@ -59,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def parse_time(text: str) -> datetime:
-    from monitor.cli import UsageError
+    from monitor.errors import UsageError
 
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -70,7 +70,7 @@ def parse_time(text: str) -> datetime:
 
 def _build(args: argparse.Namespace, settings: Settings) -> int:
     from monitor import db
-    from monitor.cli import UsageError
+    from monitor.errors import UsageError
     from monitor.runtime import resolve_endpoints
 
     if args.first is None and not (args.start and args.end):

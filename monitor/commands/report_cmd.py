@@ -54,7 +54,7 @@ def write_report(database_url: str, settings: Settings, model: str, out: Path, *
 
 
 def _report(args: argparse.Namespace, settings: Settings) -> int:
-    from monitor.cli import UsageError
+    from monitor.errors import UsageError
     from monitor.report import ReportError
     from monitor.runtime import resolve_endpoints
 

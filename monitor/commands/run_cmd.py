@@ -168,9 +168,9 @@ class Scheduler:
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     from monitor import audit, audit_checkpoint, db
-    from monitor.cli import UsageError
     from monitor.commands.collect_cmd import build_collector
     from monitor.commands.metrics_cmd import start_metrics
+    from monitor.errors import UsageError
     from monitor.runtime import resolve_endpoints
 
     if args.detect_interval <= 0:

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from collectors.hospital.scenarios import SCENARIOS  # light: no torch at parser build
 from collectors.kafka_io import make_producer
-from monitor.cli import UsageError
 from monitor.commands.arguments import non_negative_int, positive_float, positive_int
 from monitor.config import Settings
+from monitor.errors import UsageError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
