@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Runs lint, type checks and the whole test suite against real servers started by the tests.
+# Runs `make lint` (ruff check, ruff format --check, mypy, the import contracts), then the test
+# suite against real servers started by the tests. Arguments go to pytest (`-m "not slow"`
+# is the fast tier: `make test-fast`).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export DO_NOT_TRACK=1 PYTHONUNBUFFERED=1
-.venv/bin/ruff check . || exit 1
-.venv/bin/mypy || exit 1
+make --no-print-directory lint || exit 1
 .venv/bin/python -m pytest -q -p no:cacheprovider --durations=15 "$@"
 rc=$?
 # pytest exit 5 means no test was collected: that is a failure for us, never a pass.
