@@ -16,11 +16,14 @@ Choices (measured on the 2-core CI machine, see bench/window.py):
   per feature, ~1.5 ms each for its exact p-value, and a window with strata has ~500
   scalar features (0.8 s of a 1.5 s window); the statistic is the same, the p-value is
   the Kolmogorov limit with Stephens' correction (tested against scipy's exact p).
-- Categorical DICOM: alibi ChiSquareDrift per attribute (rare values pooled), plus never-seen
-  values as their own finding (detectors/categorical.py).
+- Categorical DICOM: Chi-square per attribute with scipy directly, plus never-seen values as
+  their own finding (detectors/categorical.py; alibi's ChiSquareDrift only called scipy).
 - Online: alibi CVMDriftOnline (Ross & Adams 2012) on the scores and the embedding's first
   principal component, with a configured expected run time; state saved with alibi's
   save_state and restored with load_state.
+
+Each detector turns into JSON parameters + numpy arrays (`to_state`) and back (`from_state`)
+for the stored reference (detectors/artifact.py): nothing fitted is ever pickled.
 """
 
 from __future__ import annotations
@@ -31,18 +34,17 @@ import math
 import os
 import tarfile
 import tempfile
-import warnings
 from collections.abc import Iterator, Mapping
-from typing import Self
+from typing import Any, Self
 
 import numpy as np
 import torch
-from alibi_detect.cd import ChiSquareDrift, CVMDriftOnline
+from alibi_detect.cd import CVMDriftOnline
 from alibi_detect.utils.pytorch.kernels import GaussianRBF
 from alibi_detect.version import __version__ as ALIBI_VERSION
 from scipy import special, stats
 
-from detectors import categorical
+from detectors.categorical import N_ATYPICAL, CategoricalChi2
 from detectors.drift import (
     ALL,
     CALL_PREFIX,
@@ -64,11 +66,13 @@ from detectors.results import (
 )
 
 BACKEND_VERSION = f"alibi-detect {ALIBI_VERSION}, torch {torch.__version__}"
-N_ATYPICAL = 5
+__all__ = ["N_ATYPICAL", "CategoricalChi2", "EmbeddingMMD", "OnlineCVM", "ScalarKS"]
 
 
 class EmbeddingMMD:
     """MMD² permutation test on one embedding signal (n, d) against the fitted reference."""
+
+    kind = "EmbeddingMMD"  # its name in a stored reference's manifest
 
     def __init__(self, signal: str, max_reference: int, n_permutations: int, seed: int) -> None:
         self.signal = signal
@@ -93,9 +97,34 @@ class EmbeddingMMD:
             kernel(xs[:500], xs[:500], infer_sigma=True)
             self.sigma = float(kernel.sigma.reshape(-1)[0])
             k = self._kernel(xs, xs)
+        self._set_reference(xs, k)
+        return self
+
+    def _set_reference(self, xs: torch.Tensor, k: torch.Tensor) -> None:
         self.x_ref = xs
         self.k_xx = k - torch.diag(torch.diag(k))
         self.k_xx_rowsum = self.k_xx.sum(1)
+
+    def to_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """Parameters and the standardised reference; the kernel block is recomputed at load."""
+        params = {
+            "signal": self.signal,
+            "max_reference": self.max_reference,
+            "n_permutations": self.n_permutations,
+            "seed": self.seed,
+            "sigma": self.sigma,
+        }
+        return params, {"mean": np.asarray(self.mean), "sd": np.asarray(self.sd),
+                        "x_ref": self.x_ref.numpy()}  # fmt: skip
+
+    @classmethod
+    def from_state(cls, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> Self:
+        self = cls(str(params["signal"]), int(params["max_reference"]),
+                   int(params["n_permutations"]), int(params["seed"]))  # fmt: skip
+        self.mean, self.sd, self.sigma = arrays["mean"], arrays["sd"], float(params["sigma"])
+        xs = torch.as_tensor(arrays["x_ref"], dtype=torch.float32)
+        with torch.no_grad(), single_thread():  # as at fit, so the block is the same bits
+            self._set_reference(xs, self._kernel(xs, xs))
         return self
 
     def _kernel(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -218,6 +247,8 @@ def ks_two_sample(reference_sorted: np.ndarray, values: np.ndarray) -> tuple[flo
 class ScalarKS:
     """Kolmogorov–Smirnov per scalar feature of one signal (`ks_two_sample`)."""
 
+    kind = "ScalarKS"  # its name in a stored reference's manifest
+
     def __init__(self, signal: str) -> None:
         self.signal = signal
         self.name = f"ks:{signal}"
@@ -230,6 +261,18 @@ class ScalarKS:
                 self.features[feature] = np.sort(v)
         if not self.features:
             raise InsufficientDataError(f"{self.signal}: no scalar feature with reference data")
+        return self
+
+    def to_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """Feature names in fit order, and each feature's sorted reference values."""
+        names = list(self.features)
+        arrays = {f"f{i}": np.asarray(self.features[n]) for i, n in enumerate(names)}
+        return {"signal": self.signal, "features": names}, arrays
+
+    @classmethod
+    def from_state(cls, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> Self:
+        self = cls(str(params["signal"]))
+        self.features = {str(n): arrays[f"f{i}"] for i, n in enumerate(params["features"])}
         return self
 
     def __setstate__(self, state: dict) -> None:
@@ -265,80 +308,6 @@ class ScalarKS:
         )  # fmt: skip
 
 
-class CategoricalChi2:
-    """Chi-square per categorical DICOM attribute (alibi ChiSquareDrift) and never-seen values."""
-
-    def __init__(self, signal: str, attributes: tuple[str, ...], rare_share: float) -> None:
-        self.signal = signal
-        self.name = f"chi2:{signal}"
-        self.attributes = attributes
-        self.rare_share = rare_share
-
-    def fit(self, reference: Sample) -> Self:
-        self.vocab: dict[str, tuple[categorical.Vocabulary, ChiSquareDrift]] = {}
-        for attr in self.attributes:
-            values = reference.categories.get(attr)
-            if values is None or len(values) == 0:
-                continue
-            vocab = categorical.Vocabulary.fit(attr, list(values), self.rare_share)
-            codes = vocab.encode(list(values)).reshape(-1, 1)
-            self.vocab[attr] = (vocab, ChiSquareDrift(codes, p_val=0.05))
-        if not self.vocab:
-            raise InsufficientDataError("no categorical attribute in the reference")
-        return self
-
-    def score(self, window: Sample, *, seed: int = 0) -> DriftResult:
-        findings = []
-        for attr, (vocab, chi) in self.vocab.items():
-            values = window.categories.get(attr)
-            if values is None or len(values) == 0:
-                continue
-            vals = list(values)
-            rows = categorical.share_table(vocab, vals)
-            ref_txt, cur_txt = categorical.describe_shift(rows, attr)
-            new = categorical.new_values(vocab, vals)
-            if new.values:
-                listed = ", ".join(f"'{v}' {c / len(vals):.0%}" for v, c in new.values[:3])
-                findings.append(FeatureFinding(
-                    feature=attr, test="new_value", p_value=new.p_value,
-                    statistic=float(sum(c for _, c in new.values)),
-                    effect_size=sum(c for _, c in new.values) / len(vals),
-                    reference=f"{attr}: never seen in reference",
-                    current=f"{listed} of window", new_values=tuple(v for v, _ in new.values),
-                ))  # fmt: skip
-            codes = vocab.encode(vals).reshape(-1, 1)
-            if len(vocab.counts) == 1 and set(codes[:, 0]) == {0}:
-                continue  # the same single value in both: nothing to test
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                p_vals, dists = chi.score(codes)
-            p = float(p_vals[0]) if math.isfinite(float(p_vals[0])) else 1.0
-            table = _contingency(vocab, codes[:, 0])
-            findings.append(FeatureFinding(
-                feature=attr, test="chi2", p_value=p, statistic=float(dists[0]),
-                effect_size=categorical.cramers_v(table), reference=ref_txt, current=cur_txt,
-            ))  # fmt: skip
-        if not findings:
-            raise InsufficientDataError("no categorical attribute in the window")
-        best = min(findings, key=lambda f: f.p_value)
-        # Most atypical studies: rarest values under the reference (summed surprisal).
-        surprisal = np.zeros(len(window))
-        for attr, (vocab, _) in self.vocab.items():
-            values = window.categories.get(attr)
-            if values is not None and len(values) == len(window):
-                shares = vocab.shares
-                surprisal += [-math.log(shares.get(categorical.as_category(v), 0.0)
-                                        + 1.0 / (vocab.n + 1)) for v in values]  # fmt: skip
-        order = np.argsort(-surprisal, kind="stable")[:N_ATYPICAL]
-        return DriftResult(
-            atypical_ids=tuple(window.ids[i] for i in order),
-            detector=self.name, signal=self.signal, status=Status.OK, p_value=best.p_value,
-            statistic=best.statistic, effect_size=max(f.effect_size for f in findings),
-            n_reference=max(v.n for v, _ in self.vocab.values()), n_window=len(window),
-            features=tuple(findings),
-        )  # fmt: skip
-
-
 class OnlineCVM:
     """alibi CVMDriftOnline on the scores and the embedding's first principal component.
 
@@ -349,6 +318,7 @@ class OnlineCVM:
 
     signal = "online"
     name = "cvm_online"
+    kind = "OnlineCVM"  # its name in a stored reference's manifest
 
     def __init__(self, config: SuiteConfig, embedding_signal: str | None) -> None:
         self.config = config
@@ -394,6 +364,43 @@ class OnlineCVM:
         self.n_features = x.shape[1]
         return self
 
+    def to_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """The fitted detector as data: its reference rows and simulated thresholds.
+
+        The running state (t, windows) is not part of a reference: detection keeps it in
+        drift_online_state (`save_state`), and a freshly fitted detector has none.
+        """
+        d = self.detector
+        params = {
+            "embedding_signal": self.embedding_signal,
+            "score_features": list(self.score_features),
+            "n_features": self.n_features,
+            "n_bootstraps": int(d.n_bootstraps),
+            "has_pc": self.pc is not None,
+        }
+        arrays = {"x_ref": np.asarray(d.x_ref), "thresholds": np.asarray(d.thresholds)}
+        if self.pc is not None:
+            arrays |= {"pc": np.asarray(self.pc), "pc_mean": np.asarray(self.pc_mean)}
+        return params, arrays  # fmt: skip
+
+    @classmethod
+    def from_state(
+        cls, params: dict[str, Any], arrays: dict[str, np.ndarray], config: SuiteConfig
+    ) -> Self:
+        """Rebuilt with the stored thresholds: no stream is simulated again at load."""
+        self = cls(config, params["embedding_signal"])
+        self.score_features = [str(f) for f in params["score_features"]]
+        self.pc = arrays["pc"] if params["has_pc"] else None
+        if self.pc is not None:
+            self.pc_mean = arrays["pc_mean"]
+        self.n_features = int(params["n_features"])
+        self.detector = _PresetCVM(
+            arrays["x_ref"], arrays["thresholds"], ert=config.online_ert,
+            window_sizes=list(config.online_window_sizes),
+            n_bootstraps=int(params["n_bootstraps"]), verbose=False,
+        )  # fmt: skip
+        return self
+
     def update(self, sample: Sample) -> list[OnlineUpdate]:
         """Feed events in order; a firing resets the detector (alibi's guidance after drift)."""
         out = []
@@ -425,6 +432,18 @@ class OnlineCVM:
 
     def reset(self) -> None:
         self.detector.reset_state()
+
+
+class _PresetCVM(CVMDriftOnline):
+    """CVMDriftOnline whose thresholds come from a stored reference instead of simulation."""
+
+    def __init__(self, x_ref: np.ndarray, thresholds: np.ndarray, **kwargs: Any) -> None:
+        self._preset_thresholds = thresholds
+        super().__init__(x_ref, **kwargs)
+
+    def _configure_thresholds(self) -> None:
+        # alibi calls this from __init__; the thresholds were simulated once, at fit.
+        self.thresholds = self._preset_thresholds
 
 
 def fit_suite(
@@ -500,12 +519,6 @@ def _finite_rows(x: np.ndarray | None) -> np.ndarray | None:
     if x is None or x.size == 0:
         return None
     return x[np.isfinite(x).all(1)]
-
-
-def _contingency(vocab: categorical.Vocabulary, window_codes: np.ndarray) -> np.ndarray:
-    ref_codes = vocab.encode([v for v, c in vocab.counts for _ in range(c)])
-    k = int(max(ref_codes.max(initial=0), window_codes.max(initial=0))) + 1
-    return np.vstack([np.bincount(ref_codes, minlength=k), np.bincount(window_codes, minlength=k)])
 
 
 def describe(config: SuiteConfig) -> Mapping[str, object]:

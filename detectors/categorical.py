@@ -1,24 +1,32 @@
-"""Categorical DICOM attributes: vocabularies, never-seen values, and reference-vs-current shares.
+"""Categorical DICOM attributes: the Chi-square detector, vocabularies and never-seen values.
 
-Pure helpers under the Chi-square detector (detectors/alibi_backend.py): a value never seen
-in the reference (a new SoftwareVersions, a new Manufacturer) is a finding by itself, with a
-p-value from the Good–Turing estimate of the reference's unseen mass (Good 1953,
-Biometrika 40:237): under no shift, P(next value is unseen) ≈ (#values seen once) / N.
+Pure computation used by the suite (detectors/alibi_backend.py fits it per stratum): per
+attribute a Chi-square test of reference vs window counts (scipy's chi2_contingency, rare
+values pooled), and a value never seen in the reference (a new SoftwareVersions, a new
+Manufacturer) as a finding by itself, with a p-value from the Good–Turing estimate of the
+reference's unseen mass (Good 1953, Biometrika 40:237): under no shift, P(next value is
+unseen) ≈ (#values seen once) / N. No alibi-detect here: it only called chi2_contingency.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, Self
 
 import numpy as np
 from scipy import stats
 
+from detectors.drift import Sample
+from detectors.results import DriftResult, FeatureFinding, InsufficientDataError, Status
+
 MISSING = "(missing)"
 RARE = "(rare)"
 NEW = "(new)"
+N_ATYPICAL = 5  # studies named per result (the rarest values under the reference)
 
 
 @dataclass(frozen=True)
@@ -112,3 +120,118 @@ def cramers_v(table: np.ndarray) -> float:
         return 0.0
     chi2 = stats.chi2_contingency(table, correction=False)[0]
     return float(math.sqrt(chi2 / (table.sum() * (min(table.shape) - 1))))
+
+
+def chi2_test(vocab: Vocabulary, window_codes: np.ndarray) -> tuple[float, float]:
+    """Pearson's Chi-square of reference vs window code counts: (p, statistic).
+
+    The table's columns are the union of the reference's codes and the window's, as
+    alibi-detect's ChiSquareDrift built it (chi2_contingency with its default Yates
+    correction, which applies only at one degree of freedom). Both values are rounded
+    through float32, as alibi returned them, so verdicts are unchanged by the move.
+    """
+    ref_codes = np.repeat(vocab.encode([v for v, _ in vocab.counts]), [c for _, c in vocab.counts])
+    columns = np.union1d(np.unique(ref_codes), np.unique(window_codes))
+    table = np.vstack([(ref_codes[:, None] == columns).sum(0),
+                       (window_codes[:, None] == columns).sum(0)])  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        statistic, p = stats.chi2_contingency(table)[:2]
+    p32, stat32 = float(np.float32(p)), float(np.float32(statistic))
+    return (p32 if math.isfinite(p32) else 1.0), stat32
+
+
+def contingency(vocab: Vocabulary, window_codes: np.ndarray) -> np.ndarray:
+    """The 2×k table of reference and window counts per code (for Cramér's V)."""
+    ref_codes = vocab.encode([v for v, c in vocab.counts for _ in range(c)])
+    k = int(max(ref_codes.max(initial=0), window_codes.max(initial=0))) + 1
+    return np.vstack([np.bincount(ref_codes, minlength=k), np.bincount(window_codes, minlength=k)])
+
+
+class CategoricalChi2:
+    """Chi-square per categorical DICOM attribute, plus never-seen values as their own finding."""
+
+    kind = "CategoricalChi2"  # its name in a stored reference's manifest
+
+    def __init__(self, signal: str, attributes: tuple[str, ...], rare_share: float) -> None:
+        self.signal = signal
+        self.name = f"chi2:{signal}"
+        self.attributes = attributes
+        self.rare_share = rare_share
+
+    def fit(self, reference: Sample) -> Self:
+        # attribute -> (vocabulary, None): the pair's shape is kept for readers that index [0].
+        self.vocab: dict[str, tuple[Vocabulary, None]] = {}
+        for attr in self.attributes:
+            values = reference.categories.get(attr)
+            if values is None or len(values) == 0:
+                continue
+            self.vocab[attr] = (Vocabulary.fit(attr, list(values), self.rare_share), None)
+        if not self.vocab:
+            raise InsufficientDataError("no categorical attribute in the reference")
+        return self
+
+    def to_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """JSON parameters (vocabularies in fit order) and no arrays."""
+        vocab = [{"feature": v.feature, "counts": [list(c) for c in v.counts], "n": v.n,
+                  "rare_share": v.rare_share} for v, _ in self.vocab.values()]  # fmt: skip
+        return {"signal": self.signal, "attributes": list(self.attributes),
+                "rare_share": self.rare_share, "vocab": vocab}, {}  # fmt: skip
+
+    @classmethod
+    def from_state(cls, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> Self:
+        self = cls(params["signal"], tuple(params["attributes"]), float(params["rare_share"]))
+        self.vocab = {}
+        for v in params["vocab"]:
+            counts = tuple((str(value), int(c)) for value, c in v["counts"])
+            vocab = Vocabulary(str(v["feature"]), counts, int(v["n"]), float(v["rare_share"]))
+            self.vocab[vocab.feature] = (vocab, None)
+        return self
+
+    def score(self, window: Sample, *, seed: int = 0) -> DriftResult:
+        findings = []
+        for attr, (vocab, _) in self.vocab.items():
+            values = window.categories.get(attr)
+            if values is None or len(values) == 0:
+                continue
+            vals = list(values)
+            rows = share_table(vocab, vals)
+            ref_txt, cur_txt = describe_shift(rows, attr)
+            new = new_values(vocab, vals)
+            if new.values:
+                listed = ", ".join(f"'{v}' {c / len(vals):.0%}" for v, c in new.values[:3])
+                findings.append(FeatureFinding(
+                    feature=attr, test="new_value", p_value=new.p_value,
+                    statistic=float(sum(c for _, c in new.values)),
+                    effect_size=sum(c for _, c in new.values) / len(vals),
+                    reference=f"{attr}: never seen in reference",
+                    current=f"{listed} of window", new_values=tuple(v for v, _ in new.values),
+                ))  # fmt: skip
+            codes = vocab.encode(vals)
+            if len(vocab.counts) == 1 and set(codes) == {0}:
+                continue  # the same single value in both: nothing to test
+            p, statistic = chi2_test(vocab, codes)
+            findings.append(FeatureFinding(
+                feature=attr, test="chi2", p_value=p, statistic=statistic,
+                effect_size=cramers_v(contingency(vocab, codes)), reference=ref_txt,
+                current=cur_txt,
+            ))  # fmt: skip
+        if not findings:
+            raise InsufficientDataError("no categorical attribute in the window")
+        best = min(findings, key=lambda f: f.p_value)
+        # Most atypical studies: rarest values under the reference (summed surprisal).
+        surprisal = np.zeros(len(window))
+        for vocab, _ in self.vocab.values():
+            values = window.categories.get(vocab.feature)
+            if values is not None and len(values) == len(window):
+                shares = vocab.shares
+                surprisal += [-math.log(shares.get(as_category(v), 0.0) + 1.0 / (vocab.n + 1))
+                              for v in values]  # fmt: skip
+        order = np.argsort(-surprisal, kind="stable")[:N_ATYPICAL]
+        return DriftResult(
+            atypical_ids=tuple(window.ids[i] for i in order),
+            detector=self.name, signal=self.signal, status=Status.OK, p_value=best.p_value,
+            statistic=best.statistic, effect_size=max(f.effect_size for f in findings),
+            n_reference=max(v.n for v, _ in self.vocab.values()), n_window=len(window),
+            features=tuple(findings),
+        )  # fmt: skip

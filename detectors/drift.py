@@ -4,7 +4,7 @@ Pure computation between monitor/windows.py (which turns stored events into a `S
 monitor/detection.py (which stores results and drives alerts). Contract (DESIGN.md §10):
 `fit(reference)` once, `score(window) -> DriftResult` with no side effects, `update(x)` only
 for online detectors. The suite is fitted once per reference, checked on held-out reference
-sub-windows (empirical false-alarm rate), pickled into the reference's artifact, and reused
+sub-windows (empirical false-alarm rate), stored as data in the reference's artifact, and reused
 for every window: detection never refits.
 """
 

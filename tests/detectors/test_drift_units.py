@@ -78,6 +78,35 @@ def test_never_seen_value_is_a_finding_with_small_p():
     )
 
 
+def test_chi_square_via_scipy_gives_alibis_p_values():
+    """categorical.chi2_test on a fixed example equals alibi-detect's ChiSquareDrift, which it
+    replaces: rare values pooled, a never-seen value, and the 2-column (Yates) case."""
+    from alibi_detect.cd import ChiSquareDrift
+
+    ref = ["ACME"] * 500 + ["Borealis"] * 300 + ["Cobalt"] * 195 + ["Dyna"] * 5
+    cases = [
+        ["ACME"] * 60 + ["Borealis"] * 20 + ["Cobalt"] * 15 + ["Dyna"] * 3 + ["Zenith"] * 12,
+        ["ACME"] * 48 + ["Borealis"] * 31 + ["Cobalt"] * 21,
+        ["Borealis"] * 70 + ["Cobalt"] * 30,
+    ]
+    vocab = categorical.Vocabulary.fit("Manufacturer", ref, rare_share=0.01)
+    alibi = ChiSquareDrift(vocab.encode(ref).reshape(-1, 1), p_val=0.05)
+    found = []
+    for window in cases:
+        codes = vocab.encode(window)
+        p_vals, dists = alibi.score(codes.reshape(-1, 1))
+        p, statistic = categorical.chi2_test(vocab, codes)
+        assert (p, statistic) == (float(p_vals[0]), float(dists[0]))
+        found.append(p)
+    assert found[0] < 1e-6 and found[1] > 0.05 and found[2] < 1e-6
+    two = categorical.Vocabulary.fit("PatientSex", ["F"] * 300 + ["M"] * 200)
+    codes = two.encode(["F"] * 30 + ["M"] * 50)  # one degree of freedom: Yates' correction
+    p_vals, dists = ChiSquareDrift(two.encode(["F"] * 300 + ["M"] * 200).reshape(-1, 1)).score(
+        codes.reshape(-1, 1)
+    )
+    assert categorical.chi2_test(two, codes) == (float(p_vals[0]), float(dists[0]))
+
+
 def test_change_point_finds_a_step():
     rng = np.random.default_rng(0)  # seed 0, n = 300, step of 1 sd at 180; tolerance ±10
     x = np.concatenate([rng.normal(0, 1, 180), rng.normal(1, 1, 120)])
@@ -105,7 +134,8 @@ def test_alert_rule_opens_after_two_and_resolves_after_three_quiet():
 
 
 def test_scalar_ks_frozen_before_the_vectorised_ks_still_scores():
-    """References pickled with (alibi KSDrift, sorted values) pairs load and score alike."""
+    """References pickled with (alibi KSDrift, sorted values) pairs load and score alike
+    (such pickles are read only by `radwatch reference migrate-pickles`)."""
     import pickle
 
     from detectors.alibi_backend import ScalarKS
