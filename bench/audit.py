@@ -31,7 +31,8 @@ from monitor.config import Settings  # noqa: E402
 
 
 def row(i: int) -> dict:
-    return {"actor": "radwatch", "action": "window.decision", "entity_type": "window",
+    return {"actor": "radwatch", "action": "drift.window", "entity_type": "drift_window",
+            "outcome": "ok",
             "entity_id": f"cxr-nodule/w{i}", "entity_version": "1",
             "refs": {"model_version": "1.4.2", "reference": "ab12cd", "detector": "mmd:9f3e"},
             "detail": {"n": 500, "p_value": 0.0123 + i * 1e-6, "stat": 0.31, "decision": "ok",

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from monitor.audit_actions import AuditAction, UnknownAuditAction, validate
 from monitor.config import mask_secrets
 
 if TYPE_CHECKING:  # db imports this module lazily inside migrate(); avoid a cycle at import
@@ -132,7 +133,7 @@ def record(
     conn: psycopg.Connection,
     *,
     actor: str,
-    action: str,
+    action: AuditAction | str,
     entity_type: str,
     entity_id: str,
     outcome: str = "success",
@@ -147,7 +148,14 @@ def record(
     an idle connection psycopg's outermost transaction() commits the row at once. Appends are
     serialised by an advisory lock held until the caller commits: keep such transactions
     short. Never put PHI in any field: identifiers must already be pseudonyms (DESIGN.md §5).
+    `action` and `outcome` must be in the catalogue (monitor.audit_actions): a row the FHIR
+    export could not code is refused here, before anything is written.
     """
+    try:
+        # The plain string: psycopg would store an Enum member by its name, the hash its value.
+        action = validate(action, outcome).value
+    except UnknownAuditAction as exc:
+        raise AuditError(str(exc)) from exc
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (AUDIT_LOCK,))
         last = conn.execute(
@@ -282,13 +290,13 @@ def record_start(
             changed = sorted(
                 k for k in set(before) | set(snapshot) if before.get(k) != snapshot.get(k)
             )
-            record(conn, actor=actor, action="config.changed", entity_type="configuration",
-                   entity_id=component, entity_version=digest[:16],
+            record(conn, actor=actor, action=AuditAction.CONFIG_CHANGED,
+                   entity_type="configuration", entity_id=component, entity_version=digest[:16],
                    reason="first start" if previous is None else "differs from the last start",
                    detail={"config_sha256": digest, "changed_keys": changed,
                            "previous_sha256": previous.get("config_sha256") if previous else None,
                            "config": snapshot})  # fmt: skip
-        return record(conn, actor=actor, action="radwatch.start", entity_type="component",
+        return record(conn, actor=actor, action=AuditAction.RADWATCH_START, entity_type="component",
                       entity_id=component, entity_version=radwatch_version(),
                       detail={"config_sha256": digest, "config": snapshot})  # fmt: skip
 
@@ -302,7 +310,7 @@ def record_stop(
     reason: str | None = None,
     detail: Mapping[str, Any] | None = None,
 ) -> AuditRecord:
-    return record(conn, actor=actor, action="radwatch.stop", entity_type="component",
+    return record(conn, actor=actor, action=AuditAction.RADWATCH_STOP, entity_type="component",
                   entity_id=component, entity_version=radwatch_version(), outcome=outcome,
                   reason=reason, detail=detail)  # fmt: skip
 
@@ -315,7 +323,7 @@ def record_migrations(
     if not applied or not audit_table_exists(conn):
         return
     for migration in applied:
-        record(conn, actor=actor, action="schema.migrate", entity_type="schema",
+        record(conn, actor=actor, action=AuditAction.SCHEMA_MIGRATE, entity_type="schema",
                entity_id=f"{migration.version:04d}_{migration.name}",
                entity_version=str(migration.version),
                detail={"sql_sha256": migration.sha256})  # fmt: skip

@@ -1,7 +1,8 @@
 """Export of the audit trail (`radwatch audit export`): FHIR R4 AuditEvent NDJSON, or CSV.
 
 Reads audit_events (monitor.audit) for a time range and writes one resource (or CSV row)
-per audit row, each validated against the FHIR R4 AuditEvent definition. fhir.resources
+per audit row, each validated against the FHIR R4 AuditEvent definition, with the action,
+type and outcome codes the catalogue (monitor.audit_actions) gives its action. fhir.resources
 8.x models R5 at its top level (AuditEvent.code/category/severity); its `R4B` subpackage
 is used because R4B's AuditEvent is R4's, unchanged. The export itself is then recorded
 in the trail (with the file's SHA-256), after the rows it exported.
@@ -22,28 +23,12 @@ import psycopg
 from fhir.resources.R4B.auditevent import AuditEvent
 
 from monitor.audit import AuditError, AuditRecord, canonical_json, read_records, record
+from monitor.audit_actions import SYSTEM_ACTION, AuditAction, UnknownAuditAction
 
 FORMATS = ("fhir", "csv")
-SYSTEM_ACTION = "urn:radwatch:audit:action"
 SYSTEM_ENTITY_TYPE = "urn:radwatch:audit:entity-type"
 SYSTEM_ENTITY = "urn:radwatch:entity"
 SYSTEM_ACTOR = "urn:radwatch:actor"
-DCM = "http://dicom.nema.org/resources/ontology/DCM"
-# DICOM PS3.16 CID 400/401/403 codes for the events DICOM audit messages name; other
-# radwatch decisions use our own action code system as the type.
-DICOM_TYPES: dict[str, tuple[str, str]] = {
-    "radwatch.start": ("110100", "Application Activity"),
-    "radwatch.stop": ("110100", "Application Activity"),
-    "audit.export": ("110106", "Export"),
-    "config.changed": ("110113", "Security Alert"),
-    "schema.migrate": ("110113", "Security Alert"),
-}
-DICOM_SUBTYPES: dict[str, tuple[str, str]] = {
-    "radwatch.start": ("110120", "Application Start"),
-    "radwatch.stop": ("110121", "Application Stop"),
-    "config.changed": ("110131", "Software Configuration"),
-    "schema.migrate": ("110131", "Software Configuration"),
-}
 CSV_COLUMNS = ("seq", "recorded_at", "actor", "action", "entity_type", "entity_id",
                "entity_version", "outcome", "reason", "refs", "detail", "prev_hash",
                "row_hash")  # fmt: skip
@@ -73,29 +58,6 @@ def parse_time(text: str, *, end: bool = False) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _action_code(action: str) -> str:
-    """FHIR AuditEvent.action (C/R/U/D/E) from our verb."""
-    verb = action.rsplit(".", 1)[-1]
-    if action == "audit.export" or verb in ("read", "export", "query"):
-        return "R"
-    if verb in ("build", "built", "create", "created", "open", "opened", "fit", "fitted"):
-        return "C"
-    if verb in ("ack", "acknowledged", "resolve", "resolved", "correct", "corrected",
-                "update", "updated", "changed", "migrate"):  # fmt: skip
-        return "U"
-    return "E"
-
-
-def _outcome_code(outcome: str) -> str:
-    """FHIR AuditEvent.outcome: 0 success, 4 minor failure, 8 serious failure."""
-    lowered = outcome.lower()
-    if lowered in ("success", "ok", "succeeded", "drift", "no_drift", "insufficient_data"):
-        return "0"
-    if lowered in ("refused", "denied", "warning", "minor_failure", "partial"):
-        return "4"
-    return "8"
-
-
 def _detail(name: str, value: Any) -> dict[str, str]:
     # FHIR strings may not be empty: an empty value is written as its JSON, '""'.
     text = value if isinstance(value, str) and value.strip() else canonical_json(value)
@@ -107,22 +69,26 @@ def _text(value: str | None, empty: str = "(empty)") -> str:
 
 
 def to_fhir(row: AuditRecord, *, source_site: str = "radwatch") -> dict[str, Any]:
-    """One audit row as an R4 AuditEvent dict (validated by the caller)."""
-    # FHIR codes and strings cannot be empty or padded; our columns are NOT NULL but may be.
-    row = replace(row, action="-".join(row.action.split()) or "unknown",
-                  entity_type="-".join(row.entity_type.split()) or "unknown",
+    """One audit row as an R4 AuditEvent dict (validated by the caller).
+
+    Codes come from the catalogue (monitor.audit_actions); a row whose action or outcome it
+    does not hold (written past `record`, e.g. by hand) is refused rather than guessed at.
+    """
+    try:
+        action = AuditAction.of(row.action)
+        outcome_code = action.outcome_code(row.outcome)
+    except UnknownAuditAction as exc:
+        raise AuditError(f"audit row {row.seq}: {exc}") from exc
+    spec = action.spec
+    # FHIR strings cannot be empty or padded; our columns are NOT NULL but may be.
+    row = replace(row, entity_type="-".join(row.entity_type.split()) or "unknown",
                   actor=_text(row.actor, "(unknown)"), entity_id=_text(row.entity_id))  # fmt: skip
-    action_coding = {"system": SYSTEM_ACTION, "code": row.action}
-    dicom_type = DICOM_TYPES.get(row.action)
-    type_ = (
-        {"system": DCM, "code": dicom_type[0], "display": dicom_type[1]}
-        if dicom_type
-        else action_coding
-    )
-    subtype = [action_coding] if dicom_type else []
-    if row.action in DICOM_SUBTYPES:
-        code, display = DICOM_SUBTYPES[row.action]
-        subtype.insert(0, {"system": DCM, "code": code, "display": display})
+    action_coding = {"system": SYSTEM_ACTION, "code": action.value}
+    # No DICOM event fits: the action itself is the type (AuditEvent.type is extensible).
+    type_ = spec.dicom_type.as_fhir() if spec.dicom_type else action_coding
+    subtype = [action_coding] if spec.dicom_type else []
+    if spec.dicom_subtype:
+        subtype.insert(0, spec.dicom_subtype.as_fhir())
     details = [_detail("radwatch.seq", str(row.seq)), _detail("radwatch.prev_hash", row.prev_hash),
                _detail("radwatch.row_hash", row.row_hash)]  # fmt: skip
     if row.entity_version is not None:
@@ -133,9 +99,9 @@ def to_fhir(row: AuditRecord, *, source_site: str = "radwatch") -> dict[str, Any
         "resourceType": "AuditEvent",
         "id": f"radwatch-audit-{row.seq}",
         "type": type_,
-        "action": _action_code(row.action),
+        "action": spec.fhir_action,
         "recorded": row.recorded_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-        "outcome": _outcome_code(row.outcome),
+        "outcome": outcome_code,
         "agent": [{
             "who": {"identifier": {"system": SYSTEM_ACTOR, "value": row.actor},
                     "display": row.actor},

@@ -43,9 +43,10 @@ N_ROWS = 30  # rows in every tampering scenario; tampering lands in the middle (
 def fill(url: str, n: int = N_ROWS) -> None:
     with db.connect(url, autocommit=True) as conn:
         for i in range(n):
-            record(conn, actor="qa.lead" if i % 3 else "radwatch", action="window.decision",
-                   entity_type="window", entity_id=f"w{i}", entity_version="1",
-                   outcome="success", refs={"model_version": "1.4.2", "reference": "ab12"},
+            record(conn, actor="qa.lead" if i % 3 else "radwatch", action="drift.window",
+                   entity_type="drift_window", entity_id=f"w{i}", entity_version="1",
+                   outcome="drift" if i % 7 == 0 else "ok",
+                   refs={"model_version": "1.4.2", "reference": "ab12"},
                    detail={"p_value": 0.01 * i, "n": 200 + i, "stat": float("nan") if i == 3
                            else 1e16, "decision": "drift" if i % 7 == 0 else "ok"})  # fmt: skip
 
@@ -365,8 +366,8 @@ def test_triggers_refuse_update_delete_truncate_even_for_the_superuser(database_
 def test_application_role_can_append_but_not_rewrite(database_url):
     with db.connect(database_url, autocommit=True) as conn:
         conn.execute("SET ROLE radwatch_app")
-        record(conn, actor="radwatch", action="window.decision", entity_type="window",
-               entity_id="w1")  # fmt: skip
+        record(conn, actor="radwatch", action="drift.window", entity_type="drift_window",
+               entity_id="w1", outcome="ok")  # fmt: skip
         conn.execute("SELECT count(*) FROM inferences")
         for statement in ("UPDATE audit_events SET actor = 'x'", "DELETE FROM audit_events",
                           "TRUNCATE audit_events", "UPDATE audit_checkpoints SET key_id = 'x'",
@@ -470,7 +471,8 @@ def test_compliance_report_reads_what_exists_and_says_what_does_not(settings, tm
                         (2, 'cxr-nodule', '2025-01-10T10:00Z', 'resolved', 'old.lead', NULL),
                         (3, 'other-model', '2026-11-10T10:00Z', 'open', 'other.lead', NULL)""")
         record(conn, actor="qa.lead", action="alert.acknowledged", entity_type="alert",
-               entity_id="1", refs={"model": "cxr-nodule"}, detail={"note": "new scanner"})  # fmt: skip
+               entity_id="1", outcome="acknowledged", refs={"model": "cxr-nodule"},
+               detail={"note": "new scanner"})  # fmt: skip
         sections = build_sections(conn, "cxr-nodule", parse_time("2026-11-01"),
                                   parse_time("2026-11-30", end=True))  # fmt: skip
         [absent] = _discovered(conn, "Nothing", ["%no_such_table%"], "cxr-nodule",
@@ -493,7 +495,9 @@ def test_demo_step_seals_verifies_and_writes_audit_ndjson(settings, tmp_path):
     code = audit_cmd.demo_step(settings, settings.database_url, tmp_path / "demo-out")
     assert code == 0
     events = list(read_ndjson(tmp_path / "demo-out" / "audit.ndjson"))
-    assert any(e.type.code == "audit.checkpoint" and e.entity[0].name == "1" for e in events)
+    # DICOM "Audit Log Used" (110101), our action code as the subtype.
+    assert any(e.type.code == "110101" and e.subtype[0].code == "audit.checkpoint"
+               and e.entity[0].name == "1" for e in events)  # fmt: skip
     with superuser(settings.database_url) as conn:
         tamper_changed(conn)
     assert audit_cmd.demo_step(settings, settings.database_url, tmp_path / "again") == 1
@@ -507,8 +511,8 @@ def test_concurrent_writers_keep_the_sequence_gapless_and_the_chain_whole(databa
         with db.connect(database_url) as conn:
             for i in range(25):
                 conn.execute("SELECT 1")  # stands in for the decision's own write
-                record(conn, actor=f"w{k}", action="window.decision", entity_type="window",
-                       entity_id=f"{k}-{i}")  # fmt: skip
+                record(conn, actor=f"w{k}", action="drift.window", entity_type="drift_window",
+                       entity_id=f"{k}-{i}", outcome="ok")  # fmt: skip
                 if i % 5 == 4:
                     conn.rollback()  # the decision and its audit row go together
                 else:
@@ -521,7 +525,7 @@ def test_concurrent_writers_keep_the_sequence_gapless_and_the_chain_whole(databa
         t.join()
     trail = rows(database_url)
     assert [r.seq for r in trail] == list(range(1, len(trail) + 1))
-    assert sum(r.action == "window.decision" for r in trail) == 4 * 20
+    assert sum(r.action == "drift.window" for r in trail) == 4 * 20
     with db.connect(database_url) as conn:
         assert verify(conn, public_key=None, checkpoint_file=None).ok
 

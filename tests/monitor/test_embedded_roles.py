@@ -37,8 +37,8 @@ def test_services_get_the_app_login_and_it_cannot_rewrite_the_audit_trail(embedd
         role = conn.execute("SELECT rolsuper, rolcreaterole, rolbypassrls FROM pg_roles "
                             "WHERE rolname = current_user").fetchone()  # fmt: skip
         assert role == (False, False, False)
-        audit.record(conn, actor="radwatch", action="window.decision", entity_type="window",
-                     entity_id="w1")  # fmt: skip
+        audit.record(conn, actor="radwatch", action="drift.window", entity_type="drift_window",
+                     entity_id="w1", outcome="ok")  # fmt: skip
         for statement in ("UPDATE audit_events SET actor = 'x'", "DELETE FROM audit_events",
                           "TRUNCATE audit_events", "UPDATE audit_checkpoints SET key_id = 'x'",
                           "ALTER TABLE audit_events DISABLE TRIGGER USER"):  # fmt: skip
@@ -60,8 +60,8 @@ def test_the_app_login_does_its_work_on_a_test_database(embedded, database_url):
     url = app_url(embedded, database_url)
     with db.connect(url, autocommit=True) as conn:
         conn.execute("SELECT count(*) FROM inferences")
-        audit.record(conn, actor="radwatch", action="window.decision", entity_type="window",
-                     entity_id="w2")  # fmt: skip
+        audit.record(conn, actor="radwatch", action="drift.window", entity_type="drift_window",
+                     entity_id="w2", outcome="ok")  # fmt: skip
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("UPDATE audit_events SET actor = 'x'")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
