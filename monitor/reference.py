@@ -2,16 +2,16 @@
 
 Between stored inferences and the detection scheduler (`radwatch reference build`): the
 reference's event ids, per-stratum counts, content hash and embedder fingerprint are frozen;
-the detector suite is fitted once, pickled with a manifest and SHA-256, and loaded (never
-refitted) by detection. The artifact is our own pickle in our own database: only load
-artifacts this database wrote (the hash is checked before unpickling).
+the detector suite is fitted once, stored as data (a JSON manifest + numpy arrays, SHA-256
+over both: detectors/artifact.py) and loaded (never refitted) by detection. Loading runs no
+stored code. References pickled by older releases are refused until an operator converts
+them once with `radwatch reference migrate-pickles` (monitor/reference_migration.py).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import pickle
 from collections import Counter
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -20,11 +20,17 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from detectors import alibi_backend
+from detectors import alibi_backend, artifact
 from detectors.drift import DetectorSuite, SuiteConfig
 from detectors.results import DetectorError
 from monitor import audit
 from monitor.windows import CATEGORICAL_ATTRIBUTES, fetch_events, stratum_values, to_sample
+
+ARTIFACT_FORMAT = "manifest+npz"
+PICKLED = (
+    "reference {ref_id} is stored as a pickle by an older radwatch and pickles are never "
+    "loaded: convert it once with `radwatch reference migrate-pickles`"
+)
 
 
 class ReferenceError(Exception):
@@ -106,8 +112,7 @@ def build(
         )
     except DetectorError as exc:
         raise ReferenceError(f"fitting detectors on the reference failed: {exc}") from exc
-    blob = pickle.dumps(suite, protocol=pickle.HIGHEST_PROTOCOL)
-    sha = hashlib.sha256(blob).hexdigest()
+    manifest_json, arrays, sha = artifact.pack(suite)
     calibration = _calibration_doc(suite)
     from detectors.drift import split_reference
 
@@ -133,15 +138,7 @@ def build(
         ) as copy:
             for i, r in enumerate(rows):
                 copy.write_row((ref_id, r.event_id, role[i]))
-        manifest = {"format": "pickle", "suite": "detectors.drift.DetectorSuite",
-                    "backend": suite.backend_version, "fingerprint": suite.fingerprint,
-                    "strata": [list(k) for k in suite.strata], "online": suite.online is not None,
-                    "bytes": len(blob)}  # fmt: skip
-        conn.execute(
-            "INSERT INTO drift_reference_artifacts (reference_id, manifest, sha256, blob) "
-            "VALUES (%s, %s, %s, %s)",
-            (ref_id, Jsonb(manifest), sha, blob),
-        )
+        store_artifact(conn, ref_id, suite, manifest_json, arrays, sha)
         _store_fits(conn, ref_id, suite)
         conn.execute(
             """INSERT INTO drift_cursors (model_name, reference_id, window_seq, window_at,
@@ -211,22 +208,47 @@ def _store_fits(conn: psycopg.Connection, ref_id: int, suite: DetectorSuite) -> 
         )
 
 
+def artifact_summary(suite: DetectorSuite, manifest_json: bytes, arrays: bytes) -> dict:
+    """The queryable summary kept in the `manifest` jsonb column (the artifact is the bytes)."""
+    return {"format": ARTIFACT_FORMAT, "schema": artifact.SCHEMA,
+            "backend": suite.backend_version, "fingerprint": suite.fingerprint,
+            "strata": [list(k) for k in suite.strata], "online": suite.online is not None,
+            "bytes": len(manifest_json) + len(arrays)}  # fmt: skip
+
+
+def store_artifact(conn: psycopg.Connection, ref_id: int, suite: DetectorSuite,
+                   manifest_json: bytes, arrays: bytes, sha: str) -> None:  # fmt: skip
+    """Insert or replace the reference's artifact row (replacing clears a pickled blob)."""
+    conn.execute(
+        """INSERT INTO drift_reference_artifacts (reference_id, manifest, sha256, blob, format,
+               manifest_json, arrays) VALUES (%s, %s, %s, NULL, %s, %s, %s)
+           ON CONFLICT (reference_id) DO UPDATE SET manifest = EXCLUDED.manifest,
+               sha256 = EXCLUDED.sha256, blob = NULL, format = EXCLUDED.format,
+               manifest_json = EXCLUDED.manifest_json, arrays = EXCLUDED.arrays""",
+        (ref_id, Jsonb(artifact_summary(suite, manifest_json, arrays)), sha, ARTIFACT_FORMAT,
+         manifest_json, arrays),
+    )  # fmt: skip
+
+
 def active(conn: psycopg.Connection, model: str) -> tuple[ReferenceInfo, DetectorSuite] | None:
     """The model's active reference and its fitted suite, verified against the stored hash."""
     row = conn.execute(
         """SELECT r.id, r.n_events, r.content_hash, r.detector_fingerprint,
-                  r.embedder_fingerprint, r.strata_counts, r.calibration, a.sha256, a.blob
+                  r.embedder_fingerprint, r.strata_counts, r.calibration, a.sha256, a.format,
+                  a.manifest_json, a.arrays
            FROM drift_references r JOIN drift_reference_artifacts a ON a.reference_id = r.id
            WHERE r.model_name = %s AND r.active""",
         (model,),
     ).fetchone()
     if row is None:
         return None
-    ref_id, n, chash, dfp, efp, counts, cal, sha, blob = row
-    blob = bytes(blob)
-    if hashlib.sha256(blob).hexdigest() != sha:
-        raise ReferenceError(f"reference {ref_id}: artifact hash mismatch (refusing to load)")
-    suite = pickle.loads(blob)  # noqa: S301 — our own artifact, hash-checked above
+    ref_id, n, chash, dfp, efp, counts, cal, sha, fmt, manifest_json, arrays = row
+    if fmt != ARTIFACT_FORMAT:
+        raise ReferenceError(PICKLED.format(ref_id=ref_id))
+    try:
+        suite = artifact.unpack(bytes(manifest_json), bytes(arrays), sha)
+    except artifact.ArtifactError as exc:
+        raise ReferenceError(f"reference {ref_id}: {exc}") from exc
     return ReferenceInfo(int(ref_id), model, int(n), chash, dfp, efp, counts, cal), suite
 
 

@@ -2,6 +2,8 @@
 
 The command edge of monitor/reference.py: selects the validated events, fits and calibrates
 the drift detectors on them, and stores everything (with an audit record).
+`radwatch reference migrate-pickles [--model M]` converts references pickled by older
+releases into data artifacts, once, run by an operator (monitor/reference_migration.py).
 """
 
 from __future__ import annotations
@@ -56,6 +58,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     build.add_argument("--calibration-windows", type=positive_int, default=20)
     build.add_argument("--json", action="store_true")
     build.set_defaults(handler=_build)  # fmt: skip
+    migrate = actions.add_parser(
+        "migrate-pickles", help="convert pickled references (older releases) into data, once",
+        description="Example: radwatch reference migrate-pickles --model cxr-nodule",
+    )  # fmt: skip
+    migrate.add_argument("--model", help="only this model's references (default: all)")
+    migrate.add_argument("--json", action="store_true")
+    migrate.set_defaults(handler=_migrate_pickles)
 
 
 def parse_time(text: str) -> datetime:
@@ -113,4 +122,28 @@ def _build(args: argparse.Namespace, settings: Settings) -> int:
         for name, rate in sorted(info.calibration.get("false_alarm", {}).items()):
             print(f"  {name}: empirical false-alarm rate {rate:.3f} on "
                   f"{info.calibration.get('windows')} held-out sub-windows")  # fmt: skip
+    return 0
+
+
+def _migrate_pickles(args: argparse.Namespace, settings: Settings) -> int:
+    from monitor import db
+    from monitor.errors import UsageError
+    from monitor.runtime import resolve_endpoints
+
+    url = resolve_endpoints(settings, broker=False, retry=False).database_url
+    from monitor import reference, reference_migration
+
+    with db.connect(url) as conn:
+        try:
+            done = reference_migration.migrate_pickles(conn, model=args.model,
+                                                       actor=settings.actor)  # fmt: skip
+        except reference.ReferenceError as exc:
+            raise UsageError(str(exc)) from exc
+    if args.json:
+        print(json.dumps([c.__dict__ for c in done], indent=2))
+    elif not done:
+        print("no pickled reference to convert")
+    for c in [] if args.json else done:
+        print(f"reference {c.reference_id} ({c.model}): pickle {c.old_sha256[:16]}… → "
+              f"artifact {c.new_sha256[:16]}…")  # fmt: skip
     return 0
