@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import pacs_servers
 import psycopg
 import pytest
 
@@ -25,6 +26,56 @@ from monitor.config import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_KEY = "test-pseudonym-key-0123456789abcdef"
+
+# Test tiers (markers registered in pyproject.toml). `slow`: over about 10 s on 2 cores,
+# left out of `make test-fast` (`pytest -m "not slow"`); `make test` and .ci/run run all.
+# Keyed here, in one list, from `--durations` of full runs: whole modules, or module::test
+# (the name without its parameters).
+SLOW = {
+    "tests/monitor/test_drift_power.py",  # ~8.5 min: detection power over many scenarios
+    "tests/monitor/test_scrape_queries.py",  # Prometheus scraping a live pipeline
+    "tests/monitor/test_fault_tolerance.py",  # workers killed, PostgreSQL restarted
+    "tests/monitor/test_collector_faults.py",
+    "tests/monitor/test_hostile_corpus.py",
+    "tests/deploy/test_alertmanager.py",
+    "tests/monitor/test_image_stage.py::test_simulate_feeds_a_running_collect",
+    "tests/monitor/test_image_stage.py::test_bad_images_are_dead_lettered_with_reason_codes",
+    "tests/monitor/test_image_stage.py::test_no_phi_reaches_postgres_logs_or_metrics",
+    "tests/monitor/test_image_stage.py::test_a_pacs_outage_parks_studies_and_embed_parked_fetches_them",
+    "tests/monitor/test_report.py::test_report_renders_in_chromium",
+    "tests/monitor/test_run_cmd.py::test_run_seals_checkpoints_when_due_and_at_shutdown",
+    "tests/monitor/test_detection.py::test_alert_opens_after_onset_names_stratum_signal_and_lifecycle",
+}
+# `integration`: the test uses the embedded broker/PostgreSQL (the `embedded` fixture), or its
+# module starts other servers or subprocesses (Orthanc, Prometheus, Alertmanager, promtool,
+# Chromium, a `radwatch` process).
+INTEGRATION_MODULES = {
+    "tests/collectors/test_image_resolver.py",
+    "tests/dashboards/test_dashboards.py",
+    "tests/deploy/test_alertmanager.py",
+    "tests/deploy/test_deploy_files.py",
+    "tests/deploy/test_deploy_security.py",
+    "tests/deploy/test_prometheus_rules.py",
+    "tests/detectors/test_embedding.py",
+    "tests/monitor/test_cli.py",
+    "tests/monitor/test_config.py",
+    "tests/monitor/test_config_sections.py",
+    "tests/monitor/test_http_edge.py",
+    "tests/monitor/test_image_stage.py",
+    "tests/monitor/test_report.py",
+    "tests/monitor/test_scrape_queries.py",
+    "tests/test_layering.py",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        module = item.path.relative_to(REPO).as_posix()
+        name = getattr(item, "originalname", item.name)
+        if module in SLOW or f"{module}::{name}" in SLOW:
+            item.add_marker(pytest.mark.slow)
+        if module in INTEGRATION_MODULES or "embedded" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")
@@ -78,6 +129,13 @@ def app_url(state: services.ServiceState, url: str) -> str:
 @pytest.fixture
 def database_url(embedded: services.ServiceState) -> str:
     return fresh_database(embedded)
+
+
+@pytest.fixture(scope="module")
+def pacs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pacs_servers.Orthanc]:
+    """A real Orthanc PACS with DICOMweb, one per test module that asks for it."""
+    with pacs_servers.orthanc(tmp_path_factory.mktemp("orthanc")) as server:
+        yield server
 
 
 @pytest.fixture

@@ -3,7 +3,9 @@ authentication, and restartable on the same port and storage), a PACS that stall
 trickles, one that redirects, and a listener that records every connection made to it.
 
 Used by tests/collectors/test_image_resolver.py and tests/monitor/test_image_stage.py
-(importable as `pacs_servers`: tests/ is on sys.path through the root conftest).
+(importable as `pacs_servers`: tests/ is on sys.path through the root conftest). Ports come
+from tests/support.py; the module-scoped `pacs` fixture (one Orthanc per test module) is in
+tests/conftest.py.
 """
 
 from __future__ import annotations
@@ -23,15 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pydicom
+from support import free_port
 
 ORTHANC = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
 DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass(frozen=True)

@@ -21,13 +21,13 @@ import numpy as np
 import pytest
 from pacs_servers import (
     Orthanc,
-    free_port,
     orthanc,
     recording_listener,
     scripted_server,
     stalling_server,
 )
 from pydicom.data import get_testdata_file
+from support import free_port
 
 from collectors.dicom_reader import read_dicom_bytes
 from collectors.errors import ResolveError
@@ -59,12 +59,6 @@ def bundled(name: str) -> bytes:
 
 def fence(roots=(), urls=(), **options) -> ImageFetcher:
     return ImageFetcher(FetchPolicy.create(roots, urls, **options))
-
-
-@pytest.fixture(scope="module")
-def pacs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
-    with orthanc(tmp_path_factory.mktemp("orthanc")) as server:
-        yield server
 
 
 def _generated() -> bytes:

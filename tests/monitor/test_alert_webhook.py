@@ -246,17 +246,12 @@ def test_real_alertmanager_notification_is_audited(server, database_url, tmp_pat
     """The Debian package's Alertmanager, running radwatch's routing with the receiver URL
     pointed at this server, notifies an alert posted to its API; the audit row appears."""
     import shutil
-    import socket
     import subprocess
     import time
 
     import yaml
     from conftest import REPO
-
-    def free_port() -> int:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return int(s.getsockname()[1])
+    from support import free_port
 
     binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
     assert binary, "prometheus-alertmanager (Debian package) is required"

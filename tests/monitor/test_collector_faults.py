@@ -15,6 +15,7 @@ from pathlib import Path
 
 import psycopg
 from conftest import REPO, produce, radwatch_cmd, run_radwatch, settings_env
+from support import wait_for
 
 from monitor import services
 
@@ -44,15 +45,6 @@ def start_worker(settings, log: Path, *extra: str) -> subprocess.Popen:
         radwatch_cmd("collect", *extra), env=settings_env(settings), cwd=REPO,
         stdout=subprocess.DEVNULL, stderr=open(log, "ab"),  # noqa: SIM115
     )  # fmt: skip
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def test_sigkill_mid_stream_then_restart_stores_each_event_once(settings, tmp_path):

@@ -23,6 +23,7 @@ from pathlib import Path
 import psutil
 import psycopg
 from conftest import REPO, produce, radwatch_cmd, settings_env
+from support import wait_for as poll
 
 from monitor import services
 from monitor.config import Settings
@@ -122,17 +123,15 @@ def stored_or_zero(url: str) -> int:
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str,
              workers: tuple[Worker, ...] = ()) -> float:  # fmt: skip
     """Poll until true; returns the seconds it took. A worker dying meanwhile fails at once."""
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if predicate():
-            return time.monotonic() - start
+
+    def alive() -> None:
         for w in workers:
             if w.proc.poll() is not None:
                 raise AssertionError(f"worker exited {w.proc.returncode} while waiting for "
                                      f"{what}:\n{w.text()[-3000:]}")  # fmt: skip
-        time.sleep(0.2)
-    logs = "\n".join(w.text()[-1500:] for w in workers)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{logs}")
+
+    return poll(predicate, timeout, what, check=alive,
+                details=lambda: "\n".join(w.text()[-1500:] for w in workers))  # fmt: skip
 
 
 def test_two_workers_sigkill_one_midway_and_restart_store_every_event_once(settings, tmp_path):

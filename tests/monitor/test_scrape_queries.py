@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import time
 import urllib.parse
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, produce, radwatch_cmd, run_radwatch, settings_env
+from support import free_port
 
 from collectors import simulator
 from collectors.kafka_io import make_producer
@@ -34,12 +34,6 @@ N_REFERENCE = 400
 N_LIVE = 300
 SEED = 11
 DEADLINE_S = 150
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_http(url: str, timeout: float) -> None:
