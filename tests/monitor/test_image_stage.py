@@ -15,9 +15,7 @@ import logging
 import signal
 import subprocess
 import threading
-import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -29,7 +27,6 @@ from dicom_objects import secondary_capture
 from pacs_servers import (
     Orthanc,
     OrthancProcess,
-    orthanc,
     recording_listener,
     stalling_server,
 )
@@ -37,6 +34,7 @@ from prometheus_client import REGISTRY, generate_latest
 from pydicom.data import get_testdata_file
 from pydicom.encaps import encapsulate
 from pydicom.uid import ExplicitVRLittleEndian
+from support import wait_for
 
 from collectors.hospital.study import dicom_bytes, plan_study, stored_pixels
 from collectors.image_resolver import FetchPolicy, ImageFetcher
@@ -44,12 +42,6 @@ from monitor.commands.collect_cmd import build_collector
 from monitor.config import Settings
 from monitor.image_stage import ImageStage, ImageStageConfig
 from monitor.ingest_store import Batch
-
-
-@pytest.fixture(scope="module")
-def pacs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
-    with orthanc(tmp_path_factory.mktemp("orthanc")) as server:
-        yield server
 
 
 def inference(event_id: str, uri: str, *, study_uid: str | None = None, **extra) -> bytes:
@@ -70,14 +62,6 @@ def inference(event_id: str, uri: str, *, study_uid: str | None = None, **extra)
 def generated_dicom(index: int = 0) -> bytes:
     plan = plan_study(3, index)
     return dicom_bytes(plan, stored_pixels(plan))
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.5)
 
 
 def counts(url: str) -> tuple[int, int, int]:
