@@ -74,18 +74,14 @@ class KeyPaths:
 
 
 def key_paths(settings: Settings) -> KeyPaths:
-    """Configurable as TOML keys audit_key_file / audit_public_key_file / audit_checkpoint_file
+    """Settings.audit: TOML keys audit_key_file / audit_public_key_file / audit_checkpoint_file
     or RADWATCH_AUDIT_KEY_FILE / _PUBLIC_KEY_FILE / _CHECKPOINT_FILE; defaults in the data dir."""
-
-    def pick(name: str, default: str) -> Path:
-        value = os.environ.get("RADWATCH_" + name.upper()) or settings.extra.get(name)
-        return Path(value) if value else settings.data_dir / default
-
-    private = pick("audit_key_file", KEY_FILE)
+    audit = settings.audit
+    private = audit.key_file or settings.data_dir / KEY_FILE
     return KeyPaths(
         private=private,
-        public=pick("audit_public_key_file", str(private.with_suffix(".pub"))),
-        checkpoints=pick("audit_checkpoint_file", CHECKPOINT_FILE),
+        public=audit.public_key_file or private.with_suffix(".pub"),
+        checkpoints=audit.checkpoint_file or settings.data_dir / CHECKPOINT_FILE,
     )
 
 

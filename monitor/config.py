@@ -2,11 +2,17 @@
 
 Sits at the top of the data flow: the CLI builds one `Settings` from RADWATCH_* variables
 and an optional TOML file, and hands the pieces each layer needs down to it.
+
+`Settings` is a pydantic-settings model: every field is typed and validated, and the
+sections (`images`, `audit`, `embedders`) replace the untyped bag of extra keys. Built in
+code (`Settings(device="cpu")`) it holds exactly its arguments; only `load_settings` reads
+the environment and the TOML file, so a test never picks up the RADWATCH_* of its shell.
 """
 
 from __future__ import annotations
 
 import collections
+import contextvars
 import dataclasses
 import ipaddress
 import logging
@@ -17,11 +23,20 @@ import secrets
 import stat
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal
 
 import psycopg.conninfo
+from pydantic import ConfigDict, Field, ValidationError
+from pydantic.dataclasses import dataclass as typed_dataclass
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +45,72 @@ class ConfigError(ValueError):
     """A setting is missing or malformed; the CLI prints it on one line and exits 2."""
 
 
-@dataclass(frozen=True)
-class Settings:
+Positive = Annotated[int, Field(gt=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+# Sections refuse keys they do not know: a typo in the TOML file is an error, not a default.
+_SECTION = ConfigDict(extra="forbid")
+
+
+@typed_dataclass(frozen=True, config=_SECTION)
+class ImageSettings:
+    """The image stage's limits (monitor.image_stage): TOML `image_size = 224` (today's flat
+    keys) or a `[radwatch.images]` table, or RADWATCH_IMAGE_SIZE. None: the decoder's default
+    (collectors.dicom_reader / image_resolver), kept there so this module stays light."""
+
+    size: Positive | None = None
+    max_pixels: Positive | None = None
+    timeout_s: PositiveFloat | None = None  # total per fetch, retries included
+    max_bytes: Positive | None = None  # per image
+    inflight_bytes: Positive | None = None  # all of a batch's fetches together
+    max_total_pixels: Positive | None = None
+    max_inflated_bytes: Positive | None = None
+    decode_timeout_s: PositiveFloat | None = None
+    workers: Positive | None = None
+
+
+@typed_dataclass(frozen=True, config=_SECTION)
+class AuditSettings:
+    """Where the audit signing key and the signed checkpoints live (monitor.audit_checkpoint):
+    TOML `audit_key_file = ...` or RADWATCH_AUDIT_KEY_FILE; None: in the data dir."""
+
+    key_file: Path | None = None
+    public_key_file: Path | None = None  # None: the key file with a .pub suffix
+    checkpoint_file: Path | None = None
+
+
+@typed_dataclass(frozen=True, config=_SECTION)
+class EmbedderSettings:
+    """One checkpoint embedder (monitor.embedding_stage.build_embedder):
+
+    [radwatch.embedders.site-resnet]
+    path = "/models/resnet50.pt"   # a local file only; TorchScript when arch is absent
+    output_dim = 2048
+    """
+
+    path: Path
+    output_dim: Positive
+    arch: str | None = None  # default-cnn, resnet18, resnet34, resnet50
+    input_size: tuple[Positive, Positive] = (224, 224)
+    intensity: Literal["unit", "standard", "imagenet"] = "imagenet"
+    channels: Positive = 3
+    modality: str = "any"
+
+
+# The sources `load_settings` adds for one call (the environment, the file); empty when code
+# builds Settings(...) itself. A context variable, so concurrent loads do not mix.
+_LOAD_SOURCES: contextvars.ContextVar[tuple[PydanticBaseSettingsSource, ...]] = (
+    contextvars.ContextVar("radwatch_settings_sources", default=())
+)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RADWATCH_", frozen=True, extra="forbid", env_ignore_empty=True
+    )
+    # Filled in below the class: `dataclasses.replace(settings, ...)` and
+    # `dataclasses.fields(Settings)` keep working for the callers that use them.
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
+
     kafka_bootstrap: str | None = None  # None: the embedded broker
     database_url: str | None = None  # None: the embedded PostgreSQL
     data_dir: Path = Path(".radwatch")
@@ -42,8 +121,8 @@ class Settings:
     pseudonym_key: str | None = None  # None: generated once into the data dir
     metrics_addr: str = "127.0.0.1:9108"
     device: str | None = None  # None: cuda if available
-    max_event_bytes: int = 1_048_576
-    batch_size: int = 500
+    max_event_bytes: Positive = 1_048_576
+    batch_size: Positive = 500
     poll_timeout_ms: int = 500
     topic_partitions: int = 4
     # Short group timeouts: a join takes seconds, not tens of seconds (DESIGN.md §7).
@@ -89,7 +168,27 @@ class Settings:
     # non-loopback host are refused unless allowed here (and then logged as a warning).
     allow_plaintext_kafka: bool = False
     allow_insecure_postgres: bool = False
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    # --- sections -----------------------------------------------------------------------------
+    images: ImageSettings = ImageSettings()
+    audit: AuditSettings = AuditSettings()
+    # Checkpoint embedders by name ([radwatch.embedders.NAME]); `default` is built in.
+    embedders: Mapping[str, EmbedderSettings] = Field(default_factory=dict)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Keyword arguments first, then whatever load_settings put in place for this call.
+        return (init_settings, *_LOAD_SOURCES.get())
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with `changes` applied and validated (what dataclasses.replace does too)."""
+        return type(self)(**{**{name: getattr(self, name) for name in FIELDS}, **changes})
 
     def key_bytes(self) -> bytes:
         """The HMAC key for pseudonyms: configured, or generated once and kept in the data dir."""
@@ -146,31 +245,141 @@ def _split(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
+FIELDS = tuple(Settings.model_fields)
+# A stdlib dataclass with the same field names lends Settings its field table, so the
+# `dataclasses` functions (replace, fields, asdict, is_dataclass) treat it as one: callers
+# and tests written against the former dataclass keep working unchanged.
+_MIRROR: Any = dataclasses.make_dataclass(
+    "Settings", [(name, Any, dataclasses.field(default=None)) for name in FIELDS]
+)
+Settings.__dataclass_fields__ = _MIRROR.__dataclass_fields__
+
 KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
-_INT_FIELDS = {f.name for f in dataclasses.fields(Settings) if f.type in ("int",)}
-_BOOL_FIELDS = {f.name for f in dataclasses.fields(Settings) if f.type in ("bool",)}
-_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
-_KNOWN = {f.name for f in dataclasses.fields(Settings)} - {"extra"}
+# Sections whose keys also have a flat spelling, `<prefix><key>`: the TOML keys and the
+# RADWATCH_* variables they had before the sections existed (image_size, audit_key_file).
+_FLAT_SECTIONS = {"images": "image_", "audit": "audit_"}
+_SECTION_TYPES: dict[str, Any] = {"images": ImageSettings, "audit": AuditSettings}
+_FLAT = {
+    prefix + f.name: (section, f.name)
+    for section, prefix in _FLAT_SECTIONS.items()
+    for f in dataclasses.fields(_SECTION_TYPES[section])
+}
+# Scalar settings that RADWATCH_X_FILE may carry (a secret mounted as a file).
+_FILE_FIELDS = tuple(name for name in FIELDS if name not in ("images", "audit", "embedders"))
+# Settings whose value never appears in an error message.
+_SECRET_FIELDS = frozenset({"pseudonym_key", "kafka_sasl_password", "dicomweb_token",
+                            "dicomweb_password", "webhook_token"})  # fmt: skip
 
 
-def _coerce(name: str, value: Any) -> Any:
-    if name in _INT_FIELDS:
+class _EnvSource(EnvSettingsSource):
+    """RADWATCH_* variables from the mapping load_settings was given, not only os.environ."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        # What pydantic-settings does with os.environ: names folded to lower case (it matches
+        # case-insensitively), empty values dropped (env_ignore_empty: unset, as before).
+        return {name.lower(): value for name, value in self._environ.items() if value != ""}
+
+
+def _nest(flat: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Flat section keys (image_size) into their section ({"images": {"size": ...}})."""
+    values: dict[str, Any] = {}
+    for key, value in flat.items():
+        if key in _FLAT:
+            section, name = _FLAT[key]
+            values.setdefault(section, {})[name] = value
+        elif key not in _FLAT_SECTIONS:
+            values[key] = value
+    for section, prefix in _FLAT_SECTIONS.items():
+        if section not in flat:
+            continue
+        table, keys = flat[section], values.get(section, {})
+        if not isinstance(table, Mapping) or not keys:
+            values[section] = table  # not a table: pydantic names the setting and the type
+            continue
+        both = sorted(set(table) & set(keys))
+        if both:
+            raise ConfigError(f"{where}: {prefix}{both[0]} is set twice "
+                              f"(as a key and in [radwatch.{section}])")  # fmt: skip
+        values[section] = {**table, **keys}
+    return values
+
+
+def _read_toml(path: str | Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            doc = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    section = doc.get("radwatch", doc)
+    if not isinstance(section, dict):
+        raise ConfigError(f"config file {path}: [radwatch] must be a table")
+    known = set(FIELDS) | set(_FLAT)
+    unknown = sorted(key for key in section if key not in known)
+    if unknown:
+        raise ConfigError(f"config file {path}: unknown setting {unknown[0]!r}")
+    return _nest(section, f"config file {path}")
+
+
+def _from_environment(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(RADWATCH_X_FILE secrets, flat section variables such as RADWATCH_IMAGE_SIZE)."""
+    secrets_read: dict[str, Any] = {}
+    for name in _FILE_FIELDS:
+        var = "RADWATCH_" + name.upper() + "_FILE"
+        if var not in env:
+            continue
+        if name in _KEY_FILE_FIELDS:
+            check_private_file(Path(env[var]), var)
         try:
-            return int(value)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{name} must be an integer, got {value!r}") from exc
-    if name in _BOOL_FIELDS:
-        if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        if text in _TRUE or text in _FALSE:
-            return text in _TRUE
-        raise ConfigError(f"{name} must be true or false, got {value!r}")
-    if name == "data_dir":
-        return Path(value)
-    return value
+            secrets_read[name] = Path(env[var]).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read {var}: {exc.strerror}") from exc
+    flat = {key: env[var] for key in _FLAT if env.get(var := "RADWATCH_" + key.upper())}
+    return secrets_read, _nest(flat, "the environment")
+
+
+def _display_name(loc: tuple[int | str, ...]) -> str:
+    """The name a user wrote: image_size for images.size, the dotted path otherwise."""
+    parts = [str(p) for p in loc]
+    if len(parts) == 2 and parts[0] in _FLAT_SECTIONS:
+        return _FLAT_SECTIONS[parts[0]] + parts[1]
+    return ".".join(parts)
+
+
+_EXPECTED = {
+    "int_parsing": "an integer", "int_type": "an integer", "int_from_float": "an integer",
+    "float_parsing": "a number", "float_type": "a number",
+    "bool_parsing": "true or false", "bool_type": "true or false",
+    "string_type": "a string", "greater_than": "positive", "path_type": "a path",
+    "dict_type": "a table", "mapping_type": "a table", "dataclass_type": "a table",
+    "tuple_type": "a list", "literal_error": "one of the listed values",
+}  # fmt: skip
+
+
+def _one_line(exc: ValidationError) -> ConfigError:
+    """pydantic's multi-line report as one line naming the (first) setting at fault."""
+    errors = exc.errors()
+    first = errors[0]
+    name = _display_name(first["loc"])
+    if first["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
+        # Only a table can hold an unknown key (flat ones are refused by _read_toml).
+        text = f"unknown setting {'.'.join(map(str, first['loc']))!r}"
+    elif first["type"] == "missing":
+        text = f"{name} is required"
+    else:
+        what = _EXPECTED.get(first["type"])
+        text = f"{name} must be {what}" if what else f"{name}: {first['msg']}"
+        if not (set(map(str, first["loc"])) & _SECRET_FIELDS):
+            text += f", got {first['input']!r}"
+    more = len(errors) - 1
+    return ConfigError(text + (f" (and {more} more)" if more else ""))
 
 
 def load_settings(
@@ -178,40 +387,26 @@ def load_settings(
 ) -> Settings:
     """Defaults, then the TOML file, then RADWATCH_* variables (and RADWATCH_X_FILE secrets)."""
     env = os.environ if environ is None else environ
-    values: dict[str, Any] = {}
-    extra: dict[str, Any] = {}
     path = config_file or env.get("RADWATCH_CONFIG")
-    if path:
-        try:
-            with open(path, "rb") as fh:
-                doc = tomllib.load(fh)
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
-        section = doc.get("radwatch", doc)
-        for key, value in section.items():
-            (values if key in _KNOWN else extra)[key] = value
-    for name in _KNOWN:
-        var = "RADWATCH_" + name.upper()
-        if var + "_FILE" in env:
-            if name in _KEY_FILE_FIELDS:
-                check_private_file(Path(env[var + "_FILE"]), var + "_FILE")
-            try:
-                values[name] = Path(env[var + "_FILE"]).read_text().strip()
-            except OSError as exc:
-                raise ConfigError(f"cannot read {var}_FILE: {exc.strerror}") from exc
-        elif var in env and env[var] != "":
-            values[name] = env[var]
-    coerced = {k: _coerce(k, v) for k, v in values.items()}
-    settings = Settings(**coerced, extra=extra)
-    if settings.max_event_bytes <= 0 or settings.batch_size <= 0:
-        raise ConfigError("max_event_bytes and batch_size must be positive")
+    from_file = _read_toml(path) if path else {}
+    from_secret_files, from_flat_env = _from_environment(env)
+    # Highest priority first: the pydantic-settings order.
+    sources = (InitSettingsSource(Settings, from_secret_files), _EnvSource(Settings, env),
+               InitSettingsSource(Settings, from_flat_env), InitSettingsSource(Settings, from_file))  # fmt: skip
+    token = _LOAD_SOURCES.set(sources)
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        raise _one_line(exc) from None
+    except SettingsError as exc:  # e.g. RADWATCH_EMBEDDERS that is not JSON
+        raise ConfigError(str(exc).splitlines()[0]) from None
+    finally:
+        _LOAD_SOURCES.reset(token)
     _check_kafka_security(settings)
     if settings.pseudonym_key is not None:
         check_pseudonym_key(settings.pseudonym_key, "pseudonym_key")
     check_transport(settings, env)
-    _check_audit_key_file(settings, env)
+    _check_audit_key_file(settings)
     return settings
 
 
@@ -295,10 +490,9 @@ def check_pseudonym_key(key: str, where: str) -> None:
         )
 
 
-def _check_audit_key_file(settings: Settings, env: Mapping[str, str]) -> None:
+def _check_audit_key_file(settings: Settings) -> None:
     """The audit signing key, when it already exists: private, like every key file."""
-    configured = env.get("RADWATCH_AUDIT_KEY_FILE") or settings.extra.get("audit_key_file")
-    path = Path(configured) if configured else settings.data_dir / "audit-signing.key"
+    path = settings.audit.key_file or settings.data_dir / "audit-signing.key"
     if path.exists():
         check_private_file(path, "the audit signing key")
 

@@ -17,7 +17,6 @@ import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -98,27 +97,15 @@ def build_embedder(settings: Settings, name: str = DEFAULT_EMBEDDER) -> TorchEmb
     if name == DEFAULT_EMBEDDER:
         embedder = default_encoder(device)
     else:
-        configured = settings.extra.get("embedders", {})
-        entry = configured.get(name) if isinstance(configured, Mapping) else None
-        if not isinstance(entry, Mapping):
-            known = sorted(
-                [DEFAULT_EMBEDDER, *(configured if isinstance(configured, Mapping) else ())]
-            )
+        entry = settings.embedders.get(name)
+        if entry is None:
+            known = sorted([DEFAULT_EMBEDDER, *settings.embedders])
             raise ConfigError(f"unknown embedder {name!r}: configured are {', '.join(known)}")
         try:
-            spec = EmbedderSpec(
-                name=name,
-                modality=str(entry.get("modality", "any")),
-                input_size=tuple(int(v) for v in entry.get("input_size", (224, 224))),  # type: ignore[arg-type]
-                intensity=entry.get("intensity", "imagenet"),
-                channels=int(entry.get("channels", 3)),
-                output_dim=int(entry["output_dim"]),
-            )
-            embedder = load_checkpoint(
-                Path(str(entry["path"])), spec, arch=entry.get("arch"), device=device
-            )
-        except KeyError as exc:
-            raise ConfigError(f"embedder {name!r} needs {exc.args[0]!r} in the config") from exc
+            spec = EmbedderSpec(name=name, modality=entry.modality, input_size=entry.input_size,
+                                intensity=entry.intensity, channels=entry.channels,
+                                output_dim=entry.output_dim)  # fmt: skip
+            embedder = load_checkpoint(entry.path, spec, arch=entry.arch, device=device)
         except (EmbeddingError, TypeError, ValueError) as exc:
             raise ConfigError(f"embedder {name!r}: {exc}") from exc
     try:

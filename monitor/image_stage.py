@@ -16,10 +16,8 @@ queues it in `image_fetch_queue`, and `radwatch embed --parked` fetches it later
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass, fields, replace
 
 from collectors.decode_pool import DecodePool
 from collectors.dicom_reader import (
@@ -42,7 +40,7 @@ from collectors.image_resolver import (
     ImageFetcher,
 )
 from collectors.pseudonym import Pseudonymiser
-from monitor.config import ConfigError, Settings
+from monitor.config import ConfigError, ImageSettings, Settings
 from monitor.ingest_store import Batch, DeadLetter, Record
 
 log = logging.getLogger(__name__)
@@ -50,7 +48,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ImageStageConfig:
-    """Read from the config file's [radwatch] table (Settings.extra), e.g. image_size = 224."""
+    """Settings.images filled in with the decoder's defaults (TOML image_size = 224, ...)."""
 
     size: int = DEFAULT_SIZE
     max_pixels: int = DEFAULT_MAX_PIXELS
@@ -70,37 +68,15 @@ class ImageStageConfig:
                             self.decode_timeout_s)  # fmt: skip
 
     @classmethod
-    def from_extra(cls, extra: Mapping[str, Any]) -> ImageStageConfig:
-        def number(key: str, default: float, kind: type) -> Any:
-            value = extra.get(key, default)
-            try:
-                parsed = kind(value)
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"{key} must be a number, got {value!r}") from exc
-            if parsed <= 0:
-                raise ValueError(f"{key} must be positive, got {value!r}")
-            return parsed
-
-        return cls(
-            size=number("image_size", DEFAULT_SIZE, int),
-            max_pixels=number("image_max_pixels", DEFAULT_MAX_PIXELS, int),
-            timeout_s=number("image_timeout_s", DEFAULT_TIMEOUT_S, float),
-            max_bytes=number("image_max_bytes", DEFAULT_MAX_BYTES, int),
-            inflight_bytes=number("image_inflight_bytes", DEFAULT_INFLIGHT_BYTES, int),
-            max_total_pixels=number("image_max_total_pixels", DEFAULT_MAX_TOTAL_PIXELS, int),
-            max_inflated_bytes=number(
-                "image_max_inflated_bytes", DEFAULT_MAX_INFLATED_BYTES, int
-            ),  # fmt: skip
-            decode_timeout_s=number("image_decode_timeout_s", DEFAULT_TIME_BUDGET_S, float),
-            workers=number("image_workers", 4, int),
-        )
+    def from_settings(cls, images: ImageSettings) -> ImageStageConfig:
+        """The typed [radwatch] image settings (validated positive when loaded); an unset
+        one keeps the decoder's default."""
+        return cls(**{f.name: value for f in fields(images)
+                      if (value := getattr(images, f.name)) is not None})  # fmt: skip
 
 
 def image_config(settings: Settings) -> ImageStageConfig:
-    try:
-        return ImageStageConfig.from_extra(settings.extra)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from exc
+    return ImageStageConfig.from_settings(settings.images)
 
 
 def image_fetcher(settings: Settings, config: ImageStageConfig | None = None) -> ImageFetcher:

@@ -80,15 +80,12 @@ def database_url(settings: Settings) -> str:
 
 
 def _with_overrides(settings: Settings, args: argparse.Namespace) -> Settings:
-    import dataclasses
+    from monitor.config import AuditSettings
 
-    extra = dict(settings.extra)
-    for option, name in (("key", "audit_key_file"), ("public_key", "audit_public_key_file"),
-                         ("checkpoint_file", "audit_checkpoint_file")):  # fmt: skip
-        value = getattr(args, option, None)
-        if value is not None:
-            extra[name] = str(value)
-    return dataclasses.replace(settings, extra=extra)
+    audit = {option: getattr(args, flag, None) or getattr(settings.audit, option)
+             for flag, option in (("key", "key_file"), ("public_key", "public_key_file"),
+                                  ("checkpoint_file", "checkpoint_file"))}  # fmt: skip
+    return settings.replace(audit=AuditSettings(**audit))
 
 
 def run_verify(url: str, settings: Settings) -> VerifyResult:

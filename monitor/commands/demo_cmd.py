@@ -66,10 +66,10 @@ def _isolated_run(settings: Settings, resolve_endpoints):
         changes["database_url"] = on(base.database_url)
         # A new database has a new audit trail: its signed checkpoints go to a file of its own,
         # or verification would compare this run's trail with an earlier run's checkpoints.
-        if "audit_checkpoint_file" not in settings.extra:
+        if settings.audit.checkpoint_file is None:
             checkpoints = settings.data_dir / f"demo-{run_id}-audit-checkpoints.jsonl"
-            changes["extra"] = {**settings.extra, "audit_checkpoint_file": str(checkpoints)}
-    isolated = dataclasses.replace(settings, **changes)  # type: ignore[arg-type]
+            changes["audit"] = dataclasses.replace(settings.audit, checkpoint_file=checkpoints)
+    isolated = settings.replace(**changes)
     return isolated, resolve_endpoints(isolated, retry=False)
 
 

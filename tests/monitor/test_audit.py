@@ -11,7 +11,7 @@ import csv
 import io
 import json
 import uuid
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import psycopg
@@ -180,7 +180,12 @@ def test_passwords_in_every_form_reach_no_audit_row(database_url, tmp_path):
     settings = Settings(
         database_url=f"postgresql://svc:{planted[0]}@db.example.org:5432/rw?sslmode=require",
         data_dir=tmp_path,
-        extra={
+    )
+    # Settings are typed (no free-form keys), so the forms a configuration mapping can carry
+    # ride next to them, as a mapping: config_snapshot accepts both.
+    config = {
+        **asdict(settings),
+        "extra": {
             "replica_url": f"postgresql://db2/rw?user=svc&password={planted[1]}&sslmode=require",
             "dsn": f"host=db3 port=5432 password={planted[2]} user=svc sslmode=require",
             "mirrors": ["postgresql://plain@db4/rw", [f"postgresql://u:{planted[3]}@db5/rw"]],
@@ -189,10 +194,10 @@ def test_passwords_in_every_form_reach_no_audit_row(database_url, tmp_path):
             "multi_host": f"postgresql://u:{planted[7]}@h1:5432,h2:5433/rw",
             "unencoded": f"postgresql://u:{planted[8]}/@x@h1/rw",
         },
-    )
+    }
     with db.connect(database_url, autocommit=True) as conn:
-        audit.record_start(conn, component="run", config=settings)
-        audit.record_start(conn, component="run", config=replace(settings, batch_size=7))
+        audit.record_start(conn, component="run", config=config)
+        audit.record_start(conn, component="run", config={**config, "batch_size": 7})
         record(conn, actor="radwatch", action="radwatch.stop", entity_type="component",
                entity_id="run", reason=f"lost postgresql://u:{planted[0]}@db/x",
                detail={"error": f"host=x password={planted[1]}"})  # fmt: skip

@@ -25,7 +25,7 @@ def test_defaults_match_the_design_contract():
 
 def test_toml_then_environment_then_file_secrets(tmp_path):
     config = tmp_path / "radwatch.toml"
-    config.write_text('[radwatch]\ngroup_id = "from-toml"\nbatch_size = 50\nsite_notes = "x"\n')
+    config.write_text('[radwatch]\ngroup_id = "from-toml"\nbatch_size = 50\n')
     secret = tmp_path / "key"
     secret.write_text("file-secret-0123456789abcdef-0123456789\n")
     secret.chmod(0o600)
@@ -36,7 +36,6 @@ def test_toml_then_environment_then_file_secrets(tmp_path):
     assert s.batch_size == 75
     assert s.pseudonym_key == "file-secret-0123456789abcdef-0123456789"
     assert s.data_dir == tmp_path / "d"
-    assert s.extra == {"site_notes": "x"}
 
 
 @pytest.mark.parametrize(

@@ -236,24 +236,25 @@ def test_configured_checkpoint_embedder_is_built_and_verified(tmp_path: Path) ->
     import torch
 
     from detectors.encoders import resnet18
-    from monitor.config import ConfigError, Settings
+    from monitor.config import ConfigError, Settings, load_settings
     from monitor.embedding_stage import build_embedder
 
     torch.manual_seed(SEED)
     torch.save(resnet18().state_dict(), tmp_path / "r18.pt")
     entry = {"path": str(tmp_path / "r18.pt"), "arch": "resnet18", "input_size": [64, 64],
              "intensity": "imagenet", "channels": 3, "output_dim": 512, "modality": "DX"}  # fmt: skip
-    settings = Settings(device="cpu", extra={"embedders": {"site-r18": entry}})
+    settings = Settings(device="cpu", embedders={"site-r18": entry})
     embedder = build_embedder(settings, "site-r18")
     assert embedder.spec.output_dim == 512 and embedder.spec.modality == "DX"
     assert embedder.fingerprint != build_embedder(settings).fingerprint
-    wrong = Settings(device="cpu", extra={"embedders": {"site-r18": {**entry, "output_dim": 128}}})
+    wrong = Settings(device="cpu", embedders={"site-r18": {**entry, "output_dim": 128}})
     with pytest.raises(ConfigError, match=r"returned shape \(2, 512\)"):
         build_embedder(wrong, "site-r18")
     with pytest.raises(ConfigError, match="unknown embedder 'nope'.*default, site-r18"):
         build_embedder(settings, "nope")
-    with pytest.raises(ConfigError, match="needs 'output_dim'"):
-        build_embedder(Settings(device="cpu", extra={"embedders": {"x": {"path": "/a"}}}), "x")
+    (tmp_path / "radwatch.toml").write_text('[radwatch.embedders.x]\npath = "/a"\n')
+    with pytest.raises(ConfigError, match="embedders.x.output_dim is required"):
+        load_settings(tmp_path / "radwatch.toml", environ={})
 
 
 def test_sealed_uris_open_only_with_their_key_and_row() -> None:

@@ -39,7 +39,7 @@ from support import wait_for
 from collectors.hospital.study import dicom_bytes, plan_study, stored_pixels
 from collectors.image_resolver import FetchPolicy, ImageFetcher
 from monitor.commands.collect_cmd import build_collector
-from monitor.config import Settings
+from monitor.config import ImageSettings, Settings
 from monitor.image_stage import ImageStage, ImageStageConfig
 from monitor.ingest_store import Batch
 
@@ -254,7 +254,7 @@ def test_no_phi_reaches_postgres_logs_or_metrics(
     # As `radwatch` itself configures it (monitor.cli): the Kafka client's DEBUG output
     # hex-dumps whole records, which is the broker's business, not radwatch's logs.
     caplog.set_level(logging.WARNING, logger="kafka")
-    stats = build_collector(replace(settings, extra={"image_size": 64})).run(until_idle=3)
+    stats = build_collector(replace(settings, images=ImageSettings(size=64))).run(until_idle=3)
     assert (stats.inferences, stats.dead_letters) == (3, 1)
     assert settings.database_url
     text = all_database_text(settings.database_url).lower()
@@ -307,7 +307,7 @@ def test_a_pacs_outage_parks_studies_and_embed_parked_fetches_them(
         password.write_text(USER[1])
         authed = replace(settings, dicomweb_urls=server.dicomweb, dicomweb_username=USER[0],
                          dicomweb_password=USER[1],
-                         extra={"image_size": 64, "image_timeout_s": 2.0})  # fmt: skip
+                         images=ImageSettings(size=64, timeout_s=2.0))  # fmt: skip
         collector = build_collector(authed)
         done: list = []
         worker = threading.Thread(target=lambda: done.append(collector.run(until_idle=6)))
