@@ -37,7 +37,6 @@ SLOW = {
     "tests/monitor/test_fault_tolerance.py",  # workers killed, PostgreSQL restarted
     "tests/monitor/test_collector_faults.py",
     "tests/monitor/test_hostile_corpus.py",
-    "tests/deploy/test_alertmanager.py",
     "tests/monitor/test_image_stage.py::test_simulate_feeds_a_running_collect",
     "tests/monitor/test_image_stage.py::test_bad_images_are_dead_lettered_with_reason_codes",
     "tests/monitor/test_image_stage.py::test_no_phi_reaches_postgres_logs_or_metrics",
