@@ -46,8 +46,9 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="radwatch-bench-audit-"))
     try:
         state = services.services_up(tmp, broker=False)
-        assert state.database_url
-        url = state.database_url
+        # The database's owner: the bench migrates and creates a comparison table.
+        assert state.owner_database_url
+        url = state.owner_database_url
         runtime.migrate_schema(url)
         settings = Settings(database_url=url, data_dir=tmp)
         with db.connect(url, autocommit=True) as conn:

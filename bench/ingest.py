@@ -121,15 +121,17 @@ def main() -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="radwatch-bench-"))
     try:
         state = services.services_up(data_dir)
-        assert state.bootstrap and state.database_url
+        # The owner login creates and migrates one database per repeat.
+        owner = state.owner_database_url
+        assert state.bootstrap and owner
         options = KafkaOptions(state.bootstrap)
         rows = []
         for repeat in range(args.repeats):
             topic = f"bench{repeat}.{uuid.uuid4().hex[:6]}"
             ensure_topics(options, [topic, topic + ".labels", topic + ".dlq"], 4)
             size = publish(options, topic, args.events)
-            url = state.database_url.rsplit("/", 1)[0] + f"/bench{repeat}_{uuid.uuid4().hex[:6]}"
-            with db.connect(state.database_url, autocommit=True) as conn:
+            url = owner.rsplit("/", 1)[0] + f"/bench{repeat}_{uuid.uuid4().hex[:6]}"
+            with db.connect(owner, autocommit=True) as conn:
                 conn.execute(f'CREATE DATABASE "{url.rsplit("/", 1)[1]}"')
             runtime.migrate_schema(url)
             bare = bare_consumer(options.bootstrap, topic, args.events)

@@ -80,8 +80,9 @@ class Stack:
     def start(cls) -> Stack:
         data_dir = Path(tempfile.mkdtemp(prefix="radwatch-bench-"))
         state = services.services_up(data_dir)
-        assert state.bootstrap and state.database_url
-        return cls(data_dir, state.bootstrap, state.database_url)
+        # The owner login creates and migrates one database per measurement.
+        assert state.bootstrap and state.owner_database_url
+        return cls(data_dir, state.bootstrap, state.owner_database_url)
 
     def close(self) -> None:
         services.services_down(self.data_dir)
