@@ -140,6 +140,14 @@ class EmbeddingMMD:
             k = self._kernel(self._standardise(vectors), self.x_ref)
         return (1.0 - k.mean(1)).numpy()
 
+    def indicator(self, window: Sample, result: DriftResult) -> np.ndarray | None:
+        """Each study's atypicality: the whole embedding moves, not one feature."""
+        vectors = window.vectors.get(self.signal)
+        return None if vectors is None else self.atypicality(np.nan_to_num(vectors))
+
+    def summary(self, result: DriftResult) -> str | None:
+        return f"standardised MMD² {result.effect_size:.1f}"
+
     def score(self, window: Sample, *, seed: int = 0) -> DriftResult:
         with single_thread():
             return self._score(window, seed)
@@ -281,6 +289,15 @@ class ScalarKS:
         features = state.get("features", {})
         state["features"] = {k: v[1] if isinstance(v, tuple) else v for k, v in features.items()}
         self.__dict__.update(state)
+
+    def indicator(self, window: Sample, result: DriftResult) -> np.ndarray | None:
+        """The leading feature's values (finite ones): a shift in its mean is the onset."""
+        top = result.top_features(1)
+        column = window.scalars.get(self.signal, {}).get(top[0].feature) if top else None
+        return None if column is None else column[np.isfinite(column)]
+
+    def summary(self, result: DriftResult) -> str | None:
+        return None  # the per-feature findings say what moved
 
     def score(self, window: Sample, *, seed: int = 0) -> DriftResult:
         findings = []

@@ -188,6 +188,21 @@ class CategoricalChi2:
             self.vocab[vocab.feature] = (vocab, None)
         return self
 
+    def indicator(self, window: Sample, result: DriftResult) -> np.ndarray | None:
+        """Each study's surprisal under the reference shares of the leading attribute: high
+        for never-seen or newly frequent values."""
+        top = result.top_features(1)
+        if not top or top[0].feature not in self.vocab:
+            return None
+        vocab = self.vocab[top[0].feature][0]
+        shares = vocab.shares
+        values = window.categories.get(top[0].feature, np.array([], dtype=object))
+        floor = 1.0 / (vocab.n + 1)  # a never-seen value is rare, not impossible
+        return np.array([-math.log(shares.get(as_category(v), 0.0) + floor) for v in values])
+
+    def summary(self, result: DriftResult) -> str | None:
+        return None  # the per-attribute findings say what moved
+
     def score(self, window: Sample, *, seed: int = 0) -> DriftResult:
         findings = []
         for attr, (vocab, _) in self.vocab.items():

@@ -67,12 +67,25 @@ class Sample:
 
 
 class WindowDetector(Protocol):
+    """What every windowed test gives the monitor; nothing outside detectors/ needs more.
+
+    `indicator`: one number per study of `window` for the change-point search behind an
+    alert's onset (monitor/detection.py), taken from the finding `result` leads with (its top
+    feature, or the whole signal); None when the detector has none. `summary`: a one-line
+    human reading of a whole-signal result (e.g. "standardised MMD² 12.3"), or None when its
+    per-feature findings already say what moved.
+    """
+
     name: str
     signal: str
 
     def fit(self, reference: Sample) -> Self: ...
 
     def score(self, window: Sample, *, seed: int = 0) -> DriftResult: ...
+
+    def indicator(self, window: Sample, result: DriftResult) -> np.ndarray | None: ...
+
+    def summary(self, result: DriftResult) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -123,7 +136,7 @@ class FittedStratum:
     kind: str
     value: str
     n_reference: int
-    detectors: list[Any]
+    detectors: list[WindowDetector]
 
 
 @dataclass(frozen=True)

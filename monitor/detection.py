@@ -23,7 +23,7 @@ import numpy as np
 import psycopg
 from psycopg.types.json import Jsonb
 
-from detectors import categorical, changepoint
+from detectors import changepoint
 from detectors.drift import ALL, DetectorSuite, Sample, StratumVerdict
 from detectors.results import DriftResult, FeatureFinding, Status
 from monitor import alerts, audit, db, model_status, reference
@@ -299,7 +299,9 @@ class Scheduler:
                 verdict = next(v for v in verdicts if (v.kind, v.value) == (kind, value)) \
                     if results else None  # fmt: skip
                 details = _alert_details(kind, value, signal, results, verdict, info, start,
-                                         end, self.config.top_k) if results else {
+                                         end, self.config.top_k,
+                                         summaries(suite, (kind, value), results),
+                                         ) if results else {
                     "signal": signal, "stratum": f"{kind}={value}", "window_end": end,
                     "online_firings_in_window": int(online_fired)}  # fmt: skip
                 change = alerts.observe(
@@ -395,32 +397,17 @@ class Scheduler:
 
 def indicator(suite: DetectorSuite, key: tuple[str, str], results: list[DriftResult],
               part: Sample) -> np.ndarray | None:  # fmt: skip
-    """Per-study number for the change point, from the most significant finding."""
+    """Per-study number for the change point, from the most significant finding.
+
+    The detector that produced the finding says what that number is (WindowDetector.indicator):
+    a new test gets an onset without any change here.
+    """
     fitted = suite.strata.get(key)
     if fitted is None or not results:
         return None
     best = min(results, key=lambda r: r.adjusted_p if r.adjusted_p is not None else 1.0)
     detector = next((d for d in fitted.detectors if d.name == best.detector), None)
-    if detector is None:
-        return None
-    top = best.top_features(1)
-    if best.detector.startswith("mmd:"):
-        vec = part.vectors.get(best.signal)
-        return None if vec is None else detector.atypicality(np.nan_to_num(vec))
-    if not top:
-        return None
-    feature = top[0].feature
-    if best.detector.startswith("ks:"):
-        col = part.scalars.get(best.signal, {}).get(feature)
-        return None if col is None else col[np.isfinite(col)]
-    if best.detector.startswith("chi2:"):
-        vocab = detector.vocab[feature][0]
-        shares = vocab.shares
-        values = part.categories.get(feature, np.array([], dtype=object))
-        # Surprisal under the reference: high for never-seen or newly frequent values.
-        return np.array([-math.log(shares.get(categorical.as_category(v), 0.0)
-                                   + 1.0 / (vocab.n + 1)) for v in values])  # fmt: skip
-    return None
+    return None if detector is None else detector.indicator(part, best)
 
 
 def _series_name(results: list[DriftResult]) -> str:
@@ -493,10 +480,26 @@ def strength(results: list[DriftResult]) -> float:
     return max(finite, default=0.0)
 
 
+def summaries(suite: DetectorSuite, key: tuple[str, str],
+              results: list[DriftResult]) -> dict[str, str]:  # fmt: skip
+    """The one-line readings whole-signal tests give of their results (WindowDetector.summary)."""
+    fitted = suite.strata.get(key)
+    by_name = {d.name: d for d in fitted.detectors} if fitted else {}
+    out: dict[str, str] = {}
+    for r in results:
+        detector = by_name.get(r.detector)
+        text = detector.summary(r) if detector is not None else None
+        if text:
+            out[r.detector] = text
+    return out
+
+
 def _alert_details(kind: str, value: str, signal: str, results: list[DriftResult],
                    verdict: StratumVerdict | None, info: reference.ReferenceInfo,
-                   start: datetime, end: datetime, top_k: int) -> dict[str, Any]:  # fmt: skip
+                   start: datetime, end: datetime, top_k: int,
+                   test_summaries: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
     """What the QA team reads: what moved, where, how much, examples."""
+    test_summaries = test_summaries or {}
     top = [{"feature": f.feature, "test": f.test, "reference": f.reference,
             "current": f.current, "p_value": f.p_value, "adjusted_p": f.adjusted_p,
             "effect_size": f.effect_size, "new_values": list(f.new_values),
@@ -513,7 +516,8 @@ def _alert_details(kind: str, value: str, signal: str, results: list[DriftResult
         "tests": [{"detector": r.detector, "p_value": r.p_value, "adjusted_p": r.adjusted_p,
                    "effect_size": r.effect_size, "statistic": r.statistic,
                    "n_reference": r.n_reference, "n_window": r.n_window,
-                   "status": r.status.value} for r in results],
+                   "status": r.status.value, "summary": test_summaries.get(r.detector)}
+                  for r in results],
         "top_features": top,
         "atypical_ids": atypical[:5],
         "reference_id": info.id, "reference_hash": info.content_hash,

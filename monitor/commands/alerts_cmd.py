@@ -73,11 +73,9 @@ def format_alert(a) -> str:
             f"    {f['summary']} (adj. p={f['adjusted_p']:.2g}, effect {f['effect_size']:.2f})"
         )
     for t in d.get("tests", []):
-        if t.get("status") == "drift" and t["detector"].startswith("mmd"):
-            lines.append(
-                f"    {t['detector']}: standardised MMD² {t['effect_size']:.1f}, "
-                f"adj. p={t['adjusted_p']:.2g}"
-            )
+        # Whole-signal tests carry their own one-line reading (WindowDetector.summary).
+        if t.get("status") == "drift" and t.get("summary"):
+            lines.append(f"    {t['detector']}: {t['summary']}, adj. p={t['adjusted_p']:.2g}")
     if d.get("atypical_ids"):
         lines.append(f"    most atypical studies: {', '.join(d['atypical_ids'][:5])}")
     if a.acknowledged_by:
