@@ -23,11 +23,13 @@ from psycopg.types.json import Jsonb
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from monitor import audit, db, runtime, services  # noqa: E402
-from monitor.audit_checkpoint import create_checkpoint, key_paths  # noqa: E402
-from monitor.audit_export import export  # noqa: E402
-from monitor.audit_verify import verify  # noqa: E402
+from monitor.audit import trail  # noqa: E402
+from monitor.audit.checkpoint import create_checkpoint, key_paths  # noqa: E402
+from monitor.audit.export import export  # noqa: E402
+from monitor.audit.verify import verify  # noqa: E402
 from monitor.config import Settings  # noqa: E402
+from monitor.services import embedded, runtime
+from monitor.store import db
 
 
 def row(i: int) -> dict:
@@ -45,7 +47,7 @@ def main() -> None:
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="radwatch-bench-audit-"))
     try:
-        state = services.services_up(tmp, broker=False)
+        state = embedded.services_up(tmp, broker=False)
         # The database's owner: the bench migrates and creates a comparison table.
         assert state.owner_database_url
         url = state.owner_database_url
@@ -57,13 +59,13 @@ def main() -> None:
             assert base is not None
             t0 = time.perf_counter()
             for i in range(args.rows):
-                audit.record(conn, **row(i))
+                trail.record(conn, **row(i))
             chained = time.perf_counter() - t0
             t0 = time.perf_counter()
             for i in range(args.rows):
                 r = row(i)
                 conn.execute(
-                    f"INSERT INTO bare_events ({audit.COLUMNS}) VALUES "
+                    f"INSERT INTO bare_events ({trail.COLUMNS}) VALUES "
                     "(%s, now(), %s, %s, %s, %s, %s, 'success', NULL, %s, %s, '', '')",
                     (i + 1, r["actor"], r["action"], r["entity_type"], r["entity_id"],
                      r["entity_version"], Jsonb(r["refs"]), Jsonb(r["detail"])),
@@ -76,7 +78,7 @@ def main() -> None:
             verified = time.perf_counter() - t0
             assert result.ok, result.summary()
             t0 = time.perf_counter()
-            n_read = sum(1 for _ in audit.read_records(conn))
+            n_read = sum(1 for _ in trail.read_records(conn))
             read = time.perf_counter() - t0
             t0 = time.perf_counter()
             export(conn, tmp / "a.ndjson", fmt="fhir")
@@ -96,7 +98,7 @@ def main() -> None:
         for what, ours, peer, theirs in lines:
             print(f"{what:32} {ours:16.0f} {peer:>14} {theirs:12.0f} {ours / theirs:6.2f}")
     finally:
-        services.services_down(tmp)
+        embedded.services_down(tmp)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -1,10 +1,10 @@
 """Detection power per scenario of the synthetic hospital, radwatch beside its peers.
 
-Every scenario (collectors.hospital.scenarios) at medium severity (0.5). The reference is
+Every scenario (collectors.simulator.scenarios) at medium severity (0.5). The reference is
 hospital seed 0's first --ref studies with no shift; each seeded run (hospital seeds 1..
 --seeds) starts the scenario at its first study, and the first w studies after the onset
 form the window judged at size w (w = 50, 100, 200, 500). The studies go through the
-collector's path in memory (monitor.simulated_rows). For each method the table gives the
+collector's path in memory (monitor.testing.simulated_rows). For each method the table gives the
 share of runs flagged; the "none" rows are the same methods on no-shift runs, i.e. each
 method's false-alarm rate at its nominal level (α = 0.05 everywhere):
 
@@ -12,8 +12,8 @@ method's false-alarm rate at its nominal level (α = 0.05 everywhere):
   image-quality and numeric DICOM features, Chi-square + never-seen values on categorical
   DICOM attributes and the model's calls), weighted BH at α = 0.05, localised as the
   scheduler does; "radwatch (right place)" counts only firings in a stratum, signal and
-  leading feature the scenario names (monitor.simulated_rows.expected_finding, the rule
-  of tests/monitor/test_drift_power.py);
+  leading feature the scenario names (monitor.testing.simulated_rows.expected_finding, the rule
+  of tests/monitor/drift/test_drift_power.py);
 - Evidently DataDriftPreset on the same scalar features (dataset drift when ≥ 50% of the
   columns drift, its default), on the first --evidently-seeds runs (~5 s a report);
 - alibi-detect MMDDrift on raw pixels (stored values ÷ bit range, 32×32 area-downsampled,
@@ -46,17 +46,17 @@ import numpy as np
 os.environ.setdefault("DO_NOT_TRACK", "1")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from collectors.hospital.scenarios import SCENARIOS  # noqa: E402
-from detectors.alibi_backend import fit_suite  # noqa: E402
-from detectors.drift import Sample, SuiteConfig  # noqa: E402
-from monitor.detection import decide, top_features  # noqa: E402
-from monitor.simulated_rows import (  # noqa: E402
+from collectors.simulator.scenarios import SCENARIOS  # noqa: E402
+from detectors.drift.alibi_backend import fit_suite  # noqa: E402
+from detectors.drift.contract import Sample, SuiteConfig  # noqa: E402
+from monitor.drift.scheduler import decide, top_features  # noqa: E402
+from monitor.drift.windows import CATEGORICAL_ATTRIBUTES, to_sample  # noqa: E402
+from monitor.testing.simulated_rows import (  # noqa: E402
     ScenarioStreams,
     SimulatedRow,
     expected_finding,
     rows_of,
 )
-from monitor.windows import CATEGORICAL_ATTRIBUTES, to_sample  # noqa: E402
 
 WINDOWS = (50, 100, 200, 500)
 ALPHA = 0.05

@@ -23,9 +23,9 @@ from pydicom.uid import JPEG2000Lossless
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from collectors.dicom_reader import read_dicom_bytes  # noqa: E402
-from collectors.hospital.phantom import render  # noqa: E402
-from collectors.hospital.study import dicom_bytes, plan_study  # noqa: E402
+from collectors.images.dicom_reader import read_dicom_bytes  # noqa: E402
+from collectors.simulator.phantom import render  # noqa: E402
+from collectors.simulator.study import dicom_bytes, plan_study  # noqa: E402
 
 SIZES = {512: 3, 2048: 2}  # image side → distinct files
 

@@ -2,8 +2,8 @@
 
 Measures whether decoding in worker processes hides behind the default encoder's forward
 pass (issue 4 target: end-to-end / forward-only ≥ 0.8). Forward-only embeds pre-decoded
-tensors; end-to-end reads synthetic DICOM files through collectors.dicom_reader in a torch
-DataLoader (monitor.embedding_stage.decoded_batches), exactly as `radwatch embed` does.
+tensors; end-to-end reads synthetic DICOM files through collectors.images.dicom_reader in a torch
+DataLoader (monitor.ingest.embedding_stage.decoded_batches), exactly as `radwatch embed` does.
 
     python bench/embed.py [--images 96] [--rows 512] [--workers 1] [--batch-size 32] [--repeats 3]
 """
@@ -60,8 +60,8 @@ def end_to_end(
     forward: bool = True,
 ) -> float:  # fmt: skip
     """Seconds to go from files to embeddings (or, without `forward`, to pixels only)."""
-    from collectors.image_resolver import FetchPolicy, ImageFetcher
-    from monitor.embedding_stage import decoded_batches, stack_pixels
+    from collectors.images.resolver import FetchPolicy, ImageFetcher
+    from monitor.ingest.embedding_stage import decoded_batches, stack_pixels
 
     if fetcher is None:  # the files' own folder is the one root (bench/gpu_embed.py)
         folders = {str(Path(urllib.request.url2pathname(u[len("file://") :])).parent) for u in uris}
@@ -104,9 +104,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from collectors.image_resolver import FetchPolicy, ImageFetcher
-    from detectors.device import select_device
-    from detectors.encoders import default_encoder
+    from collectors.images.resolver import FetchPolicy, ImageFetcher
+    from detectors.embedding.device import select_device
+    from detectors.embedding.encoders import default_encoder
 
     embedder = default_encoder(select_device("cpu", batch_size=args.batch_size))
     with tempfile.TemporaryDirectory(prefix="radwatch-bench-") as tmp:

@@ -4,7 +4,7 @@ Forward-only (device-resident batches, the model alone) and end to end (DICOM fi
 by worker processes, pinned host buffers, non-blocking copies, forward, vectors back on the
 host), as `radwatch embed` runs. Needs CUDA; made to finish in < 5 min on one H200.
 `--device cpu` runs the same code on the CPU with tiny counts (a smoke test, not a result).
-The ResNet-50 is detectors.encoders.resnet50 (torchvision-compatible, written here, since
+The ResNet-50 is detectors.embedding.encoders.resnet50 (torchvision-compatible, written here, since
 torchvision is not a dependency), with random weights: speed does not depend on them.
 
     python bench/gpu_embed.py [--images 4096] [--batch-size 256] [--workers 16]
@@ -74,9 +74,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from embed import end_to_end, write_dicoms
 
-    from detectors.device import select_device
-    from detectors.embedding import EmbedderSpec, TorchEmbedder, weights_digest
-    from detectors.encoders import default_encoder, resnet50
+    from detectors.embedding.contract import EmbedderSpec, TorchEmbedder, weights_digest
+    from detectors.embedding.device import select_device
+    from detectors.embedding.encoders import default_encoder, resnet50
 
     torch.backends.cudnn.benchmark = True
     cfg = select_device(args.device, batch_size=args.batch_size)

@@ -26,9 +26,10 @@ from kafka import KafkaConsumer, TopicPartition
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from collectors.kafka_io import KafkaOptions, ensure_topics, make_producer  # noqa: E402
-from monitor import db, runtime, services  # noqa: E402
 from monitor.commands.collect_cmd import build_collector  # noqa: E402
 from monitor.config import Settings  # noqa: E402
+from monitor.services import embedded, runtime
+from monitor.store import db  # noqa: E402
 
 
 def event(i: int, rng: random.Random) -> tuple[bytes, bytes]:
@@ -120,7 +121,7 @@ def main() -> None:
     args = parser.parse_args()
     data_dir = Path(tempfile.mkdtemp(prefix="radwatch-bench-"))
     try:
-        state = services.services_up(data_dir)
+        state = embedded.services_up(data_dir)
         # The owner login creates and migrates one database per repeat.
         owner = state.owner_database_url
         assert state.bootstrap and owner
@@ -152,7 +153,7 @@ def main() -> None:
         )
         print(f"| ratio radwatch / bare (target ≥ 0.5) | {ours_m / bare_m:.2f} |")
     finally:
-        services.services_down(data_dir)
+        embedded.services_down(data_dir)
         shutil.rmtree(data_dir, ignore_errors=True)
 
 

@@ -17,8 +17,8 @@ import time
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from detectors.cbpe import estimate, fit_calibrator
-from detectors.performance import auroc_interval, delong_auroc, evaluate
+from detectors.performance.cbpe import estimate, fit_calibrator
+from detectors.performance.realised import auroc_interval, delong_auroc, evaluate
 
 
 def _naive_delong(y: np.ndarray, s: np.ndarray) -> tuple[float, float]:

@@ -3,7 +3,7 @@
 Prints one row per scenario: realised AUROC / specificity on the reference and after the
 onset (whole hospital and the worst stratum), how many windows the degradation test fired
 in, whether a `performance` alert would open (the alert lifecycle's own persistence rule,
-`monitor.alerts.step`), and how the label-free CBPE estimate compared with realised.
+`monitor.alerts.lifecycle.step`), and how the label-free CBPE estimate compared with realised.
 No broker or database: studies go straight from the simulator into the evaluation.
 
 Run: python bench/performance_scenarios.py [--events 1600] [--scenarios none,inversion_bug]
@@ -19,16 +19,22 @@ from datetime import datetime
 
 import numpy as np
 
-from collectors import simulator
 from collectors.dicom_tags import age_band
-from collectors.hospital.scenarios import SCENARIOS
-from monitor.alerts import AlertPolicy, Streak, step
-from monitor.performance import ALL, PerformanceConfig, Study, _window_decisions, evaluate_model
+from collectors.simulator import stream
+from collectors.simulator.scenarios import SCENARIOS
+from monitor.alerts.lifecycle import AlertPolicy, Streak, step
+from monitor.performance.watch import (
+    ALL,
+    PerformanceConfig,
+    Study,
+    _window_decisions,
+    evaluate_model,
+)
 
 
 def _studies(n: int, seed: int, scenario: str, onset: int, images: str) -> list[Study]:
     out = []
-    for sim in simulator.generate(n, seed=seed, scenario=scenario, onset=onset,
+    for sim in stream.generate(n, seed=seed, scenario=scenario, onset=onset,
                                   images_dir=images):  # fmt: skip
         inf, tags = sim.inference, sim.inference["dicom"]
         at = datetime.fromisoformat(inf["occurred_at"].replace("Z", "+00:00"))

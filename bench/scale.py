@@ -35,7 +35,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from collectors.kafka_io import KafkaOptions, ensure_topics, make_producer  # noqa: E402
-from monitor import db, runtime, services  # noqa: E402
+from monitor.services import embedded, runtime  # noqa: E402
+from monitor.store import db  # noqa: E402
 
 sys.path.insert(0, str(REPO / "bench"))
 from ingest import bare_consumer  # noqa: E402  (the same limit as bench/ingest.py)
@@ -79,13 +80,13 @@ class Stack:
     @classmethod
     def start(cls) -> Stack:
         data_dir = Path(tempfile.mkdtemp(prefix="radwatch-bench-"))
-        state = services.services_up(data_dir)
+        state = embedded.services_up(data_dir)
         # The owner login creates and migrates one database per measurement.
         assert state.bootstrap and state.owner_database_url
         return cls(data_dir, state.bootstrap, state.owner_database_url)
 
     def close(self) -> None:
-        services.services_down(self.data_dir)
+        embedded.services_down(self.data_dir)
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
     def database(self, name: str) -> str:

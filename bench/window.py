@@ -31,8 +31,8 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from detectors.alibi_backend import fit_suite  # noqa: E402
-from detectors.drift import ALL, CALL_PREFIX, Sample, StratumVerdict, SuiteConfig  # noqa: E402
+from detectors.drift.alibi_backend import fit_suite  # noqa: E402
+from detectors.drift.contract import ALL, CALL_PREFIX, Sample, StratumVerdict, SuiteConfig  # noqa: E402
 
 ATTRS = ("Manufacturer", "PhotometricInterpretation", "PatientSex")
 

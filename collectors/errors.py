@@ -1,6 +1,6 @@
 """The image path's exception family: what the fetcher and the DICOM reader raise.
 
-Shared by collectors.image_resolver (fetching) and collectors.dicom_reader (decoding), so
+Shared by collectors.images.resolver (fetching) and collectors.images.dicom_reader (decoding), so
 neither imports the other for its errors. Every error carries a dead-letter `reason` code and
 a one-line message that never repeats the URI (it may carry identifiers, DESIGN.md §5).
 """

@@ -1,9 +1,9 @@
 """Shared pieces of the Grafana dashboards: datasource, variables, query and panel helpers.
 
 Dashboards as code (grafana-foundation-sdk): every query is built from the metric names in
-monitor.metrics, so a renamed metric breaks the build, not a dashboard in production.
+monitor.metrics.names, so a renamed metric breaks the build, not a dashboard in production.
 `substitute` resolves the template variables the way Grafana would for a check against a
-real Prometheus (tests/monitor/test_scrape_queries.py).
+real Prometheus (tests/monitor/metrics/test_scrape_queries.py).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from grafana_foundation_sdk.builders.prometheus import Dataquery
 from grafana_foundation_sdk.models import dashboard as dm
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
-from monitor import metrics
+from monitor.metrics import names
 
 DATASOURCE = dm.DataSourceRef(type_val="prometheus", uid="${datasource}")
 TAGS = ["radwatch"]
@@ -60,7 +60,7 @@ def label_variable(name: str, metric: str, label: str, *, filter_: str = "") -> 
 
 
 def model_variable() -> QueryVariable:
-    return label_variable("model", metrics.INFERENCES_STORED + "_total", "model")
+    return label_variable("model", names.INFERENCES_STORED + "_total", "model")
 
 
 def query(expr: str, legend: str = "", *, ref: str = "A", table: bool = False) -> Dataquery:

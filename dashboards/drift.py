@@ -1,7 +1,7 @@
 """Grafana dashboard "radwatch drift detail": per signal and stratum, p-values and effects.
 
 Raw and multiplicity-adjusted p-values, effect sizes and rejections of the latest window
-over time, from the metric names in monitor.metrics.
+over time, from the metric names in monitor.metrics.names.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dashboards.common import (
     model_variable,
     query,
 )
-from monitor import metrics as m
+from monitor.metrics import names as m
 
 UID = "radwatch-drift"
 SEL = '{model=~"$model", signal=~"$signal", stratum_kind=~"$stratum_kind"}'

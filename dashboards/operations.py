@@ -1,7 +1,7 @@
 """Grafana dashboard "radwatch operations": ingest, dead letters, latency, lag, health.
 
 For the platform engineer: throughput by kind, dead letters by reason, batch and end-to-end
-latency percentiles, consumer lag and scrape health, from monitor.metrics names.
+latency percentiles, consumer lag and scrape health, from monitor.metrics.names names.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from grafana_foundation_sdk.builders import timeseries
 from grafana_foundation_sdk.builders.dashboard import Dashboard, Row
 
 from dashboards.common import REFRESH, TAGS, datasource_variable, query
-from monitor import metrics as m
+from monitor.metrics import names as m
 
 UID = "radwatch-operations"
 RATE = "[$__rate_interval]"

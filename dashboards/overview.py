@@ -1,7 +1,7 @@
 """Grafana dashboard "radwatch overview": one row per model's health at a glance.
 
 Status, unified drift score, events per second, consumer lag and open alerts, from the
-metric names in monitor.metrics (built by dashboards.build, provisioned from deploy/grafana).
+metric names in monitor.metrics.names (built by dashboards.build, provisioned from deploy/grafana).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dashboards.common import (
     query,
     thresholds,
 )
-from monitor import metrics as m
+from monitor.metrics import names as m
 
 UID = "radwatch-overview"
 M = '{model=~"$model"}'

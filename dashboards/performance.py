@@ -2,7 +2,7 @@
 
 AUROC, sensitivity and specificity at the operating point with their confidence
 intervals, the label-free estimate beside the realised value, and a subgroup table,
-from the metric names in monitor.metrics.
+from the metric names in monitor.metrics.names.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dashboards.common import (
     model_variable,
     query,
 )
-from monitor import metrics as m
+from monitor.metrics import names as m
 
 UID = "radwatch-performance"
 

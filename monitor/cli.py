@@ -37,7 +37,7 @@ from monitor.commands import (
 )
 from monitor.config import ConfigError, load_settings
 from monitor.errors import UsageError
-from monitor.services import ServiceError
+from monitor.services.embedded import ServiceError
 
 # Every subcommand, listed rather than discovered: a plain import graph (no importlib, so
 # no cli <-> command cycle), and `--help` lists them in this order. Each module has a
@@ -133,7 +133,7 @@ def environment_error(exc: BaseException) -> str | None:
     from kafka.errors import KafkaError
 
     from collectors.kafka_io import BrokerUnavailable
-    from monitor.db import SchemaError, describe
+    from monitor.store.db import SchemaError, describe
 
     if isinstance(exc, SchemaError | BrokerUnavailable):
         return str(exc).splitlines()[0]

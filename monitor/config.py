@@ -53,9 +53,9 @@ _SECTION = ConfigDict(extra="forbid")
 
 @typed_dataclass(frozen=True, config=_SECTION)
 class ImageSettings:
-    """The image stage's limits (monitor.image_stage): TOML `image_size = 224` (today's flat
+    """The image stage's limits (monitor.ingest.image_stage): TOML `image_size = 224` (today's flat
     keys) or a `[radwatch.images]` table, or RADWATCH_IMAGE_SIZE. None: the decoder's default
-    (collectors.dicom_reader / image_resolver), kept there so this module stays light."""
+    (collectors.images.dicom_reader / image_resolver), kept there so this module stays light."""
 
     size: Positive | None = None
     max_pixels: Positive | None = None
@@ -70,7 +70,7 @@ class ImageSettings:
 
 @typed_dataclass(frozen=True, config=_SECTION)
 class AuditSettings:
-    """Where the audit signing key and the signed checkpoints live (monitor.audit_checkpoint):
+    """Where the audit signing key and the signed checkpoints live (monitor.audit.checkpoint):
     TOML `audit_key_file = ...` or RADWATCH_AUDIT_KEY_FILE; None: in the data dir."""
 
     key_file: Path | None = None
@@ -80,7 +80,7 @@ class AuditSettings:
 
 @typed_dataclass(frozen=True, config=_SECTION)
 class EmbedderSettings:
-    """One checkpoint embedder (monitor.embedding_stage.build_embedder):
+    """One checkpoint embedder (monitor.ingest.embedding_stage.build_embedder):
 
     [radwatch.embedders.site-resnet]
     path = "/models/resnet50.pt"   # a local file only; TorchScript when arch is absent

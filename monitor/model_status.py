@@ -1,7 +1,7 @@
 """Per-model pass status: a model whose detection or performance pass fails is recorded,
 not allowed to stop the models after it.
 
-Called by monitor/detection.py (Scheduler.run_once) and monitor/performance.py (run) after
+Called by monitor/drift/scheduler.py (Scheduler.run_once) and monitor/performance/watch.py (run) after
 each model's pass; writes `model_pass_status` (migration 0007), which /metrics reads, and an
 audit row when a model's status changes (failed, recovered), so a failure every interval
 does not flood the trail. Only the exception's class name is kept: its message may quote
@@ -15,7 +15,7 @@ from typing import Literal
 
 import psycopg
 
-from monitor import audit
+from monitor.audit import trail
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +57,11 @@ def record_pass(
         )
         previous = before[0] if before else None
         if status == "error" and previous != "error":
-            audit.record(conn, actor=actor, action=f"{component}.model_failed",
+            trail.record(conn, actor=actor, action=f"{component}.model_failed",
                          entity_type="model", entity_id=model, outcome="failure",
                          reason=error_class)  # fmt: skip
         elif status == "ok" and previous == "error":
-            audit.record(conn, actor=actor, action=f"{component}.model_recovered",
+            trail.record(conn, actor=actor, action=f"{component}.model_recovered",
                          entity_type="model", entity_id=model)  # fmt: skip
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from collectors.kafka_io import KafkaOptions, consumer_lag
-from monitor import db
+from monitor.store import db
 
 
 def database_counts(database_url: str) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Train the synthetic hospital's deployed CNN ("cxr-nodule") on the reference distribution.
 
-Writes collectors/hospital/weights/cxr_nodule.pt (a plain-torch state dict) and its model
+Writes collectors/simulator/weights/cxr_nodule.pt (a plain-torch state dict) and its model
 card cxr_nodule.json (SHA-256, provenance, validation AUROC on the reference and under each
 scenario). CPU only, a few minutes:  python scripts/train_deployed_model.py
 """
@@ -20,10 +20,10 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from collectors.hospital import model as deployed  # noqa: E402
-from collectors.hospital.phantom import nodule_map  # noqa: E402
-from collectors.hospital.scenarios import SCENARIOS  # noqa: E402
-from collectors.hospital.study import plan_study, stored_pixels  # noqa: E402
+from collectors.simulator import model as deployed  # noqa: E402
+from collectors.simulator.phantom import nodule_map  # noqa: E402
+from collectors.simulator.scenarios import SCENARIOS  # noqa: E402
+from collectors.simulator.study import plan_study, stored_pixels  # noqa: E402
 
 TRAIN_SEED = 9001  # disjoint from the simulator's usual seeds (0–100)
 VALID_SEED = 9002

@@ -21,8 +21,9 @@ import psycopg
 import pytest
 
 from collectors.kafka_io import KafkaOptions, ensure_topics, make_producer
-from monitor import runtime, services
 from monitor.config import Settings
+from monitor.services import embedded as services
+from monitor.services import runtime
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_KEY = "test-pseudonym-key-0123456789abcdef"
@@ -32,52 +33,52 @@ TEST_KEY = "test-pseudonym-key-0123456789abcdef"
 # Keyed here, in one list, from `--durations` runs: whole modules, or module::test (the name
 # without its parameters). tests/test_tiers.py checks every entry names a real test.
 SLOW = {
-    "tests/monitor/test_drift_power.py",  # ~8.5 min: detection power over many scenarios
-    "tests/monitor/test_scrape_queries.py",  # Prometheus scraping a live pipeline
-    "tests/monitor/test_fault_tolerance.py",  # workers killed, PostgreSQL restarted
-    "tests/monitor/test_collector_faults.py",
-    "tests/monitor/test_hostile_corpus.py",
-    "tests/monitor/test_image_stage.py::test_simulate_feeds_a_running_collect",
-    "tests/monitor/test_image_stage.py::test_bad_images_are_dead_lettered_with_reason_codes",
-    "tests/monitor/test_image_stage.py::test_no_phi_reaches_postgres_logs_or_metrics",
-    "tests/monitor/test_image_stage.py::test_a_pacs_outage_parks_studies_and_embed_parked_fetches_them",
-    "tests/monitor/test_report.py::test_report_renders_in_chromium",
-    "tests/monitor/test_run_cmd.py::test_run_seals_checkpoints_when_due_and_at_shutdown",
-    "tests/monitor/test_detection.py::test_alert_opens_after_onset_names_stratum_signal_and_lifecycle",
+    "tests/monitor/drift/test_drift_power.py",  # ~8.5 min: detection power over many scenarios
+    "tests/monitor/metrics/test_scrape_queries.py",  # Prometheus scraping a live pipeline
+    "tests/monitor/ingest/test_fault_tolerance.py",  # workers killed, PostgreSQL restarted
+    "tests/monitor/ingest/test_worker_faults.py",
+    "tests/monitor/ingest/test_hostile_corpus.py",
+    "tests/monitor/ingest/test_image_stage.py::test_simulate_feeds_a_running_collect",
+    "tests/monitor/ingest/test_image_stage.py::test_bad_images_are_dead_lettered_with_reason_codes",
+    "tests/monitor/ingest/test_image_stage.py::test_no_phi_reaches_postgres_logs_or_metrics",
+    "tests/monitor/ingest/test_image_stage.py::test_a_pacs_outage_parks_studies_and_embed_parked_fetches_them",
+    "tests/monitor/reports/test_report.py::test_report_renders_in_chromium",
+    "tests/monitor/commands/test_run_cmd.py::test_run_seals_checkpoints_when_due_and_at_shutdown",
+    "tests/monitor/drift/test_scheduler.py::test_alert_opens_after_onset_names_stratum_signal_and_lifecycle",
     # From the first `-m "not slow"` run (2 cores under a load of ~3): 8 s and more.
     "tests/collectors/test_events_fuzz.py::test_extra_fields_of_any_shape_never_raise_and_keep_no_identifier_keys",
-    "tests/monitor/test_reference_artifact.py::test_pickled_reference_is_refused_then_migrated_by_the_command",
-    "tests/detectors/test_drift_calibration.py::test_no_shift_false_alarm_rate_and_no_alert",
-    "tests/monitor/test_collector.py::test_collect_command_until_idle_and_status",
-    "tests/monitor/test_collector.py::test_valid_stored_invalid_dead_lettered_with_reasons",
-    "tests/monitor/test_embedding_stage.py::test_backfill_on_a_stored_stream_resumes_after_interruption",
-    "tests/detectors/test_embedding.py::test_gpu_bench_refuses_without_cuda_and_its_cpu_path_runs",
+    "tests/monitor/drift/test_reference_artifact.py::test_pickled_reference_is_refused_then_migrated_by_the_command",
+    "tests/detectors/drift/test_drift_calibration.py::test_no_shift_false_alarm_rate_and_no_alert",
+    "tests/monitor/ingest/test_worker.py::test_collect_command_until_idle_and_status",
+    "tests/monitor/ingest/test_worker.py::test_valid_stored_invalid_dead_lettered_with_reasons",
+    "tests/monitor/ingest/test_embedding_stage.py::test_backfill_on_a_stored_stream_resumes_after_interruption",
+    "tests/detectors/embedding/test_embedding.py::test_gpu_bench_refuses_without_cuda_and_its_cpu_path_runs",
     "tests/monitor/test_cli.py::test_services_up_status_migrate_down",
-    "tests/monitor/test_run_cmd.py::test_a_part_that_cannot_be_imported_stops_the_start",
-    "tests/monitor/test_performance_watch.py::test_simulator_prevalence_change_flags_the_estimate",
-    "tests/monitor/test_performance_watch.py::test_command_prints_estimated_beside_realised",
-    "tests/monitor/test_performance_watch.py::test_harmful_scenario_alerts_once_labels_arrive_benign_does_not",
+    "tests/monitor/commands/test_run_cmd.py::test_a_part_that_cannot_be_imported_stops_the_start",
+    "tests/monitor/performance/test_performance_watch.py::test_simulator_prevalence_change_flags_the_estimate",
+    "tests/monitor/performance/test_performance_watch.py::test_command_prints_estimated_beside_realised",
+    "tests/monitor/performance/test_performance_watch.py::test_harmful_scenario_alerts_once_labels_arrive_benign_does_not",
     "tests/monitor/test_misconfiguration.py::test_read_only_commands_never_start_stopped_services",
-    "tests/collectors/test_dicom_reader.py::test_a_deflate_bomb_is_refused_without_inflating_it",
+    "tests/collectors/images/test_dicom_reader.py::test_a_deflate_bomb_is_refused_without_inflating_it",
 }
 # `integration`: the test uses the embedded broker/PostgreSQL (the `embedded` fixture), or its
 # module starts other servers or subprocesses (Orthanc, Prometheus, Alertmanager, promtool,
 # Chromium, a `radwatch` process).
 INTEGRATION_MODULES = {
-    "tests/collectors/test_image_resolver.py",
+    "tests/collectors/images/test_image_resolver.py",
     "tests/dashboards/test_dashboards.py",
     "tests/deploy/test_alertmanager.py",
     "tests/deploy/test_deploy_files.py",
     "tests/deploy/test_deploy_security.py",
     "tests/deploy/test_prometheus_rules.py",
-    "tests/detectors/test_embedding.py",
+    "tests/detectors/embedding/test_embedding.py",
     "tests/monitor/test_cli.py",
     "tests/monitor/test_config.py",
     "tests/monitor/test_config_sections.py",
-    "tests/monitor/test_http_edge.py",
-    "tests/monitor/test_image_stage.py",
-    "tests/monitor/test_report.py",
-    "tests/monitor/test_scrape_queries.py",
+    "tests/monitor/metrics/test_http_edge.py",
+    "tests/monitor/ingest/test_image_stage.py",
+    "tests/monitor/reports/test_report.py",
+    "tests/monitor/metrics/test_scrape_queries.py",
     "tests/test_layering.py",
 }
 

@@ -1,6 +1,6 @@
 """`radwatch alerts list [--json] | ack ID --by WHO --note TEXT | resolve ID --by WHO --note TEXT`.
 
-The QA team's edge of monitor/alerts.py: what is open, what moved, who took it.
+The QA team's edge of monitor/alerts/lifecycle.py: what is open, what moved, who took it.
 """
 
 from __future__ import annotations
@@ -34,20 +34,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _conn(settings: Settings):
     """The existing database, as it is: listing, acknowledging and resolving alerts start no
     embedded service and run no migration (without alerts there is nothing to act on)."""
-    from monitor import db
-    from monitor.runtime import resolve_endpoints
+    from monitor.services.runtime import resolve_endpoints
+    from monitor.store import db
 
     url = resolve_endpoints(settings, read_only=True, broker=False).database_url
     return db.connect(url)
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:
-    from monitor import alerts
+    from monitor.alerts import lifecycle
 
     with _conn(settings) as conn:
-        found = alerts.list_alerts(conn, model=args.model)
+        found = lifecycle.list_alerts(conn, model=args.model)
     if not args.all:
-        found = [a for a in found if a.state != alerts.RESOLVED]
+        found = [a for a in found if a.state != lifecycle.RESOLVED]
     if args.json:
         print(json.dumps([a.as_dict() for a in found], indent=2, default=str))
         return 0
@@ -86,16 +86,16 @@ def format_alert(a) -> str:
 
 
 def _act(args: argparse.Namespace, settings: Settings) -> int:
-    from monitor import alerts
+    from monitor.alerts import lifecycle
     from monitor.errors import UsageError
 
     with _conn(settings) as conn:
         try:
             if args.act == "ack":
-                alert = alerts.acknowledge(conn, args.id, by=args.by, note=args.note)
+                alert = lifecycle.acknowledge(conn, args.id, by=args.by, note=args.note)
             else:
-                alert = alerts.resolve(conn, args.id, by=args.by, note=args.note)
-        except alerts.AlertError as exc:
+                alert = lifecycle.resolve(conn, args.id, by=args.by, note=args.note)
+        except lifecycle.AlertError as exc:
             raise UsageError(str(exc)) from exc
     print(f"alert {alert.id} is now {alert.state}")
     return 0

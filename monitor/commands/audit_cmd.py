@@ -8,13 +8,13 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from monitor import db
-from monitor.audit import AuditError
+from monitor.audit.trail import AuditError
 from monitor.commands.arguments import out_file
 from monitor.config import Settings
+from monitor.store import db
 
 if TYPE_CHECKING:
-    from monitor.audit_verify import VerifyResult
+    from monitor.audit.verify import VerifyResult
 
 EXIT_OK, EXIT_FINDING = 0, 1
 
@@ -74,7 +74,7 @@ def database_url(settings: Settings) -> str:
     """The existing database with a current schema (so an audit trail): only PostgreSQL is
     needed, and nothing is started or migrated (a stopped service or a schema behind is
     one line naming the command to run)."""
-    from monitor.runtime import resolve_endpoints
+    from monitor.services.runtime import resolve_endpoints
 
     return resolve_endpoints(settings, read_only=True, broker=False).database_url
 
@@ -89,8 +89,8 @@ def _with_overrides(settings: Settings, args: argparse.Namespace) -> Settings:
 
 
 def run_verify(url: str, settings: Settings) -> VerifyResult:
-    from monitor.audit_checkpoint import key_paths
-    from monitor.audit_verify import verify
+    from monitor.audit.checkpoint import key_paths
+    from monitor.audit.verify import verify
 
     paths = key_paths(settings)
     with db.connect(url) as conn:
@@ -119,7 +119,7 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _export(args: argparse.Namespace, settings: Settings) -> int:
-    from monitor.audit_export import export, parse_time
+    from monitor.audit.export import export, parse_time
     from monitor.errors import UsageError
 
     try:
@@ -139,7 +139,7 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _checkpoint(args: argparse.Namespace, settings: Settings) -> int:
-    from monitor.audit_checkpoint import create_checkpoint, key_paths
+    from monitor.audit.checkpoint import create_checkpoint, key_paths
     from monitor.errors import UsageError
 
     settings = _with_overrides(settings, args)
@@ -160,8 +160,8 @@ def _checkpoint(args: argparse.Namespace, settings: Settings) -> int:
 
 def demo_step(settings: Settings, url: str, out_dir: Path) -> int:
     """The demo's last step: seal, verify and export its own trail to DIR/audit.ndjson."""
-    from monitor.audit_checkpoint import create_checkpoint
-    from monitor.audit_export import export
+    from monitor.audit.checkpoint import create_checkpoint
+    from monitor.audit.export import export
 
     with db.connect(url) as conn:
         create_checkpoint(conn, settings)

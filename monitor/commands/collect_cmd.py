@@ -8,8 +8,8 @@ from datetime import timedelta
 
 from collectors.events import ParseLimits
 from collectors.pseudonym import Pseudonymiser
-from monitor.collector import BatchHook, Collector, CollectorConfig
 from monitor.config import Settings
+from monitor.ingest.worker import BatchHook, Collector, CollectorConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def build_collector(settings: Settings, on_batch: BatchHook | None = None) -> Collector:
-    from monitor.runtime import kafka_options, resolve_endpoints
+    from monitor.services.runtime import kafka_options, resolve_endpoints
 
     endpoints = resolve_endpoints(settings)
     pseudonym = Pseudonymiser(settings.key_bytes())
@@ -42,11 +42,11 @@ def build_collector(settings: Settings, on_batch: BatchHook | None = None) -> Co
         poll_timeout_ms=settings.poll_timeout_ms,
         limits=parse_limits(settings),
     )
-    from monitor.embedding_stage import EmbeddingStage
+    from monitor.ingest.embedding_stage import EmbeddingStage
 
     # Embeddings + image features of the decoded images, stored after each durable batch.
     post_write = [EmbeddingStage.from_settings(settings)]
-    from monitor.metrics import start_batch_timer
+    from monitor.ingest.batch_metrics import start_batch_timer
 
     # The batch timer first, so radwatch_ingest_batch_seconds covers every stage and the write.
     pre_write = [start_batch_timer, *_image_stages(settings, pseudonym)]
@@ -68,7 +68,7 @@ def _image_stages(settings: Settings, pseudonym: Pseudonymiser) -> list:
     """Decode `image.uri` before the write, through the fenced fetcher built from settings
     (RADWATCH_IMAGE_ROOTS, RADWATCH_DICOMWEB_URLS, DICOMweb auth); unreadable images are
     dead-lettered, images the PACS cannot serve now are parked (issues 3, 13)."""
-    from monitor.image_stage import ImageStage, image_config, image_fetcher
+    from monitor.ingest.image_stage import ImageStage, image_config, image_fetcher
 
     config = image_config(settings)
     return [ImageStage(config, pseudonym, image_fetcher(settings, config))]
@@ -82,8 +82,8 @@ def _collect(args: argparse.Namespace, settings: Settings) -> int:
         from prometheus_client import REGISTRY
 
         from monitor.errors import UsageError
-        from monitor.metrics_server import MetricsServer, MetricsServerError
-        from monitor.web_config import load_web_config
+        from monitor.metrics.server import MetricsServer, MetricsServerError
+        from monitor.metrics.web_config import load_web_config
 
         # Protected like `radwatch metrics` when RADWATCH_METRICS_WEB_CONFIG is set.
         web_config = (

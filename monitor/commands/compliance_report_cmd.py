@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from monitor import db
 from monitor.commands.arguments import out_file
 from monitor.config import Settings
+from monitor.store import db
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,11 +27,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _report(args: argparse.Namespace, settings: Settings) -> int:
-    from monitor.audit import AuditError
-    from monitor.audit_export import parse_time
+    from monitor.audit.export import parse_time
+    from monitor.audit.trail import AuditError
     from monitor.commands.audit_cmd import database_url, run_verify
-    from monitor.compliance_report import build_sections, render
     from monitor.errors import UsageError
+    from monitor.reports.compliance import build_sections, render
 
     since_text, sep, until_text = args.period.partition("/")
     if not sep or not since_text or not until_text:

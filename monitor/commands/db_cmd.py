@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from monitor import db
 from monitor.config import Settings
+from monitor.store import db
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
-    from monitor.runtime import migrate, resolve_endpoints
+    from monitor.services.runtime import migrate, resolve_endpoints
 
     # One-shot: it may start the embedded PostgreSQL (not the broker), and a server that is
     # absent or refuses us is one line and exit 2, not a wait.

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from collectors.hospital.scenarios import SCENARIOS
 from collectors.kafka_io import make_producer
+from collectors.simulator.scenarios import SCENARIOS
 from monitor.commands.arguments import out_dir, positive_int
 from monitor.config import Settings
 
@@ -36,7 +36,8 @@ def _isolated_run(settings: Settings, resolve_endpoints):
     import dataclasses
     import time
 
-    from monitor import db, runtime
+    from monitor.services import runtime
+    from monitor.store import db
 
     run_id = time.strftime("%Y%m%d%H%M%S")
     base = resolve_endpoints(settings, prepare=False, retry=False)
@@ -49,7 +50,7 @@ def _isolated_run(settings: Settings, resolve_endpoints):
         "database_url": base.database_url,
     }
     if settings.database_url is None:
-        from monitor import services
+        from monitor.services import embedded
 
         name = f"demo_{run_id}"
 
@@ -58,7 +59,7 @@ def _isolated_run(settings: Settings, resolve_endpoints):
 
         # The owner login creates and migrates the demo's database (the services' login may
         # do neither); the demo then runs as the services' login, like `radwatch run`.
-        owner = services.load_state(settings.data_dir.resolve()).owner_database_url
+        owner = embedded.load_state(settings.data_dir.resolve()).owner_database_url
         owner = owner or base.database_url
         with db.connect(owner, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
@@ -76,21 +77,21 @@ def _isolated_run(settings: Settings, resolve_endpoints):
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from monitor.commands.collect_cmd import build_collector
     from monitor.config import mask_secrets
-    from monitor.runtime import kafka_options, resolve_endpoints
+    from monitor.services.runtime import kafka_options, resolve_endpoints
     from monitor.status import database_counts
 
-    embedded = settings.kafka_bootstrap is None or settings.database_url is None
+    use_embedded = settings.kafka_bootstrap is None or settings.database_url is None
     settings, endpoints = _isolated_run(settings, resolve_endpoints)
-    from collectors import simulator  # imports torch: after the servers answered
+    from collectors.simulator import stream  # imports torch: after the servers answered
 
     print(f"services: broker {endpoints.bootstrap}, "
           f"PostgreSQL {mask_secrets(endpoints.database_url)}")  # fmt: skip
     producer = make_producer(
         kafka_options(settings, endpoints, client_id="radwatch-demo", one_shot=True)
     )
-    n_inf, n_lab = simulator.publish(
+    n_inf, n_lab = stream.publish(
         # Step (issue 3): the scenario, and DICOM files under the data dir.
-        producer, simulator.generate(args.events, seed=args.seed, scenario=args.scenario,
+        producer, stream.generate(args.events, seed=args.seed, scenario=args.scenario,
                                      images_dir=settings.data_dir / "images"),
         settings.inference_topic, settings.label_topic,
     )  # fmt: skip
@@ -120,13 +121,13 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from monitor.commands.audit_cmd import demo_step
 
     verdict = demo_step(settings, endpoints.database_url, args.out)
-    if embedded:
-        from monitor import services
+    if use_embedded:
+        from monitor.services import embedded
 
         data_dir = settings.data_dir.resolve()
         # This run's database is its own (see _isolated_run): name it for the follow-up commands.
         print("the embedded broker and PostgreSQL keep running for a look around: "
               f"RADWATCH_DATABASE_URL={mask_secrets(endpoints.database_url)} radwatch alerts "
-              f"list (*** = the password in {services.password_path(data_dir, services.APP_USER)}); "
+              f"list (*** = the password in {embedded.password_path(data_dir, embedded.APP_USER)}); "
               "`radwatch services down` stops them")  # fmt: skip
     return verdict

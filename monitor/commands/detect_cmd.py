@@ -1,6 +1,6 @@
 """`radwatch detect [--once]`: evaluate every due drift window and drive the alerts.
 
-The command edge of monitor/detection.py. One scheduler at a time (PostgreSQL advisory
+The command edge of monitor/drift/scheduler.py. One scheduler at a time (PostgreSQL advisory
 lock): with --once a second one exits 1 at once; without, it waits for the lock.
 """
 
@@ -40,8 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _detect(args: argparse.Namespace, settings: Settings) -> int:
-    from monitor.detection import DetectionConfig, Scheduler
-    from monitor.runtime import resolve_endpoints
+    from monitor.drift.scheduler import DetectionConfig, Scheduler
+    from monitor.services.runtime import resolve_endpoints
 
     # `--once` is a one-shot command: one try, one line and exit 2 when PostgreSQL is absent.
     # The loop is a service: it waits for PostgreSQL, logging what it waits for.
@@ -82,10 +82,12 @@ def demo_step(database_url: str, *, events: int) -> dict:
     The online detector is left out of the demo: its false alarms are calibrated by the
     expected run time (2,000 events), which a short demo stream would make a coin toss.
     """
-    from detectors.drift import SuiteConfig
-    from monitor import alerts, db, reference
+    from detectors.drift.contract import SuiteConfig
+    from monitor.alerts import lifecycle
     from monitor.commands.alerts_cmd import format_alert
-    from monitor.detection import DetectionConfig, Scheduler
+    from monitor.drift import reference
+    from monitor.drift.scheduler import DetectionConfig, Scheduler
+    from monitor.store import db
 
     window = max(50, events // 10)
     first = max(100, int(events * 0.4))
@@ -118,7 +120,7 @@ def demo_step(database_url: str, *, events: int) -> dict:
               f"{w.start:%Y-%m-%d %H:%M} drift score {w.drift_score:5.2f}  firing: {fired}"
               f"{'  ALERT ' + opened if opened else ''}{marker}")  # fmt: skip
     with db.connect(database_url) as conn:
-        found = alerts.list_alerts(conn)
+        found = lifecycle.list_alerts(conn)
     drift_alerts = [a for a in found if not a.signal.startswith("performance")]
     print(f"drift alerts: {len(drift_alerts)}")
     for a in drift_alerts:

@@ -130,8 +130,8 @@ def backfill(
     """
     from tqdm import tqdm
 
-    from monitor import audit
-    from monitor.embedding_stage import (
+    from monitor.audit import trail
+    from monitor.ingest.embedding_stage import (
         EmbeddingRow,
         FeatureRow,
         decoded_batches,
@@ -186,7 +186,7 @@ def backfill(
     finally:
         bar.close()
     result = BackfillResult(len(rows), embedded, failed, no_locator, embedder.fingerprint)
-    audit.record(
+    trail.record(
         conn, actor=actor, action="embeddings.backfilled", entity_type="embedder",
         entity_id=embedder.fingerprint, entity_version=embedder.spec.name,
         outcome="success" if failed == 0 else "partial",
@@ -221,11 +221,11 @@ def _requeue(conn: psycopg.Connection, failed: list, rows: list) -> None:
 
 
 def _embed(args: argparse.Namespace, settings: Settings) -> int:
-    from monitor import db
-    from monitor.embedding_stage import UriSealer, build_embedder
     from monitor.errors import UsageError
-    from monitor.image_stage import image_fetcher
-    from monitor.runtime import resolve_endpoints
+    from monitor.ingest.embedding_stage import UriSealer, build_embedder
+    from monitor.ingest.image_stage import image_fetcher
+    from monitor.services.runtime import resolve_endpoints
+    from monitor.store import db
 
     if args.parked:
         if args.since is not None or args.until is not None:

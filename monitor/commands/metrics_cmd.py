@@ -37,11 +37,11 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
 
 def start_metrics(args: argparse.Namespace, settings: Settings, endpoints) -> list:
     """Start the HTTP server and the lag sampler; returns the things to stop, in order."""
-    from monitor.alert_webhook import PATH, AlertWebhook
+    from monitor.alerts.webhook import PATH, AlertWebhook
     from monitor.errors import UsageError
-    from monitor.metrics_server import LagSampler, MetricsServer, MetricsServerError, build_registry
-    from monitor.runtime import kafka_options
-    from monitor.web_config import load_web_config
+    from monitor.metrics.server import LagSampler, MetricsServer, MetricsServerError, build_registry
+    from monitor.metrics.web_config import load_web_config
+    from monitor.services.runtime import kafka_options
 
     if args.lag_interval <= 0:
         raise UsageError("--lag-interval must be positive")
@@ -74,7 +74,7 @@ def start_metrics(args: argparse.Namespace, settings: Settings, endpoints) -> li
 
 
 def _metrics(args: argparse.Namespace, settings: Settings) -> int:
-    from monitor.runtime import resolve_endpoints
+    from monitor.services.runtime import resolve_endpoints
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

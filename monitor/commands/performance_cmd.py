@@ -1,6 +1,6 @@
 """`radwatch performance [--model M] [--json]`: realised vs estimated performance, per window.
 
-The command edge of monitor/performance.py: runs the performance watch (label corrections,
+The command edge of monitor/performance/watch.py: runs the performance watch (label corrections,
 evaluation, storage, alerts) and prints the label-free estimate beside the realised value,
 with intervals, label coverage and latency, subgroup gaps and reliability warnings.
 """
@@ -15,10 +15,10 @@ from monitor.commands.arguments import positive_float, positive_int
 from monitor.config import Settings
 
 if TYPE_CHECKING:  # the command registers on every `radwatch` start: keep imports light
-    from detectors.performance import Estimate
-    from monitor.performance import ModelReport, WindowReport
+    from detectors.performance.realised import Estimate
+    from monitor.performance.watch import ModelReport, WindowReport
 
-ALL = ("all", "all")  # monitor.performance.ALL
+ALL = ("all", "all")  # monitor.performance.watch.ALL
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,10 +41,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _performance(args: argparse.Namespace, settings: Settings) -> int:
-    from monitor import db
     from monitor.errors import UsageError
-    from monitor.performance import PerformanceConfig, PerformanceWatchError, run
-    from monitor.runtime import resolve_endpoints
+    from monitor.performance.watch import PerformanceConfig, PerformanceWatchError, run
+    from monitor.services.runtime import resolve_endpoints
+    from monitor.store import db
 
     if args.window < 10 or args.reference_size < 10:
         raise UsageError("--window and --reference-size must be at least 10")
@@ -199,8 +199,8 @@ def demo_step(database_url: str, *, events: int) -> dict[str, Any]:
     """The performance part of `radwatch demo`: the reference is the first half of the
     stream (the simulator's scenarios start half-way), windows of an eighth; prints
     estimated beside realised performance and any performance alert; returns a summary."""
-    from monitor import db
-    from monitor.performance import PerformanceConfig, PerformanceWatchError, run
+    from monitor.performance.watch import PerformanceConfig, PerformanceWatchError, run
+    from monitor.store import db
 
     config = PerformanceConfig(window=max(50, events // 8), reference_size=max(100, events // 2))
     print(f"performance: reference = first {config.reference_size} inferences, windows of "

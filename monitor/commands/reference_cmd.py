@@ -1,9 +1,9 @@
 """`radwatch reference build --model NAME (--from T --to T | --first N)`: freeze a reference.
 
-The command edge of monitor/reference.py: selects the validated events, fits and calibrates
+The command edge of monitor/drift/reference.py: selects the validated events, fits and calibrates
 the drift detectors on them, and stores everything (with an audit record).
 `radwatch reference migrate-pickles [--model M]` converts references pickled by older
-releases into data artifacts, once, run by an operator (monitor/reference_migration.py).
+releases into data artifacts, once, run by an operator (monitor/drift/reference_migration.py).
 """
 
 from __future__ import annotations
@@ -78,9 +78,9 @@ def parse_time(text: str) -> datetime:
 
 
 def _build(args: argparse.Namespace, settings: Settings) -> int:
-    from monitor import db
     from monitor.errors import UsageError
-    from monitor.runtime import resolve_endpoints
+    from monitor.services.runtime import resolve_endpoints
+    from monitor.store import db
 
     if args.first is None and not (args.start and args.end):
         raise UsageError("give --first N or both --from and --to")
@@ -93,8 +93,8 @@ def _build(args: argparse.Namespace, settings: Settings) -> int:
     # wait for a server that is absent (one line, exit 2). Reached before the detectors are
     # imported: alibi-detect and torch take seconds to load, an answer must not.
     url = resolve_endpoints(settings, broker=False, retry=False).database_url
-    from detectors.drift import SuiteConfig
-    from monitor import reference
+    from detectors.drift.contract import SuiteConfig
+    from monitor.drift import reference
 
     config = SuiteConfig(
         alpha=args.alpha, correction=args.correction, min_window=args.min_window,
@@ -126,12 +126,12 @@ def _build(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _migrate_pickles(args: argparse.Namespace, settings: Settings) -> int:
-    from monitor import db
     from monitor.errors import UsageError
-    from monitor.runtime import resolve_endpoints
+    from monitor.services.runtime import resolve_endpoints
+    from monitor.store import db
 
     url = resolve_endpoints(settings, broker=False, retry=False).database_url
-    from monitor import reference, reference_migration
+    from monitor.drift import reference, reference_migration
 
     with db.connect(url) as conn:
         try:

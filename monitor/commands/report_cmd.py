@@ -41,12 +41,12 @@ def write_report(database_url: str, settings: Settings, model: str, out: Path, *
                  start: datetime | None = None, end: datetime | None = None,
                  include_evidently: bool = True) -> Path:  # fmt: skip
     """Render the report to `out` (also used by `radwatch demo`)."""
-    from monitor import report
+    from monitor.reports import model_report
 
-    data = report.load(database_url, model, start, end)
-    from monitor.image_stage import image_fetcher
+    data = model_report.load(database_url, model, start, end)
+    from monitor.ingest.image_stage import image_fetcher
 
-    document = report.render(data, pseudonym_key=settings.key_bytes(),
+    document = model_report.render(data, pseudonym_key=settings.key_bytes(),
                              include_evidently=include_evidently, images=image_fetcher(settings))  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(document, encoding="utf-8")
@@ -55,8 +55,8 @@ def write_report(database_url: str, settings: Settings, model: str, out: Path, *
 
 def _report(args: argparse.Namespace, settings: Settings) -> int:
     from monitor.errors import UsageError
-    from monitor.report import ReportError
-    from monitor.runtime import resolve_endpoints
+    from monitor.reports.model_report import ReportError
+    from monitor.services.runtime import resolve_endpoints
 
     if args.start and args.end and args.start >= args.end:
         raise UsageError("--from must be before --to")
@@ -77,9 +77,9 @@ def demo_step(settings: Settings, database_url: str, out_dir: Path) -> None:
     The demo is non-interactive, so /metrics is not served here; the lines printed say how
     to serve it over the demo's database.
     """
-    from monitor import db
     from monitor.config import mask_secrets  # the password stays in its file, off the screen
-    from monitor.report import ReportError
+    from monitor.reports.model_report import ReportError
+    from monitor.store import db
 
     with db.connect(database_url) as conn:
         models = [r[0] for r in conn.execute(

@@ -53,8 +53,8 @@ Job = tuple[str, Callable[[], object]]
 
 # The scheduled parts of radwatch. Imported plainly at start: a build that cannot load one
 # of them must not run as if it had no drift detection (issue 13: no swallowed import).
-REQUIRED = (("monitor.detection", "drift detection"),
-            ("monitor.performance", "the performance watch"))  # fmt: skip
+REQUIRED = (("monitor.drift.scheduler", "drift detection"),
+            ("monitor.performance.watch", "the performance watch"))  # fmt: skip
 
 
 class StartError(RuntimeError):
@@ -83,32 +83,35 @@ def detection_jobs(
     performance_reference: int = 1000,
     checkpoint_interval: float | None = None,
 ) -> tuple[list[Job], list[Callable[[], None]]]:
-    """The passes the scheduler runs — drift detection (monitor.detection), the performance
-    watch (monitor.performance) and, with `checkpoint_interval`, sealing a signed audit
+    """The passes the scheduler runs — drift detection (monitor.drift.scheduler), the performance
+    watch (monitor.performance.watch) and, with `checkpoint_interval`, sealing a signed audit
     checkpoint when due — and what to call when the scheduler thread ends."""
-    from monitor import audit_checkpoint, db, detection, performance
+    from monitor.audit import checkpoint
+    from monitor.drift import scheduler
+    from monitor.performance import watch
+    from monitor.store import db
 
     jobs: list[Job] = []
     cleanups: list[Callable[[], None]] = []
-    scheduler = detection.Scheduler(database_url, detection.DetectionConfig(),
+    detection = scheduler.Scheduler(database_url, scheduler.DetectionConfig(),
                                     actor=f"{settings.actor}-detect")  # fmt: skip
 
     def drift_pass() -> object:
         # One active scheduler per deployment (advisory lock): stand by while another
         # process (a `radwatch detect` elsewhere) holds it; retry next interval.
-        if not scheduler.acquire():
+        if not detection.acquire():
             log.info("another detection scheduler is active; standing by")
             return None
-        return scheduler.run_once()
+        return detection.run_once()
 
     jobs.append(("drift detection", drift_pass))
-    cleanups.append(scheduler.release)
-    config = performance.PerformanceConfig(window=performance_window,
+    cleanups.append(detection.release)
+    config = watch.PerformanceConfig(window=performance_window,
                                            reference_size=performance_reference)  # fmt: skip
 
     def performance_pass() -> object:
         with db.connect(database_url) as conn:
-            return performance.run(conn, config=config)
+            return watch.run(conn, config=config)
 
     jobs.append(("performance watch", performance_pass))
     if checkpoint_interval is not None:
@@ -117,7 +120,7 @@ def detection_jobs(
         def checkpoint_pass() -> object:
             # Cheap when not due (one query); the key is created on the first seal.
             with db.connect(database_url) as conn:
-                sealed = audit_checkpoint.checkpoint_if_due(conn, settings, every_s=every)
+                sealed = checkpoint.checkpoint_if_due(conn, settings, every_s=every)
             if sealed is not None:
                 log.info("audit checkpoint %d sealed (rows %d-%d)", sealed.id, sealed.first_seq,
                          sealed.last_seq)  # fmt: skip
@@ -167,11 +170,12 @@ class Scheduler:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
-    from monitor import audit, audit_checkpoint, db
+    from monitor.audit import checkpoint, trail
     from monitor.commands.collect_cmd import build_collector
     from monitor.commands.metrics_cmd import start_metrics
     from monitor.errors import UsageError
-    from monitor.runtime import resolve_endpoints
+    from monitor.services.runtime import resolve_endpoints
+    from monitor.store import db
 
     if args.detect_interval <= 0:
         raise UsageError("--detect-interval must be positive")
@@ -206,13 +210,13 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         performance_reference=args.performance_reference,
         checkpoint_interval=args.checkpoint_interval,
     )  # fmt: skip
-    paths = audit_checkpoint.key_paths(settings)
+    paths = checkpoint.key_paths(settings)
     log.info("audit checkpoints sealed every %.0fs when rows were added; signing key %s "
              "(public %s), checkpoints also appended to %s: keep the key off the database host",
              args.checkpoint_interval, paths.private, paths.public, paths.checkpoints)  # fmt: skip
     scheduler = Scheduler(jobs, args.detect_interval, cleanups).start()
     with db.connect(endpoints.database_url) as conn:
-        audit.record_start(conn, component=COMPONENT, config=settings, actor=settings.actor)
+        trail.record_start(conn, component=COMPONENT, config=settings, actor=settings.actor)
         conn.commit()
     outcome, reason = "success", "signal"
     try:
@@ -226,7 +230,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         for thing in running:
             (thing.stop if hasattr(thing, "stop") else thing.close)()
     with db.connect(endpoints.database_url) as conn:
-        audit.record_stop(conn, component=COMPONENT, actor=settings.actor, outcome=outcome,
+        trail.record_stop(conn, component=COMPONENT, actor=settings.actor, outcome=outcome,
                           reason=reason, detail={"inferences": stats.inferences,
                                                  "labels": stats.labels,
                                                  "dead_letters": stats.dead_letters,
@@ -234,8 +238,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         conn.commit()
         # A last seal at shutdown covers the rows of this run, the stop row included.
         try:
-            audit_checkpoint.create_checkpoint(conn, settings)
-        except (audit.AuditError, OSError) as exc:
+            checkpoint.create_checkpoint(conn, settings)
+        except (trail.AuditError, OSError) as exc:
             log.error("final audit checkpoint not sealed (%s)", type(exc).__name__)
     print(
         f"stopped: {stats.inferences} inferences, {stats.labels} labels, "

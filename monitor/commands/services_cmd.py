@@ -7,8 +7,8 @@ import json
 import signal
 import threading
 
-from monitor import services
 from monitor.config import Settings
+from monitor.services import embedded
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,26 +26,26 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _up(args: argparse.Namespace, settings: Settings) -> int:
-    from monitor.runtime import resolve_endpoints
+    from monitor.services.runtime import resolve_endpoints
 
     # Started here, so a server that does not come up is an error now, not a wait.
     resolve_endpoints(settings, retry=False)
-    print(json.dumps(services.services_status(settings.data_dir), indent=2))
+    print(json.dumps(embedded.services_status(settings.data_dir), indent=2))
     if args.detach:
         return 0
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     stop.wait()
-    services.services_down(settings.data_dir)
+    embedded.services_down(settings.data_dir)
     return 0
 
 
 def _down(args: argparse.Namespace, settings: Settings) -> int:
-    services.services_down(settings.data_dir)
+    embedded.services_down(settings.data_dir)
     return 0
 
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:
-    print(json.dumps(services.services_status(settings.data_dir), indent=2))
+    print(json.dumps(embedded.services_status(settings.data_dir), indent=2))
     return 0

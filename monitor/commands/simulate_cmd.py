@@ -1,6 +1,6 @@
 """`radwatch simulate`: the synthetic hospital writes DICOM files and publishes its events.
 
-Input edge of a demo or test run (DESIGN.md §9): collectors.simulator renders studies, runs
+Input edge of a demo or test run (DESIGN.md §9): collectors.simulator.stream renders studies, runs
 the deployed CNN and yields events; this command sends them to Kafka at a rate, with progress.
 """
 
@@ -12,8 +12,8 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
-from collectors.hospital.scenarios import SCENARIOS  # light: no torch at parser build
 from collectors.kafka_io import make_producer
+from collectors.simulator.scenarios import SCENARIOS  # light: no torch at parser build
 from monitor.commands.arguments import non_negative_int, positive_float, positive_int
 from monitor.config import Settings
 from monitor.errors import UsageError
@@ -67,7 +67,7 @@ def _progress(total: int):
 
 
 def _simulate(args: argparse.Namespace, settings: Settings) -> int:
-    from monitor.runtime import kafka_options, resolve_endpoints
+    from monitor.services.runtime import kafka_options, resolve_endpoints
 
     # --events, --rate and --onset are checked by their argument types.
     if not 0.0 < args.severity <= 1.0:
@@ -80,19 +80,19 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
     # One-shot: an absent broker is one line and exit 2 within seconds, not a wait; checked
     # before torch is imported, which takes seconds of its own.
     endpoints = resolve_endpoints(settings, retry=False)
-    from collectors import simulator  # imports torch and pydicom: only when it runs
+    from collectors.simulator import stream  # imports torch and pydicom: only when it runs
 
     producer = make_producer(
         kafka_options(settings, endpoints, client_id="radwatch-simulate", one_shot=True)
     )
     update, bar = _progress(args.events)
     try:
-        studies = simulator.generate(
+        studies = stream.generate(
             args.events, seed=args.seed, label_share=args.label_share, scenario=args.scenario,
             onset=args.onset, severity=args.severity, images_dir=images_dir,
             label_delay=timedelta(hours=args.label_delay_hours), include_tags=not args.no_tags,
         )  # fmt: skip
-        n_inf, n_lab = simulator.publish(
+        n_inf, n_lab = stream.publish(
             producer, studies, settings.inference_topic, settings.label_topic,
             rate=args.rate, progress=update,
         )  # fmt: skip
@@ -105,6 +105,6 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
         "inferences_published": n_inf, "labels_published": n_lab, "scenario": args.scenario,
         "onset": onset if args.scenario != "none" else None, "severity": args.severity,
         "seed": args.seed,
-        "images_dir": str(simulator.image_dir_for(images_dir, args.seed, args.scenario)),
+        "images_dir": str(stream.image_dir_for(images_dir, args.seed, args.scenario)),
     }))  # fmt: skip
     return 0

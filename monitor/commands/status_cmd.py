@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:
-    from monitor.runtime import kafka_options, resolve_endpoints
+    from monitor.services.runtime import kafka_options, resolve_endpoints
 
     # Read-only: nothing is started or migrated; a stopped service is one line, exit 2.
     endpoints = resolve_endpoints(settings, read_only=True)

@@ -30,7 +30,7 @@ from collectors.events import (
     parse_record,
 )
 from collectors.pseudonym import Pseudonymiser, is_identifier_key
-from monitor.ingest_store import DeadLetter, Position, Record
+from monitor.ingest.batch_store import DeadLetter, Position, Record
 
 P = Pseudonymiser(b"fuzz-test-key-0123456789")
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)

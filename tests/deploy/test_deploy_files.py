@@ -32,8 +32,9 @@ import pytest
 import yaml
 from conftest import REPO
 
-from monitor import db, services
 from monitor.config import ConfigError, Settings, load_settings
+from monitor.services import embedded as services
+from monitor.store import db
 
 DEPLOY = REPO / "deploy"
 K8S = DEPLOY / "k8s"
@@ -76,7 +77,7 @@ def setting_for(var: str) -> str | None:
     """RADWATCH_X or RADWATCH_X_FILE → the Settings field it sets (None when none does)."""
     if var == "RADWATCH_CONFIG":
         return "config"
-    # The audit signing key's paths are read by monitor.audit_checkpoint.key_paths.
+    # The audit signing key's paths are read by monitor.audit.checkpoint.key_paths.
     if var in AUDIT_KEY_VARS:
         return var.removeprefix("RADWATCH_").lower()
     name = var.removeprefix("RADWATCH_").lower()

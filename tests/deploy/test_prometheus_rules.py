@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from monitor import metrics
+from monitor.metrics import names
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 RULES = DEPLOY / "rules" / "radwatch.rules.yml"
@@ -65,7 +65,7 @@ def test_rules_use_metric_names_from_monitor_metrics() -> None:
     """The rules and the code agree on names: each radwatch_* name in a rule is defined."""
     import re
 
-    defined = {v for k, v in vars(metrics).items() if k.isupper() and isinstance(v, str)}
+    defined = {v for k, v in vars(names).items() if k.isupper() and isinstance(v, str)}
     used = set(re.findall(r"radwatch_[a-z_]+", RULES.read_text()))
     suffixes = ("_total", "_bucket", "_count", "_sum")
     for name in used:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from monitor.audit import config_snapshot
-from monitor.audit_checkpoint import key_paths
+from monitor.audit.checkpoint import key_paths
+from monitor.audit.trail import config_snapshot
 from monitor.config import (
     AuditSettings,
     ConfigError,
@@ -23,7 +23,7 @@ from monitor.config import (
     Settings,
     load_settings,
 )
-from monitor.image_stage import ImageStageConfig, image_config
+from monitor.ingest.image_stage import ImageStageConfig, image_config
 
 REPO = Path(__file__).resolve().parents[2]
 

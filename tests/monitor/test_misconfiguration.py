@@ -22,7 +22,8 @@ import pytest
 from conftest import REPO, app_url, radwatch_cmd, settings_env
 
 from collectors.kafka_io import BrokerUnavailable, KafkaOptions, wait_for_broker
-from monitor import db, services
+from monitor.services import embedded as services
+from monitor.store import db
 
 FAST_S = 10.0  # "within seconds": the bound every case is held to, Python start-up included
 
@@ -108,7 +109,10 @@ def test_services_wait_out_a_transient_outage_and_say_so(settings, caplog):
         attempts.append(time.monotonic())
         db.connect(url).close()
 
-    with caplog.at_level("WARNING", logger="monitor.db"), pytest.raises(psycopg.OperationalError):
+    with (
+        caplog.at_level("WARNING", logger="monitor.store.db"),
+        pytest.raises(psycopg.OperationalError),
+    ):
         db.with_retry(connect, what="connecting", should_stop=lambda: len(attempts) >= 3)
     assert len(attempts) == 3
     waits = [r.getMessage() for r in caplog.records if "retrying in" in r.getMessage()]

@@ -2,7 +2,7 @@
 records an error status (row, audit row, log line with the class only) and the models after
 it are still evaluated; an implausible timestamp cannot move the online detector's cursor.
 
-Streams come from test_detection's seeded generator (seed 5 and 6, 800 events each, reference
+Streams come from tests/drift_streams.py's seeded generator (seed 5 and 6, 800 events each, reference
 = first 600, window 100) written straight into `inferences`, renamed per model.
 """
 
@@ -13,11 +13,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import psycopg
+from drift_streams import CONFIG, MODEL, START, insert_stream
 from psycopg.types.json import Jsonb
-from test_detection import CONFIG, MODEL, START, insert_stream
 
-from monitor import performance, reference
-from monitor.detection import DetectionConfig, Scheduler
+from monitor.drift import reference
+from monitor.drift.scheduler import DetectionConfig, Scheduler
+from monitor.performance import watch
 
 BROKEN, HEALTHY = "a-broken-model", "b-healthy-model"  # evaluated in this (name) order
 
@@ -74,16 +75,16 @@ def test_a_broken_reference_fails_its_model_only(database_url, caplog):
 
 def test_a_failing_performance_pass_fails_its_model_only(database_url, monkeypatch):
     two_models(database_url)
-    real = performance.evaluate_model
+    real = watch.evaluate_model
 
     def evaluate(studies, name, config):
         if name == BROKEN:
             raise ZeroDivisionError("a broken state")  # what a corrupt model state would do
         return real(studies, name, config)
 
-    monkeypatch.setattr(performance, "evaluate_model", evaluate)
+    monkeypatch.setattr(watch, "evaluate_model", evaluate)
     with psycopg.connect(database_url) as conn:
-        reports = performance.run(conn, config=performance.PerformanceConfig(
+        reports = watch.run(conn, config=watch.PerformanceConfig(
             window=100, reference_size=200))  # fmt: skip
     found = status(database_url)
     assert found[(BROKEN, "performance")] == ("error", "ZeroDivisionError", 1)

@@ -1,0 +1,90 @@
+"""One-time conversion of pickled references into data artifacts (`reference migrate-pickles`).
+
+Between drift_reference_artifacts rows written by older releases (a pickled DetectorSuite
+and its SHA-256) and the manifest + arrays format of detectors/drift/artifact.py. This is the only
+place in radwatch that unpickles anything, and only when an operator runs the command: the
+stored hash is checked first, and the unpickler resolves only classes from the modules a
+fitted suite is made of (never builtins such as eval, os or subprocess). The converted
+artifact must score like the pickle did; each conversion is an audit record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import pickle
+from dataclasses import dataclass
+
+import psycopg
+
+from detectors.drift import artifact
+from detectors.drift.contract import DetectorSuite
+from monitor.audit import trail
+from monitor.drift.reference import ReferenceError, store_artifact
+
+# Module prefixes a pickled suite of ours refers to; anything else is refused.
+ALLOWED_MODULES = ("detectors.", "numpy", "torch", "alibi_detect.", "collections", "copyreg",
+                   "_codecs", "scipy.", "numba.", "pathlib")  # fmt: skip
+ALLOWED_BUILTINS = frozenset({"set", "frozenset", "slice", "complex", "range", "bytearray",
+                              "object", "tuple", "list", "dict", "int", "float", "str",
+                              "bool", "bytes"})  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Converted:
+    reference_id: int
+    model: str
+    old_sha256: str
+    new_sha256: str
+
+
+class _SuiteUnpickler(pickle.Unpickler):
+    """Resolves only what a fitted DetectorSuite is made of (defence in depth)."""
+
+    def find_class(self, module: str, name: str) -> object:
+        if module == "builtins" and name in ALLOWED_BUILTINS:
+            return super().find_class(module, name)
+        if module.startswith(ALLOWED_MODULES) or module in ("numpy", "torch"):
+            return super().find_class(module, name)
+        raise ReferenceError(f"pickled reference refers to {module}.{name}: not converting it")
+
+
+def load_pickle(blob: bytes, sha256: str, ref_id: int) -> DetectorSuite:
+    """The old artifact, after its stored hash matched (the only pickle load in radwatch)."""
+    if hashlib.sha256(blob).hexdigest() != sha256:
+        raise ReferenceError(f"reference {ref_id}: pickled artifact hash mismatch (not converted)")
+    suite = _SuiteUnpickler(io.BytesIO(blob)).load()
+    if not isinstance(suite, DetectorSuite):
+        raise ReferenceError(f"reference {ref_id}: pickled artifact is not a detector suite")
+    return suite
+
+
+def migrate_pickles(
+    conn: psycopg.Connection, *, model: str | None = None, actor: str = "radwatch"
+) -> list[Converted]:
+    """Convert every pickled reference (of one model, or all) in its own transaction."""
+    rows = conn.execute(
+        """SELECT a.reference_id, r.model_name, a.sha256, a.blob
+           FROM drift_reference_artifacts a JOIN drift_references r ON r.id = a.reference_id
+           WHERE a.format = 'pickle' AND (%s::text IS NULL OR r.model_name = %s)
+           ORDER BY a.reference_id""",
+        (model, model),
+    ).fetchall()
+    done = []
+    for ref_id, name, old_sha, blob in rows:
+        suite = load_pickle(bytes(blob), old_sha, ref_id)
+        manifest_json, arrays, sha = artifact.pack(suite)
+        # Read back through the loader detection uses, so a conversion that would not load
+        # is never committed.
+        artifact.unpack(manifest_json, arrays, sha)
+        with conn.transaction():
+            store_artifact(conn, ref_id, suite, manifest_json, arrays, sha)
+            trail.record(
+                conn, actor=actor, action="reference.migrated", entity_type="drift_reference",
+                entity_id=str(ref_id), entity_version=sha[:16],
+                refs={"model": name, "pickle_sha256": old_sha, "artifact_sha256": sha,
+                      "detector_fingerprint": suite.fingerprint},
+                detail={"from": "pickle", "to": artifact.SCHEMA},
+            )  # fmt: skip
+        done.append(Converted(int(ref_id), str(name), str(old_sha), sha))
+    return done

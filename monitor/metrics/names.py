@@ -1,0 +1,150 @@
+"""Prometheus metric names, the ingest instruments, and the rule that keeps labels bounded.
+
+Sits at the output edge: the collector calls `record_batch` after each durable batch, the
+scrape-time collector (metrics_collector) exposes values read from PostgreSQL, and the
+alert rules (deploy/prometheus) and dashboards (dashboards/) are built from these names.
+Labels are bounded (model, model_version, site, stratum kind/value, signal, detector,
+feature, topic, reason); never an identifier, a URL or anything from a patient. A label
+value from an event (a model or site name) passes `bounded_label` (short, plain charset,
+not identifier-shaped, not a URL) and a per-label budget (the first MAX_VALUES_PER_LABEL
+distinct values keep their names, later ones are "other"), so a stream of odd events can
+neither leak into /metrics nor grow the number of series without bound.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+
+from prometheus_client import Counter, Gauge, Histogram
+
+PREFIX = "radwatch"
+
+# -- ingest instruments (live in the process that collects) ---------------------------------
+EVENTS_INGESTED = f"{PREFIX}_events_ingested"  # counter: _total suffix added by the client
+DEAD_LETTERS = f"{PREFIX}_dead_letters"
+INGEST_BATCH_SECONDS = f"{PREFIX}_ingest_batch_seconds"  # parse → durable write, per batch
+INGEST_LAG_SECONDS = f"{PREFIX}_ingest_delay_seconds"  # occurred_at → stored, per inference
+MODEL_LATENCY_SECONDS = f"{PREFIX}_model_latency_seconds"  # the inference service's own latency
+CONSUMER_LAG = f"{PREFIX}_consumer_lag"  # gauge, sampled from Kafka (records behind)
+
+# -- values read from PostgreSQL at scrape time (metrics_collector) --------------------------
+BUILD_INFO = f"{PREFIX}_build_info"
+SOURCE_UP = f"{PREFIX}_metrics_source_up"  # 1 when a section of the scrape-time read succeeded
+INFERENCES_STORED = f"{PREFIX}_inferences_stored"  # counter (_total) from count(*)
+LABELS_STORED = f"{PREFIX}_labels_stored"
+DEAD_LETTERS_STORED = f"{PREFIX}_dead_letters_stored"
+LAST_INFERENCE_RECEIVED = f"{PREFIX}_last_inference_received_timestamp_seconds"
+LABEL_COVERAGE = f"{PREFIX}_label_coverage_ratio"
+DRIFT_SCORE = f"{PREFIX}_drift_score"  # the unified drift score of the latest window
+DRIFT_P_VALUE = f"{PREFIX}_drift_p_value"
+DRIFT_P_VALUE_ADJUSTED = f"{PREFIX}_drift_p_value_adjusted"
+DRIFT_EFFECT_SIZE = f"{PREFIX}_drift_effect_size"
+DRIFT_DETECTED = f"{PREFIX}_drift_detected"  # 1 when the latest window's test rejected
+DRIFT_LAST_EVALUATED = f"{PREFIX}_drift_last_evaluated_timestamp_seconds"
+PERFORMANCE = f"{PREFIX}_performance"  # metric=auroc|sensitivity|…, source=realised|estimated
+PERFORMANCE_LOWER = f"{PREFIX}_performance_ci_lower"
+PERFORMANCE_UPPER = f"{PREFIX}_performance_ci_upper"
+PERFORMANCE_DEGRADED = f"{PREFIX}_performance_degraded"  # 1 when the latest test flagged a drop
+ALERTS_OPEN = f"{PREFIX}_alerts_open"  # open/acknowledged alerts by model, kind, stratum
+MODEL_STATUS = f"{PREFIX}_model_status"  # 1 for the model's current status, 0 for the others
+MODEL_PASS_ERRORS = f"{PREFIX}_model_pass_errors"  # counter (_total): failed passes per model
+MODEL_PASS_FAILING = f"{PREFIX}_model_pass_failing"  # 1 while a model's latest pass failed
+IMAGES_PARKED = f"{PREFIX}_images_parked"  # images waiting for the PACS (image_fetch_queue)
+
+STATUSES = ("ok", "drift", "insufficient_data", "error", "no_reference")
+
+# -- bounded labels ----------------------------------------------------------------------------
+# Stratum kinds come from the allow-list of strata (DESIGN.md §6); anything else is "other".
+STRATUM_KINDS = frozenset(
+    {"all", "site", "scanner", "manufacturer", "view", "sex", "age_band", "modality"}
+)
+MAX_VALUES_PER_LABEL = 50  # beyond this many distinct values a label collapses to "other"
+OTHER = "other"
+
+_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+/ -]{0,63}$")
+# What an identifier looks like: DICOM UIDs (PS3.5 §9.1: dotted numeric), UUIDs, long hex
+# (our HMAC pseudonyms are hex), and long digit runs (MRNs, accession numbers).
+_LOOKS_LIKE_ID = (
+    re.compile(r"^\d+(\.\d+){3,}$"),
+    re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"),
+    re.compile(r"[0-9a-fA-F]{16,}"),
+    re.compile(r"\d{6,}"),
+)
+
+
+def looks_like_identifier(value: str) -> bool:
+    """True for strings shaped like a UID, UUID, pseudonym or record number."""
+    return any(p.search(value) for p in _LOOKS_LIKE_ID)
+
+
+def bounded_label(value: object, *, missing: str = "unknown") -> str:
+    """A label value that is short, printable and never an identifier or URL ("other" else)."""
+    if value is None or value == "":
+        return missing
+    text = str(value)
+    # "://" : a URL or DSN (which may carry a password) is never a label value.
+    if not _SAFE.match(text) or looks_like_identifier(text) or "://" in text:
+        return OTHER
+    return text
+
+
+class LabelBudget:
+    """First-come label values per label name, up to a cap; later values are "other".
+
+    Process-wide for the in-process instruments (a Counter's label sets live as long as the
+    process), so a long run with many odd model names stays within the budget.
+    """
+
+    def __init__(self, limit: int = MAX_VALUES_PER_LABEL) -> None:
+        self._limit = limit
+        self._seen: dict[str, set[str]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, label: str, value: object) -> str:
+        text = bounded_label(value)
+        with self._lock:
+            seen = self._seen.setdefault(label, set())
+            if text in seen:
+                return text
+            if len(seen) >= self._limit:
+                return OTHER
+            seen.add(text)
+            return text
+
+
+label_budget = LabelBudget()
+
+
+def stratum_kind(value: object) -> str:
+    text = str(value or "all").lower()
+    return text if text in STRATUM_KINDS else OTHER
+
+
+# -- ingest instruments --------------------------------------------------------------------------
+
+events_ingested = Counter(
+    EVENTS_INGESTED,
+    "Events accepted into PostgreSQL (replays after a crash count again).",
+    ["kind", "model"],
+)
+dead_letters = Counter(DEAD_LETTERS, "Records dead-lettered, by reason code.", ["topic", "reason"])
+ingest_delay = Histogram(
+    INGEST_LAG_SECONDS,
+    "Seconds from an inference's occurred_at to its storage.",
+    buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800, 3600, 86400),
+)
+ingest_batch_seconds = Histogram(
+    INGEST_BATCH_SECONDS,
+    "Seconds from a parsed batch to its durable write and offset commit.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+model_latency = Histogram(
+    MODEL_LATENCY_SECONDS,
+    "The deployed model's own inference latency, as reported in its events.",
+    ["model"],
+    buckets=(0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 5, 10),
+)
+consumer_lag = Gauge(
+    CONSUMER_LAG, "Records on the topic not yet committed by the consumer group.", ["topic"]
+)

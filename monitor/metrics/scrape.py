@@ -1,0 +1,366 @@
+"""Scrape-time Prometheus collector: radwatch's state in PostgreSQL as metrics.
+
+Sits between the store and Prometheus: on every scrape it reads the stored counts, the
+latest drift and performance results and the open alerts, and yields metric families
+named in monitor.metrics.names. Each section is read on its own; a section whose table does not
+exist yet (an older schema) or whose read fails yields nothing but `radwatch_metrics_source_up
+{source} 0`, so one bad section never fails the scrape (prometheus/client_python custom
+collector pattern, DESIGN.md §10).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+
+import psycopg
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from monitor.metrics import names
+from monitor.metrics.names import OTHER, bounded_label, stratum_kind
+from monitor.store import db
+
+log = logging.getLogger(__name__)
+
+STATEMENT_TIMEOUT_MS = 5000  # a slow query fails its section, not the whole scrape
+DRIFT_LABELS = ("model", "model_version", "stratum_kind", "stratum_value", "signal", "detector",
+                "feature")  # fmt: skip
+PERF_LABELS = ("model", "finding", "stratum_kind", "stratum_value", "metric", "source")
+ALERT_LABELS = ("model", "kind", "signal", "stratum_kind", "stratum_value", "state")
+
+
+class MetricsSourceError(RuntimeError):
+    """A section of the scrape-time read failed (reported as source_up 0, logged once)."""
+
+
+@dataclass
+class _Family:
+    """One metric family whose label values are bounded and whose label sets are unique.
+
+    Values collapse to "other" past `MAX_VALUES_PER_LABEL` distinct values of a label, and
+    label sets that collapse together are combined (sum for counters, max for gauges), so
+    the exposition never holds a duplicate series.
+    """
+
+    name: str
+    doc: str
+    labels: Sequence[str]
+    counter: bool = False
+    summed: bool = False  # combine collapsed label sets by sum (always for counters)
+    rows: dict[tuple[str, ...], float] = field(default_factory=dict)
+    seen: dict[str, set[str]] = field(default_factory=dict)
+
+    def add(self, values: Sequence[object], value: float | None) -> None:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return
+        key = tuple(self._bound(name, v) for name, v in zip(self.labels, values, strict=True))
+        old = self.rows.get(key)
+        if old is None:
+            self.rows[key] = float(value)
+        else:
+            summed = self.counter or self.summed
+            self.rows[key] = old + float(value) if summed else max(old, float(value))
+
+    def _bound(self, name: str, value: object) -> str:
+        text = stratum_kind(value) if name == "stratum_kind" else bounded_label(value)
+        seen = self.seen.setdefault(name, set())
+        if text not in seen and len(seen) >= names.MAX_VALUES_PER_LABEL:
+            return OTHER
+        seen.add(text)
+        return text
+
+    def metric(self) -> Metric:
+        family: Metric
+        if self.counter:
+            family = CounterMetricFamily(self.name, self.doc, labels=list(self.labels))
+        else:
+            family = GaugeMetricFamily(self.name, self.doc, labels=list(self.labels))
+        for key, value in sorted(self.rows.items()):
+            family.add_metric(list(key), value)
+        return family
+
+
+Section = Callable[[psycopg.Connection], list[_Family]]
+
+
+class DatabaseCollector(Collector):
+    """Reads radwatch's PostgreSQL state at scrape time (register on a CollectorRegistry)."""
+
+    def __init__(self, database_url: str) -> None:
+        self._url = database_url
+        self._conn: psycopg.Connection | None = None
+        self._lock = threading.Lock()  # the HTTP server scrapes from several threads
+        self._failing: dict[str, str] = {}
+        self.sections: dict[str, Section] = {
+            "ingest": ingest_section,
+            "drift": drift_section,
+            "performance": performance_section,
+            "alerts": alerts_section,
+            "health": health_section,
+        }
+
+    def describe(self) -> Iterable[Metric]:
+        # Nothing up front: registering must not query the database.
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            up = GaugeMetricFamily(names.SOURCE_UP, "1 when the scrape-time read of a "
+                                   "section of radwatch's state succeeded.", labels=["source"])  # fmt: skip
+            families: list[_Family] = []
+            for name, section in self.sections.items():
+                try:
+                    families.extend(self._read(name, section))
+                    up.add_metric([name], 1)
+                except MetricsSourceError:
+                    up.add_metric([name], 0)
+            info = GaugeMetricFamily(names.BUILD_INFO, "radwatch version (always 1).",
+                                     labels=["version"])  # fmt: skip
+            info.add_metric([_version()], 1)
+        yield info
+        yield up
+        yield from (f.metric() for f in families)
+        yield from model_status(families)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def _read(self, name: str, section: Section) -> list[_Family]:
+        try:
+            conn = self._connection()
+            result = section(conn)
+        except psycopg.errors.UndefinedTable as exc:
+            # An older schema, or another component's migration not applied yet: expected,
+            # visible as source_up 0, logged once at INFO.
+            self._note(name, f"table missing: {exc.diag.message_primary}", logging.INFO)
+            raise MetricsSourceError(name) from exc
+        except psycopg.Error as exc:
+            self._note(name, f"{type(exc).__name__}: {exc}", logging.WARNING)
+            if isinstance(exc, psycopg.OperationalError) and self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            raise MetricsSourceError(name) from exc
+        if name in self._failing:
+            log.info("metrics section %s readable again", name)
+            del self._failing[name]
+        return result
+
+    def _note(self, name: str, message: str, level: int) -> None:
+        # Logged when the failure starts or changes, not on every scrape.
+        if self._failing.get(name) != message:
+            log.log(level, "metrics section %s unavailable: %s", name, message)
+            self._failing[name] = message
+
+    def _connection(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = db.connect(self._url, autocommit=True)
+            self._conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
+            self._conn.execute("SET default_transaction_read_only = on")
+        return self._conn
+
+
+def _version() -> str:
+    try:
+        return metadata.version("radwatch")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+# -- sections: one query each (or a few), returning bounded families -------------------------
+
+
+def ingest_section(conn: psycopg.Connection) -> list[_Family]:
+    stored = _Family(names.INFERENCES_STORED, "Inferences stored in PostgreSQL.",
+                     ("model", "site"), counter=True)  # fmt: skip
+    last = _Family(names.LAST_INFERENCE_RECEIVED, "When the latest inference of a model was "
+                   "stored (Unix seconds).", ("model",))  # fmt: skip
+    # Busiest first: when a label's budget runs out, the small sites are the ones that
+    # collapse into "other", and the same ones on every scrape.
+    for model, site, n, newest in conn.execute(
+        """SELECT model_name, site, count(*), extract(epoch FROM max(received_at))
+           FROM inferences GROUP BY model_name, site ORDER BY count(*) DESC, model_name, site"""
+    ).fetchall():
+        stored.add((model, site), n)
+        last.add((model,), float(newest))
+    labels = _Family(names.LABELS_STORED, "Radiologist labels stored in PostgreSQL.",
+                     ("model",), counter=True)  # fmt: skip
+    for model, n in conn.execute(
+        "SELECT model_name, count(*) FROM labels GROUP BY model_name"
+    ).fetchall():
+        labels.add((model,), n)
+    coverage = _Family(names.LABEL_COVERAGE, "Share of stored inferences with a label.",
+                       ("model",))  # fmt: skip
+    for model, share in conn.execute(
+        """SELECT i.model_name, avg(CASE WHEN EXISTS (SELECT 1 FROM labels l
+                  WHERE l.model_name = i.model_name AND l.study_pseudo = i.study_pseudo)
+                  THEN 1.0 ELSE 0.0 END)
+           FROM inferences i GROUP BY i.model_name"""
+    ).fetchall():
+        coverage.add((model,), float(share))
+    dead = _Family(names.DEAD_LETTERS_STORED, "Records dead-lettered, stored by reason.",
+                   ("reason",), counter=True)  # fmt: skip
+    for reason, n in conn.execute(
+        "SELECT reason, count(*) FROM dead_letters GROUP BY reason"
+    ).fetchall():
+        dead.add((reason,), n)
+    return [stored, last, labels, coverage, dead]
+
+
+def drift_section(conn: psycopg.Connection) -> list[_Family]:
+    p = _Family(names.DRIFT_P_VALUE, "Raw p-value of the latest window's test.", DRIFT_LABELS)
+    adj = _Family(names.DRIFT_P_VALUE_ADJUSTED, "Multiplicity-adjusted p-value (BH) of the "
+                  "latest window's test.", DRIFT_LABELS)  # fmt: skip
+    effect = _Family(names.DRIFT_EFFECT_SIZE, "Effect size of the latest window's test.",
+                     DRIFT_LABELS)  # fmt: skip
+    detected = _Family(names.DRIFT_DETECTED, "1 when the latest window's test rejected.",
+                       DRIFT_LABELS)  # fmt: skip
+    score = _Family(names.DRIFT_SCORE, "Unified drift score of the latest window (standardised "
+                    "signals combined).", ("model", "model_version", "stratum_kind",
+                                           "stratum_value"))  # fmt: skip
+    evaluated = _Family(names.DRIFT_LAST_EVALUATED, "When the latest window was evaluated "
+                        "(Unix seconds).", ("model",))  # fmt: skip
+    for row in conn.execute(DRIFT_LATEST_SQL).fetchall():
+        (model, version, kind, value, signal, detector, feature, p_raw, p_adj, eff, drifted,
+         unified, at) = row  # fmt: skip
+        labels = (model, version, kind, value, signal, detector, feature)
+        p.add(labels, p_raw)
+        adj.add(labels, p_adj)
+        effect.add(labels, eff)
+        if drifted is not None:
+            detected.add(labels, 1.0 if drifted else 0.0)
+        score.add((model, version, kind, value), unified)
+        evaluated.add((model,), at)
+    return [p, adj, effect, detected, score, evaluated]
+
+
+# Every row of each model's latest evaluated window (a window holds one row per stratum,
+# detector and feature, insufficient_data included), so the read stays small however long
+# the history. Column names follow monitor/store/migrations/0004_drift.sql.
+DRIFT_LATEST_SQL = """
+SELECT r.model_name, r.model_version, r.stratum_kind, r.stratum_value, r.signal, r.detector,
+       CASE WHEN r.feature = '' THEN 'all' ELSE r.feature END,
+       r.p_value, r.p_adjusted, r.effect_size, r.drift, r.unified_score,
+       extract(epoch FROM w.computed_at)
+FROM drift_results r
+JOIN (SELECT DISTINCT ON (model_name) id, computed_at FROM drift_windows
+      ORDER BY model_name, window_end DESC, id DESC) w ON r.window_id = w.id
+"""
+
+
+def performance_section(conn: psycopg.Connection) -> list[_Family]:
+    value = _Family(names.PERFORMANCE, "Latest performance per metric: realised (from labels) "
+                    "or estimated (label-free).", PERF_LABELS)  # fmt: skip
+    lower = _Family(names.PERFORMANCE_LOWER, "Lower bound of the performance interval.",
+                    PERF_LABELS)  # fmt: skip
+    upper = _Family(names.PERFORMANCE_UPPER, "Upper bound of the performance interval.",
+                    PERF_LABELS)  # fmt: skip
+    degraded = _Family(names.PERFORMANCE_DEGRADED, "1 when the latest window's degradation "
+                       "test flagged a drop.", PERF_LABELS[:5])  # fmt: skip
+    rows = conn.execute(
+        """SELECT DISTINCT ON (model_name, finding, stratum_kind, stratum_value, metric)
+                  model_name, CASE WHEN finding = '*' THEN 'all' ELSE finding END,
+                  stratum_kind, stratum_value, metric,
+                  realised, realised_lower, realised_upper,
+                  estimated, estimated_lower, estimated_upper, degraded
+           FROM performance_results
+           WHERE window_kind <> 'reference'
+           ORDER BY model_name, finding, stratum_kind, stratum_value, metric,
+                    window_end DESC, window_index DESC"""
+    ).fetchall()
+    for model, finding, kind, stratum, metric, r, r_lo, r_hi, e, e_lo, e_hi, worse in rows:
+        for source, v, lo, hi in (("realised", r, r_lo, r_hi), ("estimated", e, e_lo, e_hi)):
+            labels = (model, finding, kind, stratum, metric, source)
+            value.add(labels, v)
+            lower.add(labels, lo)
+            upper.add(labels, hi)
+        degraded.add((model, finding, kind, stratum, metric), 1.0 if worse else 0.0)
+    return [value, lower, upper, degraded]
+
+
+def alerts_section(conn: psycopg.Connection) -> list[_Family]:
+    # Summed: two alerts collapsing into one label set are still two alerts.
+    open_ = _Family(names.ALERTS_OPEN, "Alerts not yet resolved, by model, kind and stratum.",
+                    ALERT_LABELS, summed=True)  # fmt: skip
+    for model, kind, signal, s_kind, s_value, state, n in conn.execute(ALERTS_OPEN_SQL):
+        open_.add((model, kind, signal, s_kind, s_value, state), n)
+    return [open_]
+
+
+# Column names follow monitor/store/migrations/0004_drift.sql (alerts table).
+ALERTS_OPEN_SQL = """
+SELECT model_name,
+       CASE WHEN signal LIKE 'performance%%' THEN 'performance' ELSE 'drift' END,
+       signal, stratum_kind, stratum_value, state, count(*)
+FROM alerts WHERE state <> 'resolved'
+GROUP BY 1, 2, 3, 4, 5, 6
+"""
+
+
+def health_section(conn: psycopg.Connection) -> list[_Family]:
+    """Each model's pass status (monitor/model_status.py, migration 0007) and the images
+    parked while the PACS was unreachable (migration 0006)."""
+    errors = _Family(names.MODEL_PASS_ERRORS, "Detection or performance passes of a model "
+                     "that failed (the other models went on).", ("model", "component"),
+                     counter=True)  # fmt: skip
+    failing = _Family(names.MODEL_PASS_FAILING, "1 while the model's latest pass of this "
+                      "component failed.", ("model", "component"))  # fmt: skip
+    for model, component, status, n in conn.execute(
+        "SELECT model_name, component, status, errors_total FROM model_pass_status"
+    ).fetchall():
+        errors.add((model, component), n)
+        failing.add((model, component), 1.0 if status == "error" else 0.0)
+    parked = _Family(names.IMAGES_PARKED, "Images waiting for the PACS to answer again "
+                     "(radwatch embed --parked fetches them).", ("model",), summed=True)  # fmt: skip
+    for model, n in conn.execute(
+        "SELECT model_name, count(*) FROM image_fetch_queue GROUP BY model_name"
+    ).fetchall():
+        parked.add((model,), n)
+    return [errors, failing, parked]
+
+
+def model_status(families: list[_Family]) -> Iterator[Metric]:
+    """One series per model and status: 1 for the model's current status, 0 for the others.
+
+    error: the model's latest detection or performance pass failed; drift: an open alert;
+    no_reference: stored inferences but no drift result yet; insufficient_data: drift
+    results exist but none has a p-value; ok otherwise.
+    """
+    by_name = {f.name: f for f in families}
+    models: set[str] = set()
+    if stored := by_name.get(names.INFERENCES_STORED):
+        models |= {k[0] for k in stored.rows}
+    alerting = {k[0] for k, v in by_name[names.ALERTS_OPEN].rows.items() if v > 0} if (
+        names.ALERTS_OPEN in by_name) else set()  # fmt: skip
+    tested = {k[0] for k in by_name[names.DRIFT_P_VALUE].rows} if (
+        names.DRIFT_P_VALUE in by_name) else set()  # fmt: skip
+    evaluated = {k[0] for k in by_name[names.DRIFT_LAST_EVALUATED].rows} if (
+        names.DRIFT_LAST_EVALUATED in by_name) else set()  # fmt: skip
+    failing = {k[0] for k, v in by_name[names.MODEL_PASS_FAILING].rows.items() if v > 0} if (
+        names.MODEL_PASS_FAILING in by_name) else set()  # fmt: skip
+    models |= alerting | evaluated | failing
+    if not models:
+        return
+    family = GaugeMetricFamily(names.MODEL_STATUS, "1 for the model's current status.",
+                               labels=["model", "status"])  # fmt: skip
+    for model in sorted(models):
+        if model in failing:
+            status = "error"
+        elif model in alerting:
+            status = "drift"
+        elif model in tested:
+            status = "ok"
+        elif model in evaluated:
+            status = "insufficient_data"
+        else:
+            status = "no_reference"
+        for name in names.STATUSES:
+            family.add_metric([model, name], 1.0 if name == status else 0.0)
+    yield family

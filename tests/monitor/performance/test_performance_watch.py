@@ -1,0 +1,329 @@
+"""monitor/performance/watch.py against a real PostgreSQL: the label join whatever the order,
+corrections kept and audited, results stored, performance alerts in harmful scenarios only."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import psycopg
+from psycopg.types.json import Jsonb
+from scipy import stats
+
+from monitor.performance import watch
+from monitor.performance.watch import PerformanceConfig
+
+START = datetime(2026, 11, 1, tzinfo=UTC)
+SCANNERS = (("north", "ACME", "X1"), ("south", "Borealis", "B-200"), ("east", "ACME", "X2"))
+
+
+def _insert_inference(conn, *, model, study, at, site="north", vendor="ACME", scanner="X1",
+                      sex="F", band="40-59", scores=None, thresholds=None):  # fmt: skip
+    event_id = str(uuid.uuid4())
+    conn.execute(
+        """INSERT INTO inferences (event_id, content_hash, model_name, site, occurred_at,
+               study_pseudo, dicom, scores, thresholds, kafka_topic, kafka_partition,
+               kafka_offset) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 't', 0, 0)""",
+        (event_id, hashlib.sha256(event_id.encode()).hexdigest(), model, site, at, study,
+         Jsonb({"Manufacturer": vendor, "ManufacturerModelName": scanner, "PatientSex": sex,
+                "AgeBand": band}),
+         Jsonb(scores or {"nodule": 0.5}), Jsonb(thresholds or {"nodule": 0.5})),
+    )  # fmt: skip
+    return event_id
+
+
+def _insert_label(conn, *, model, study, at, labels):
+    event_id = str(uuid.uuid4())
+    conn.execute(
+        """INSERT INTO labels (event_id, content_hash, model_name, study_pseudo, labels, source,
+               occurred_at, kafka_topic, kafka_partition, kafka_offset)
+           VALUES (%s, %s, %s, %s, %s, 'radiologist-report', %s, 'l', 0, 0)""",
+        (event_id, hashlib.sha256(event_id.encode()).hexdigest(), model, study, Jsonb(labels),
+         at),
+    )  # fmt: skip
+    return event_id
+
+
+def _hospital(conn, *, n: int, seed: int, harmful_from: int | None, model: str = "cxr-nodule",
+              label_share: float = 0.7, with_labels: bool = True) -> list[tuple]:  # fmt: skip
+    """numpy hospital: binormal scores (AUROC ~0.94); from `harmful_from` on, the model fails
+    at scanner ACME X2 (scores no longer separate: a shift that harms performance). Returns
+    the label rows, inserted only when `with_labels` (else the caller delivers them later)."""
+    rng = np.random.default_rng(seed)
+    inferences, labels = [], []
+    for i in range(n):
+        site, vendor, scanner = SCANNERS[int(rng.integers(3))]
+        y = int(rng.random() < 0.2)
+        d = 2.2
+        if harmful_from is not None and i >= harmful_from and scanner == "X2":
+            d = 0.2
+        score = float(stats.norm.cdf(rng.normal() + d * y - 0.5 * d))
+        at = START + timedelta(minutes=10 * i)
+        study = f"s{seed}-{i}"
+        event_id = f"{model}-{seed}-{i}"
+        inferences.append((
+            event_id, hashlib.sha256(event_id.encode()).hexdigest(), model, site, at, study,
+            Jsonb({"Manufacturer": vendor, "ManufacturerModelName": scanner,
+                   "PatientSex": "F" if rng.random() < 0.5 else "M",
+                   "AgeBand": ("18-39", "40-59", "60-79")[int(rng.integers(3))]}),
+            Jsonb({"nodule": round(score, 5)}), Jsonb({"nodule": 0.5})))  # fmt: skip
+        if rng.random() < label_share:
+            label_id = f"{event_id}-read"
+            labels.append((label_id, hashlib.sha256(label_id.encode()).hexdigest(), model,
+                           study, Jsonb({"nodule": y}), at + timedelta(hours=30)))  # fmt: skip
+    with conn.cursor() as cur:
+        cur.executemany(
+            """INSERT INTO inferences (event_id, content_hash, model_name, site, occurred_at,
+                   study_pseudo, dicom, scores, thresholds, kafka_topic, kafka_partition,
+                   kafka_offset) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 't', 0, 0)""",
+            inferences,
+        )
+    if with_labels:
+        deliver_labels(conn, labels)
+    conn.commit()
+    return labels
+
+
+def deliver_labels(conn, labels: list[tuple]) -> None:
+    with conn.cursor() as cur:
+        cur.executemany(
+            """INSERT INTO labels (event_id, content_hash, model_name, study_pseudo, labels,
+                   source, occurred_at, kafka_topic, kafka_partition, kafka_offset)
+               VALUES (%s, %s, %s, %s, %s, 'radiologist-report', %s, 'l', 0, 0)""",
+            labels,
+        )
+    conn.commit()
+
+
+class Recorder:
+    """Collects what the monitor hands to the alert lifecycle (used where the lifecycle's own
+    persistence rules are not what is under test)."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict] = []
+
+    def __call__(self, conn, **kwargs):
+        self.calls.append(kwargs)
+        return None
+
+
+def test_labels_before_their_inference_are_joined(database_url: str) -> None:
+    with psycopg.connect(database_url) as conn:
+        _insert_label(conn, model="m", study="early", at=START, labels={"nodule": 1})
+        _insert_inference(conn, model="m", study="early", at=START + timedelta(hours=1),
+                          scores={"nodule": 0.9})  # fmt: skip
+        _insert_inference(conn, model="m", study="unread", at=START + timedelta(hours=2))
+        conn.commit()
+        studies = watch.load_studies(conn, "m")
+    by_study = {s.study: s for s in studies}
+    assert by_study["early"].labels == {"nodule": 1}
+    assert by_study["unread"].labels is None
+
+
+def test_corrected_label_supersedes_keeps_history_and_is_audited(database_url: str) -> None:
+    with psycopg.connect(database_url) as conn:
+        _insert_inference(conn, model="m", study="s1", at=START)
+        first = _insert_label(conn, model="m", study="s1", at=START + timedelta(hours=5),
+                              labels={"nodule": 0})  # fmt: skip
+        second = _insert_label(conn, model="m", study="s1", at=START + timedelta(days=3),
+                               labels={"nodule": 1})  # fmt: skip
+        # A replay of an older read delivered last must not override the newer read.
+        _insert_label(conn, model="m", study="s1", at=START + timedelta(hours=1),
+                      labels={"nodule": 0})  # fmt: skip
+        conn.commit()
+        assert watch.sync_label_corrections(conn) == 1
+        assert watch.sync_label_corrections(conn) == 0  # idempotent
+        conn.commit()
+        (current,) = watch.load_studies(conn, "m")
+        assert current.labels == {"nodule": 1}
+        history = conn.execute(
+            "SELECT event_id, revision, superseded_by FROM label_history ORDER BY revision"
+        ).fetchall()
+        assert len(history) == 3 and history[-1][0] == second
+        corr = conn.execute(
+            "SELECT superseded_event_id, event_id, changed_findings FROM label_corrections"
+        ).fetchall()
+        assert corr == [(first, second, ["nodule"])]
+        audit_rows = conn.execute(
+            "SELECT entity_id, detail FROM audit_events WHERE action = 'label.correct'"
+        ).fetchall()
+        assert [r[0] for r in audit_rows] == [second]
+        assert audit_rows[0][1]["previous"] == {"nodule": 0}
+
+
+def test_results_stored_with_estimated_beside_realised(database_url: str) -> None:
+    config = PerformanceConfig(window=500, reference_size=1000)
+    with psycopg.connect(database_url) as conn:
+        _hospital(conn, n=2000, seed=1, harmful_from=None)
+        conn.commit()
+        (report,) = watch.run(conn, config=config, observer=Recorder())
+        assert len(report.windows) == 2
+        cell = report.windows[0].cell(("all", "all"), "nodule")
+        assert cell is not None and cell.realised.auroc.value is not None
+        assert cell.estimated.auroc.value is not None
+        # No shift: the label-free estimate is within 0.05 of the realised AUROC (seed 1).
+        assert abs(cell.estimated.auroc.value - cell.realised.auroc.value) < 0.05
+        rows = conn.execute(
+            """SELECT stratum_kind, realised, estimated, estimate_reliable FROM
+               performance_results WHERE metric = 'auroc' AND window_kind = 'count:500'
+               AND window_index = 0"""
+        ).fetchall()
+        kinds = {r[0] for r in rows}
+        assert kinds == {"all", "site", "scanner", "sex", "age_band"}
+        coverage = conn.execute(
+            """SELECT realised FROM performance_results WHERE metric = 'label_coverage'
+               AND window_index = 0 AND window_kind = 'count:500'"""
+        ).fetchone()
+        assert coverage is not None and 0.6 < coverage[0] < 0.8  # label share 0.7
+        latency = conn.execute(
+            "SELECT realised FROM performance_results WHERE metric = 'label_latency_median_h'"
+            " AND window_kind = 'count:500' AND window_index = 0"
+        ).fetchone()
+        assert latency is not None and abs(latency[0] - 30.0) < 1e-6
+        # Re-running upserts: same number of rows, nothing duplicated.
+        before = conn.execute("SELECT count(*) FROM performance_results").fetchone()
+        watch.run(conn, config=config, observer=Recorder())
+        after = conn.execute("SELECT count(*) FROM performance_results").fetchone()
+        assert before == after
+
+
+def test_command_prints_estimated_beside_realised(settings) -> None:
+    from conftest import run_radwatch
+
+    with psycopg.connect(settings.database_url) as conn:
+        _hospital(conn, n=1400, seed=2, harmful_from=None)
+    out = run_radwatch(settings, "performance", "--window", "200", "--reference-size", "1000",
+                       "--no-alerts")  # fmt: skip
+    assert "AUROC est" in out.stdout and "real" in out.stdout, out.stdout
+    assert "reference: first 1000 inferences" in out.stdout
+    doc = json.loads(run_radwatch(settings, "performance", "--json", "--window", "200",
+                                  "--reference-size", "1000", "--no-alerts").stdout)  # fmt: skip
+    (model,) = doc
+    assert model["model"] == "cxr-nodule" and len(model["windows"]) == 2
+    cell = next(c for c in model["windows"][0]["cells"] if c["stratum"]["kind"] == "all")
+    assert cell["estimated"]["auroc"]["value"] is not None
+    assert cell["realised"]["auroc"]["value"] is not None
+
+
+def _studies(n: int, seed: int, harmful_from: int | None) -> list[watch.Study]:
+    """The numpy hospital of `_hospital`, in memory (no database), for decision tests."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        site, vendor, scanner = SCANNERS[int(rng.integers(3))]
+        y = int(rng.random() < 0.2)
+        d = 0.2 if harmful_from is not None and i >= harmful_from and scanner == "X2" else 2.2
+        score = float(stats.norm.cdf(rng.normal() + d * y - 0.5 * d))
+        at = START + timedelta(minutes=10 * i)
+        strata = {"site": site, "scanner": f"{vendor} {scanner}",
+                  "sex": "F" if rng.random() < 0.5 else "M",
+                  "age_band": ("18-39", "40-59", "60-79")[int(rng.integers(3))]}  # fmt: skip
+        read = {"nodule": y} if rng.random() < 0.7 else None
+        out.append(watch.Study(f"e{i}", f"s{i}", at, strata, {"nodule": score},
+                                     {"nodule": 0.5}, read, at + timedelta(hours=30)))  # fmt: skip
+    return out
+
+
+def test_window_decisions_fire_where_the_model_fails_and_not_without_shift() -> None:
+    # Seeds 10, 11; 3000 studies, reference 1000, 4 windows of 500, alpha 0.05 family-wise
+    # per window. Harmful: the ACME X2 stratum fires in ≥ 3 of 4 windows (so an alert that
+    # needs two consecutive windows opens). Benign: no stratum fires in two consecutive
+    # windows (the persistence rule's false alarm), and at most one stratum-window fires.
+    config = PerformanceConfig(window=500, reference_size=1000)
+    for seed in (10, 11):
+        harmful = watch.evaluate_model(_studies(3000, seed, 1000), "m", config)
+        fired = [(wr.window.index, s) for wr, s, firing, _ in
+                 watch._window_decisions(harmful) if firing]  # fmt: skip
+        assert sum(1 for _, s in fired if s == ("scanner", "ACME X2")) >= 3, fired
+        benign = watch.evaluate_model(_studies(3000, seed, None), "m", config)
+        fired = [(wr.window.index, s) for wr, s, firing, _ in
+                 watch._window_decisions(benign) if firing]  # fmt: skip
+        assert len(fired) <= 1, fired
+
+
+def test_calendar_windows() -> None:
+    studies = _studies(600, 3, None)  # 10 minutes apart: 100 hours
+    windows = watch.make_windows(studies, PerformanceConfig(period="day"))
+    assert [len(w.studies) for w in windows] == [144, 144, 144, 144, 24]
+    assert [w.complete for w in windows] == [True, True, True, True, False]
+    assert all(w.end - w.start == timedelta(days=1) for w in windows)
+
+
+def _open_performance_alerts(conn) -> set[tuple[str, str, str]]:
+    rows = conn.execute(
+        """SELECT model_name, stratum_kind, stratum_value FROM alerts
+           WHERE signal = 'performance' AND state <> 'resolved'"""
+    ).fetchall()
+    return {(str(m), str(k), str(v)) for m, k, v in rows}
+
+
+def test_harmful_scenario_alerts_once_labels_arrive_benign_does_not(database_url: str) -> None:
+    # numpy hospital, seeds 4 (harmful: the model fails at ACME X2 from study 1000) and 5
+    # (no shift); 3000 studies each, reference = first 1000, windows of 500, 70% read.
+    config = PerformanceConfig(window=500, reference_size=1000)
+    with psycopg.connect(database_url) as conn:
+        harm = _hospital(conn, n=3000, seed=4, harmful_from=1000, model="harmful",
+                         with_labels=False)  # fmt: skip
+        _hospital(conn, n=3000, seed=5, harmful_from=None, model="benign")
+        reference_end = START + timedelta(minutes=10 * 1000, hours=30)
+        deliver_labels(conn, [row for row in harm if row[5] < reference_end])
+        watch.run(conn, config=config)
+        # Reads of the shifted period have not arrived: nothing to decide, no alert.
+        assert _open_performance_alerts(conn) == set()
+        undecided = conn.execute(
+            "SELECT count(*) FROM performance_observations WHERE model_name = 'harmful'"
+        ).fetchone()
+        assert undecided == (0,)
+        deliver_labels(conn, [row for row in harm if row[5] >= reference_end])
+        reports = {r.model: r for r in watch.run(conn, config=config)}
+        opened = _open_performance_alerts(conn)
+        audited = conn.execute(
+            """SELECT count(*) FROM audit_events WHERE action = 'alert.opened'
+               AND refs->>'stratum' = 'scanner=ACME X2' AND refs->>'signal' = 'performance'"""
+        ).fetchone()
+        assert audited == (1,)
+        # Windows already observed are never fed to the lifecycle twice.
+        again = watch.run(conn, config=config)
+        assert all(r.alert_changes == () for r in again)
+    assert any(c.action == "opened" and c.stratum_value == "ACME X2"
+               for c in reports["harmful"].alert_changes)  # fmt: skip
+    assert not reports["benign"].alert_changes
+    assert ("harmful", "scanner", "ACME X2") in opened, opened
+    assert not any(model == "benign" for model, _, _ in opened), opened
+
+
+def test_simulator_prevalence_change_flags_the_estimate(tmp_path) -> None:
+    # issue 3's hospital (rendered DICOMs scored by the deployed CNN), scenario
+    # prevalence_change at severity 1 (0.20 → 0.50), seed 7, 640 studies, onset 320;
+    # reference = first 320, windows of 160. Every post-onset window with its reads in is
+    # flagged: prevalence shift, estimate not trusted; no performance degradation fires
+    # (the model is as good as before: the scenario is benign).
+    from collectors.dicom_tags import age_band
+    from collectors.simulator import stream
+
+    studies = []
+    for sim in stream.generate(640, seed=7, scenario="prevalence_change", onset=320,
+                                  images_dir=tmp_path):  # fmt: skip
+        inf, tags = sim.inference, sim.inference["dicom"]
+        at = datetime.fromisoformat(inf["occurred_at"].replace("Z", "+00:00"))
+        strata = {"site": inf["site"],
+                  "scanner": f"{tags['Manufacturer']} {tags['ManufacturerModelName']}",
+                  "sex": str(tags["PatientSex"]),
+                  "age_band": age_band(str(tags["PatientAge"])) or "unknown"}  # fmt: skip
+        studies.append(watch.Study(
+            inf["event_id"], inf["study"]["study_uid"], at, strata, inf["prediction"]["scores"],
+            inf["prediction"]["threshold"], sim.label["labels"] if sim.label else None,
+            sim.label_at))  # fmt: skip
+    report = watch.evaluate_model(
+        studies, "cxr-nodule", PerformanceConfig(window=160, reference_size=320)
+    )
+    cells = [w.cell(watch.ALL, "nodule") for w in report.windows]
+    assert len(cells) == 2 and all(c is not None for c in cells)
+    for cell in cells:
+        assert cell is not None and cell.estimated.reliability is not None
+        assert cell.estimated.reliability.prevalence_shift, cell.estimated.reliability
+        assert not cell.estimated.reliability.reliable
+    assert not any(firing for *_, firing, _ in watch._window_decisions(report))
