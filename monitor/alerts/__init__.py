@@ -1,0 +1,3 @@
+"""The alert lifecycle shared by drift and performance (open, update, acknowledge, resolve)
+and Alertmanager's webhook, received back into the audit trail.
+"""

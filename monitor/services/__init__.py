@@ -1,0 +1,3 @@
+"""Where the broker and database are: the embedded tansu broker and PostgreSQL for a one-box
+pilot, or the configured ones of a health system.
+"""
