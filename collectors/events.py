@@ -3,13 +3,10 @@
 First step of the data flow. `parse_record` never raises on bad input: it returns either
 an `InferenceEvent` / `LabelEvent` (identifiers already replaced by pseudonyms, DICOM tags
 reduced to the allow-list, extra fields reduced to the configured allow-list) or a
-`Rejection` with a reason code for the dead-letter path.
+`Rejection` with a reason code (collectors.errors.Reason) for the dead-letter path.
 
-Untrusted bytes are decoded on one path only (orjson: no recursion in Python, a built-in
-depth cap of 1,024, UTF-8 and surrogate checks, integers beyond 64 bits read as floats and
-numbers beyond the double range refused). `ParseLimits` then bounds the decoded tree by an
-iterative walk (depth, keys, values, string lengths) before any field is read, so no later
-step (pseudonyms, dead-letter redaction, jsonb encoding) meets an unbounded value.
+Untrusted bytes are decoded on one path only, collectors.bounded_json: orjson, then the
+`ParseLimits` walk over the decoded tree, before any field is read here.
 `dead_letter_skeleton` is the only view of a refused record that is stored.
 """
 
@@ -18,69 +15,19 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from enum import StrEnum
+from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
+from collectors.bounded_json import DEFAULT_LIMITS, ParseLimits, decode
 from collectors.dicom_tags import normalise_tags
+from collectors.errors import InvalidEvent, Reason
 from collectors.pseudonym import Pseudonymiser, is_identifier_key
 
 INFERENCE_SCHEMA = "radwatch.inference.v1"
 LABEL_SCHEMA = "radwatch.label.v1"
 MAX_EMBEDDING_DIM = 8192
-
-
-class Reason(StrEnum):
-    """Machine-readable dead-letter reason codes (stable: dashboards and tests use them)."""
-
-    TOO_LARGE = "too_large"
-    NOT_UTF8 = "not_utf8"
-    NOT_JSON = "not_json"
-    NOT_OBJECT = "not_object"
-    UNKNOWN_SCHEMA = "unknown_schema"
-    MISSING_FIELD = "missing_field"
-    WRONG_TYPE = "wrong_type"
-    SCORE_NOT_FINITE = "score_not_finite"
-    SCORE_OUT_OF_RANGE = "score_out_of_range"
-    BAD_TIMESTAMP = "bad_timestamp"
-    NUL_CHARACTER = "nul_character"
-    # Decoding limits (ParseLimits): each has its own code.
-    TOO_DEEP = "too_deep"
-    NUMBER_TOO_LARGE = "number_too_large"
-    STRING_TOO_LONG = "string_too_long"
-    TOO_MANY_KEYS = "too_many_keys"
-    BAD_UNICODE = "bad_unicode"
-    # An unexpected exception while handling this one record (class name in the message).
-    INTERNAL_ERROR = "internal_error"
-    STORAGE_REJECTED = "storage_rejected"
-    DUPLICATE_CONFLICT = "duplicate_conflict"
-    # Image-path reasons, decided by the image resolver and DICOM reader.
-    IMAGE_UNREADABLE = "image_unreadable"
-    IMAGE_HTTP_ERROR = "image_http_error"
-    IMAGE_TIMEOUT = "image_timeout"
-    DICOM_TRUNCATED = "dicom_truncated"
-    DICOM_NO_PIXELS = "dicom_no_pixels"
-    DICOM_UNSUPPORTED_SYNTAX = "dicom_unsupported_syntax"
-    DICOM_BAD_DIMENSIONS = "dicom_bad_dimensions"
-    DICOM_INVALID = "dicom_invalid"  # not a DICOM/PNG/NPY object, or undecodable pixels
-    # The fenced fetcher and the decoding limits (issue 13): each refusal its own code.
-    IMAGE_FORBIDDEN = "image_forbidden"  # URI outside the roots / listed URLs, or a redirect
-    DICOM_TOO_LARGE_INFLATED = "dicom_too_large_inflated"  # deflated dataset over the cap
-    DICOM_TOO_MANY_PIXELS = "dicom_too_many_pixels"  # rows×columns×frames×samples over the cap
-    IMAGE_DECODE_TIMEOUT = "image_decode_timeout"  # decoding ran past its time budget
-
-
-class InvalidEvent(ValueError):
-    """Raised inside the parser; turned into a `Rejection` at its boundary."""
-
-    def __init__(self, reason: Reason, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -89,34 +36,6 @@ class Rejection:
     message: str
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class ParseLimits:
-    """What the parser accepts and keeps; built from Settings by `radwatch collect`.
-
-    The defaults are generous for the contract (an 8,192-value embedding, a few hundred
-    findings) and far below what would hurt the worker. `image.uri` is exempt from
-    `max_string_chars` (a `data:` URI may carry a whole small image); the record's size
-    limit bounds it. No timestamp window by default: in-memory callers (simulations) may
-    replay any period; the collector always sets one.
-    """
-
-    max_depth: int = 32
-    max_string_chars: int = 4096
-    max_key_chars: int = 256
-    max_object_keys: int = 1024
-    max_values: int = 65_536
-    max_past: timedelta | None = None
-    max_future: timedelta | None = None
-    # Top-level extra fields kept on stored events; all others are dropped.
-    extra_fields: frozenset[str] = frozenset()
-    clock: Callable[[], datetime] = field(default=_utcnow, compare=False, repr=False)
-
-
-DEFAULT_LIMITS = ParseLimits()
 # A label's `source` is stored and may be grouped by, so it comes from this set ("other"
 # for anything else): free text there could name a person.
 LABEL_SOURCES = frozenset(
@@ -221,99 +140,6 @@ def _parse(
     if schema == LABEL_SCHEMA:
         return _label(doc, pseudonym, content_hash(raw), limits)
     raise InvalidEvent(Reason.UNKNOWN_SCHEMA, f"schema is not {INFERENCE_SCHEMA} or {LABEL_SCHEMA}")
-
-
-# orjson's messages for what it refuses, mapped to the limit's own reason (the message is
-# fixed text in orjson; anything not matched stays `not_json`).
-_ORJSON_REASONS = (
-    ("depth limit", Reason.TOO_DEEP),
-    ("recursion", Reason.TOO_DEEP),
-    ("number is infinity", Reason.NUMBER_TOO_LARGE),
-    ("out of range", Reason.NUMBER_TOO_LARGE),
-    ("surrogate", Reason.BAD_UNICODE),
-)
-_NON_FINITE = ("NaN", "Infinity", "-Infinity")
-
-
-def decode(raw: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> Any:
-    """Untrusted bytes → a JSON value within `limits`, or InvalidEvent with its reason.
-
-    The only decoder for record values (no fallback that behaves differently): orjson,
-    then an iterative walk that enforces the limits on the decoded tree.
-    """
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise _decode_error(raw, exc) from None
-    except RecursionError:  # not expected from orjson; never allowed past the parser
-        raise InvalidEvent(Reason.TOO_DEEP, f"nested deeper than {limits.max_depth}") from None
-    check_tree(doc, limits)
-    return doc
-
-
-def _decode_error(raw: bytes, exc: orjson.JSONDecodeError) -> InvalidEvent:
-    """Why orjson refused the bytes, said without repeating any of them."""
-    try:
-        text = bytes(raw).decode("utf-8")
-    except UnicodeDecodeError as bad:
-        return InvalidEvent(Reason.NOT_UTF8, f"value is not UTF-8 (byte {bad.start})")
-    msg = str(exc.msg)
-    for fragment, reason in _ORJSON_REASONS:
-        if fragment in msg:
-            return InvalidEvent(reason, f"value refused by the JSON decoder: {msg[:80]}")
-    if text.startswith(_NON_FINITE, max(0, exc.pos)):
-        # Kept precise: a NaN/Infinity literal is a producer bug worth its own reason.
-        return InvalidEvent(Reason.SCORE_NOT_FINITE, f"a number is NaN or Infinity at {exc.pos}")
-    return InvalidEvent(Reason.NOT_JSON, f"value is not JSON: {msg[:80]} at {exc.pos}")
-
-
-def check_tree(doc: Any, limits: ParseLimits) -> None:
-    """Enforce depth, key count, value count and string length without recursion.
-
-    Containers are visited breadth-first from an explicit stack; scalar-only arrays (the
-    embedding) are checked with C-level `map`, not per item in Python.
-    """
-    exempt = _image_uri(doc)
-    stack: list[tuple[Any, int]] = [(doc, 1)] if isinstance(doc, dict | list) else []
-    if isinstance(doc, str) and len(doc) > limits.max_string_chars:
-        raise InvalidEvent(Reason.STRING_TOO_LONG, "a string is too long")
-    values = 0
-    while stack:
-        node, depth = stack.pop()
-        if depth > limits.max_depth:
-            raise InvalidEvent(Reason.TOO_DEEP, f"nested deeper than {limits.max_depth}")
-        if type(node) is dict:
-            if len(node) > limits.max_object_keys:
-                raise InvalidEvent(
-                    Reason.TOO_MANY_KEYS, f"an object has more than {limits.max_object_keys} keys"
-                )
-            if node and max(map(len, node)) > limits.max_key_chars:
-                raise InvalidEvent(
-                    Reason.STRING_TOO_LONG, f"a key is longer than {limits.max_key_chars}"
-                )
-            items: Any = node.values()
-        else:
-            items = node
-        values += len(node)
-        if values > limits.max_values:
-            raise InvalidEvent(
-                Reason.TOO_MANY_KEYS, f"the document holds more than {limits.max_values} values"
-            )
-        kinds = set(map(type, items))
-        if str in kinds:
-            for item in items:
-                if type(item) is str and len(item) > limits.max_string_chars and item is not exempt:
-                    raise InvalidEvent(
-                        Reason.STRING_TOO_LONG,
-                        f"a string is longer than {limits.max_string_chars} characters",
-                    )
-        if dict in kinds or list in kinds:
-            stack.extend((item, depth + 1) for item in items if type(item) in (dict, list))
-
-
-def _image_uri(doc: Any) -> Any:
-    image = doc.get("image") if type(doc) is dict else None
-    return image.get("uri") if type(image) is dict else None
 
 
 def _require(doc: Mapping[str, Any], key: str, kind: type | tuple[type, ...], path: str) -> Any:

@@ -19,10 +19,12 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from collectors.errors import CollectorError
+
 log = logging.getLogger(__name__)
 
 
-class BrokerUnavailable(KafkaError):
+class BrokerUnavailable(CollectorError, KafkaError):
     """No Kafka broker answered at the bootstrap address; the message is one line.
 
     `permanent`: the address itself is wrong (its host does not resolve), so waiting for

@@ -20,9 +20,9 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from collectors.errors import DecodeError, ImageError
-from collectors.events import Reason
-from collectors.images.dicom_reader import DecodeLimits, LoadedImage, Pseudonym, read_image_bytes
+from collectors.errors import DecodeError, ImageError, Reason
+from collectors.images.dicom_reader import LoadedImage, Pseudonym, read_image_bytes
+from collectors.images.pixels import DecodeLimits
 
 _CONTEXT = multiprocessing.get_context("forkserver")
 _CONTEXT.set_forkserver_preload(["collectors.images.dicom_reader"])

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from collectors.errors import CollectorError
+
 MODEL_NAME = "cxr-nodule"
 MODEL_VERSION = "1.4.2"
 INPUT_SIZE = 128
@@ -29,7 +31,7 @@ WEIGHTS = WEIGHTS_DIR / "cxr_nodule.pt"
 CARD = WEIGHTS_DIR / "cxr_nodule.json"  # sha256, training provenance and validation AUROC
 
 
-class WeightsError(RuntimeError):
+class WeightsError(CollectorError, RuntimeError):
     """The weights file is missing or does not match its recorded SHA-256."""
 
 

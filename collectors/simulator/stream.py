@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from kafka.errors import KafkaError
 
+from collectors.errors import CollectorError
 from collectors.simulator import model as deployed
 from collectors.simulator.fleet import SITES
 from collectors.simulator.scenarios import SCENARIOS
@@ -36,7 +37,7 @@ __all__ = [
 ]  # fmt: skip
 
 
-class NotDelivered(KafkaError):
+class NotDelivered(CollectorError, KafkaError):
     """Some events never reached the broker (it went away, or refused them)."""
 
     def __str__(self) -> str:  # KafkaError's own prefixes the class name

@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from collectors.bounded_json import ParseLimits
+from collectors.errors import Reason
 from collectors.events import (
     INFERENCE_SCHEMA,
     InferenceEvent,
     LabelEvent,
-    ParseLimits,
-    Reason,
     Rejection,
     dead_letter_skeleton,
     parse_record,

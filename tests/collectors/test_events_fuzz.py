@@ -19,13 +19,13 @@ import orjson
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from collectors.bounded_json import ParseLimits
+from collectors.errors import Reason
 from collectors.events import (
     INFERENCE_SCHEMA,
     LABEL_SCHEMA,
     InferenceEvent,
     LabelEvent,
-    ParseLimits,
-    Reason,
     Rejection,
     parse_record,
 )
