@@ -2,7 +2,7 @@
 authentication, and restartable on the same port and storage), a PACS that stalls, one that
 trickles, one that redirects, and a listener that records every connection made to it.
 
-Used by tests/collectors/images/test_image_resolver.py and tests/monitor/ingest/test_image_stage.py
+Used by tests/collectors/images/test_dicomweb.py and tests/monitor/ingest/test_image_stage.py
 (importable as `pacs_servers`: tests/ is on sys.path through the root conftest). Ports come
 from tests/support.py; the module-scoped `pacs` fixture (one Orthanc per test module) is in
 tests/conftest.py.
