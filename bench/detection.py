@@ -47,9 +47,10 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from collectors.simulator.scenarios import SCENARIOS  # noqa: E402
-from detectors.drift.alibi_backend import fit_suite  # noqa: E402
-from detectors.drift.contract import Sample, SuiteConfig  # noqa: E402
-from monitor.drift.scheduler import decide, top_features  # noqa: E402
+from detectors.drift.contract import Sample  # noqa: E402
+from detectors.drift.fitting import fit_suite  # noqa: E402
+from detectors.drift.suite import SuiteConfig  # noqa: E402
+from monitor.drift.decisions import decide, top_features  # noqa: E402
 from monitor.drift.windows import CATEGORICAL_ATTRIBUTES, to_sample  # noqa: E402
 from monitor.testing.simulated_rows import (  # noqa: E402
     ScenarioStreams,

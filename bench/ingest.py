@@ -26,8 +26,8 @@ from kafka import KafkaConsumer, TopicPartition
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from collectors.kafka_io import KafkaOptions, ensure_topics, make_producer  # noqa: E402
-from monitor.commands.collect_cmd import build_collector  # noqa: E402
 from monitor.config import Settings  # noqa: E402
+from monitor.ingest.wiring import build_worker  # noqa: E402
 from monitor.services import embedded, runtime
 from monitor.store import db  # noqa: E402
 
@@ -96,17 +96,17 @@ def radwatch_collect(options: KafkaOptions, url: str, topic: str, n: int, data_d
             marks["first"], marks["first_n"] = time.perf_counter(), stored
         if stored >= n:
             marks["last"] = time.perf_counter()
-            collector.request_stop()
+            worker.request_stop()
 
-    # The collector `radwatch collect` builds, stages included (no-ops for image-free events).
+    # The ingest worker `radwatch collect` builds, stages included (no-ops for image-free events).
     settings = Settings(
         kafka_bootstrap=options.bootstrap, database_url=url, data_dir=data_dir,
         inference_topic=topic, label_topic=topic + ".labels", deadletter_topic=topic + ".dlq",
         group_id=f"bench-{uuid.uuid4().hex[:6]}", pseudonym_key="bench-key-0123456789abcdef",
         batch_size=1000, poll_timeout_ms=200,
     )  # fmt: skip
-    collector = build_collector(settings, on_batch=on_batch)
-    collector.run(until_idle=30)
+    worker = build_worker(settings, on_batch=on_batch)
+    worker.run(until_idle=30)
     if "last" not in marks:
         raise RuntimeError(f"radwatch stored only {stored} of {n}")
     # From the end of the first batch: its records are excluded from the count too, so the

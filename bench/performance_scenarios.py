@@ -23,12 +23,12 @@ from collectors.dicom_tags import age_band
 from collectors.simulator import stream
 from collectors.simulator.scenarios import SCENARIOS
 from monitor.alerts.lifecycle import AlertPolicy, Streak, step
-from monitor.performance.watch import (
+from monitor.performance.evaluation import (
     ALL,
     PerformanceConfig,
     Study,
-    _window_decisions,
     evaluate_model,
+    window_decisions,
 )
 
 
@@ -52,7 +52,7 @@ def _studies(n: int, seed: int, scenario: str, onset: int, images: str) -> list[
 def _alert_opens(report) -> list[str]:
     streaks: dict[tuple[str, str], Streak] = {}
     opened = []
-    for _, stratum, firing, _ in _window_decisions(report):
+    for _, stratum, firing, _ in window_decisions(report):
         new, action = step(streaks.get(stratum, Streak()), firing=firing, immediate=False,
                            active=False, policy=AlertPolicy())  # fmt: skip
         streaks[stratum] = new
@@ -99,7 +99,7 @@ def main() -> None:
             worst_txt = "–" if worst is None else (
                 f"{worst.stratum[0]}={worst.stratum[1]} {worst.realised.auroc.value:.3f}/"
                 f"{worst.realised.specificity.value or float('nan'):.3f}")  # fmt: skip
-            fired = sum(1 for *_, firing, _ in _window_decisions(report) if firing)
+            fired = sum(1 for *_, firing, _ in window_decisions(report) if firing)
             errs = [abs(c.estimated.auroc.value - c.realised.auroc.value) for c in cells
                     if c and c.estimated.auroc.value is not None
                     and c.realised.auroc.value is not None]  # fmt: skip

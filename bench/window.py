@@ -31,8 +31,9 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from detectors.drift.alibi_backend import fit_suite  # noqa: E402
-from detectors.drift.contract import ALL, CALL_PREFIX, Sample, StratumVerdict, SuiteConfig  # noqa: E402
+from detectors.drift.contract import ALL, CALL_PREFIX, Sample  # noqa: E402
+from detectors.drift.fitting import fit_suite  # noqa: E402
+from detectors.drift.suite import StratumVerdict, SuiteConfig  # noqa: E402
 
 ATTRS = ("Manufacturer", "PhotometricInterpretation", "PatientSex")
 

@@ -35,8 +35,8 @@ from monitor.commands import (
     simulate_cmd,
     status_cmd,
 )
-from monitor.config import ConfigError, load_settings
-from monitor.errors import UsageError
+from monitor.config import load_settings
+from monitor.errors import ConfigError, UsageError
 from monitor.services.embedded import ServiceError
 
 # Every subcommand, listed rather than discovered: a plain import graph (no importlib, so

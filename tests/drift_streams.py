@@ -15,7 +15,7 @@ import numpy as np
 import psycopg
 from psycopg.types.json import Jsonb
 
-from detectors.drift.contract import SuiteConfig
+from detectors.drift.suite import SuiteConfig
 
 MODEL = "cxr-nodule"
 START = datetime(2026, 11, 1, tzinfo=UTC)

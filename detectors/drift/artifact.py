@@ -1,10 +1,10 @@
 """A fitted detector suite as data: a JSON manifest plus numpy arrays, content-hashed.
 
-Between the fitted suite (detectors/drift/alibi_backend.py `fit_suite`) and its storage
-(monitor/drift/reference.py): `pack` turns a `DetectorSuite` into manifest bytes, `.npz` bytes and
-a SHA-256 over both; `unpack` checks the hash and rebuilds the suite. Loading executes no
-stored code: arrays are read with `allow_pickle=False`, and a detector's kind picks its class
-through the explicit `KINDS` registry below, never through an import of a stored name.
+Between the fitted suite (fitting.py `fit_suite`) and its storage (monitor/drift/reference.py):
+`pack` turns a `DetectorSuite` into manifest bytes, `.npz` bytes and a SHA-256 over both;
+`unpack` checks the hash and rebuilds the suite. Loading executes no stored code: arrays are
+read with `allow_pickle=False`, and a detector's kind picks its class through the explicit
+list in registry.py, never through an import of a stored name.
 """
 
 from __future__ import annotations
@@ -17,20 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from detectors.drift.alibi_backend import EmbeddingMMD, OnlineCVM, ScalarKS
-from detectors.drift.categorical import CategoricalChi2
-from detectors.drift.contract import Calibration, DetectorSuite, FittedStratum, SuiteConfig
-from detectors.drift.results import DetectorError
+from detectors.drift import registry
+from detectors.drift.contract import WindowDetector
 from detectors.drift.score import NullMoments
+from detectors.drift.suite import Calibration, DetectorSuite, FittedStratum, SuiteConfig
+from detectors.errors import DetectorError
 
 SCHEMA = "radwatch.reference-artifact/1"
-# Windowed detector kinds a manifest may name. Adding a detector = a class with
-# `kind`, `to_state()` and `from_state(params, arrays)`, and one line here.
-KINDS: dict[str, Any] = {
-    EmbeddingMMD.kind: EmbeddingMMD,
-    ScalarKS.kind: ScalarKS,
-    CategoricalChi2.kind: CategoricalChi2,
-}
 
 
 class ArtifactError(DetectorError):
@@ -133,14 +126,14 @@ def _suite(doc: dict[str, Any], data: dict[str, np.ndarray]) -> DetectorSuite:
         )  # fmt: skip
     online = doc["online"]
     if online is not None:
-        if online["kind"] != OnlineCVM.kind:
+        if online["kind"] != registry.ONLINE.kind:
             raise ArtifactError(f"unknown online detector kind {online['kind']!r}")
-        suite.online = OnlineCVM.from_state(online["params"], _arrays(online, data), config)
+        suite.online = registry.ONLINE.from_state(online["params"], _arrays(online, data), config)
     return suite
 
 
-def _detector(entry: dict[str, Any], data: dict[str, np.ndarray]) -> Any:
-    cls = KINDS.get(entry["kind"])
+def _detector(entry: dict[str, Any], data: dict[str, np.ndarray]) -> WindowDetector:
+    cls = registry.windowed(entry["kind"])
     if cls is None:
         raise ArtifactError(f"unknown detector kind {entry['kind']!r}")
     return cls.from_state(entry["params"], _arrays(entry, data))

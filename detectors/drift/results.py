@@ -22,14 +22,6 @@ class Status(enum.StrEnum):
     ERROR = "error"
 
 
-class DetectorError(Exception):
-    """Root of the detectors package's exceptions (one family per package, DESIGN.md §10)."""
-
-
-class InsufficientDataError(DetectorError):
-    """Too little data to fit or score; decided at the boundary as `insufficient_data`."""
-
-
 @dataclass(frozen=True)
 class FeatureFinding:
     """One feature's contribution: its own test, effect size and reference vs current."""

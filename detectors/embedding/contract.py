@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from detectors.embedding.device import DeviceConfig, select_device
+from detectors.errors import DetectorError
 
 Intensity = Literal["unit", "standard", "imagenet"]
 # How [0, 1] pixels are mapped before the forward pass:
@@ -34,7 +35,7 @@ _INTENSITY: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
 NO_WEIGHTS = "0" * 64
 
 
-class EmbeddingError(ValueError):
+class EmbeddingError(DetectorError, ValueError):
     """An embedder is misconfigured, fails verification, or got input of the wrong shape."""
 
 

@@ -11,8 +11,10 @@ from dataclasses import dataclass
 
 import torch
 
+from detectors.errors import DetectorError
 
-class DeviceError(ValueError):
+
+class DeviceError(DetectorError, ValueError):
     """The requested device does not exist or is not usable here."""
 
 

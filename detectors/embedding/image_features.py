@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from detectors.errors import DetectorError
+
 PERCENTILES = (1, 5, 25, 50, 75, 95, 99)
 # Pixels within this distance of 0 or 1 count as black / saturated: after windowing
 # (PS3.3 C.11.2) clipped values sit exactly at the ends, bilinear resizing smears them a bit.
@@ -20,7 +22,7 @@ EDGE_TOLERANCE = 1.0 / 255.0
 HISTOGRAM_BINS = 256
 
 
-class ImageFeatureError(ValueError):
+class ImageFeatureError(DetectorError, ValueError):
     """The pixels are not a finite 2-D image."""
 
 

@@ -15,7 +15,8 @@ from statistics import NormalDist
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from detectors.drift.results import DetectorError, Status
+from detectors.drift.results import Status
+from detectors.errors import DetectorError
 
 
 class PerformanceError(DetectorError, ValueError):

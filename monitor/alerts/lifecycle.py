@@ -18,11 +18,12 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from monitor.audit import trail
+from monitor.errors import RadwatchError
 
 OPEN, ACKNOWLEDGED, RESOLVED = "open", "acknowledged", "resolved"
 
 
-class AlertError(Exception):
+class AlertError(RadwatchError):
     """An alert action that cannot be done (unknown id, already resolved)."""
 
 
@@ -71,6 +72,35 @@ class Alert:
     def as_dict(self) -> dict[str, Any]:
         return {k: (v.isoformat() if isinstance(v, datetime) else v)
                 for k, v in self.__dict__.items()}  # fmt: skip
+
+
+def format_alert(a: Alert) -> str:
+    """An alert as the QA team reads it (`radwatch alerts list`, `radwatch demo`): the
+    stratum and signal, the onset, the strongest evidence, who acknowledged or resolved it."""
+    d = a.details
+    lines = [
+        f"#{a.id} [{a.state}] {a.model} · {a.signal} · {a.stratum_kind}={a.stratum_value}"
+        f" · opened {a.opened_at:%Y-%m-%d %H:%M} · onset {d.get('onset', '?')}"
+    ]
+    if d.get("drift_score") is not None:
+        lines.append(
+            f"    drift score {d['drift_score']:.2f} (window ending {d.get('window_end')})"
+        )
+    for f in d.get("top_features", []):
+        lines.append(
+            f"    {f['summary']} (adj. p={f['adjusted_p']:.2g}, effect {f['effect_size']:.2f})"
+        )
+    for t in d.get("tests", []):
+        # Whole-signal tests carry their own one-line reading (WindowDetector.summary).
+        if t.get("status") == "drift" and t.get("summary"):
+            lines.append(f"    {t['detector']}: {t['summary']}, adj. p={t['adjusted_p']:.2g}")
+    if d.get("atypical_ids"):
+        lines.append(f"    most atypical studies: {', '.join(d['atypical_ids'][:5])}")
+    if a.acknowledged_by:
+        lines.append(f"    acknowledged by {a.acknowledged_by}: {a.acknowledged_note}")
+    if a.resolved_by:
+        lines.append(f"    resolved by {a.resolved_by}: {a.resolved_note}")
+    return "\n".join(lines)
 
 
 def step(

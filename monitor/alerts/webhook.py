@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from monitor.audit import trail
-from monitor.config import ConfigError
+from monitor.errors import ConfigError, RadwatchError
 from monitor.store import db
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def bearer_matches(header: str | None, token: str) -> bool:
     return hmac.compare_digest(given.strip().encode(), token.encode())
 
 
-class WebhookError(ValueError):
+class WebhookError(RadwatchError, ValueError):
     """The payload is not an Alertmanager webhook notification (answered with HTTP 400)."""
 
 

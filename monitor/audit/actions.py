@@ -29,6 +29,8 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Final
 
+from monitor.errors import RadwatchError
+
 DCM: Final = "http://dicom.nema.org/resources/ontology/DCM"
 SYSTEM_ACTION: Final = "urn:radwatch:audit:action"
 
@@ -36,7 +38,7 @@ SYSTEM_ACTION: Final = "urn:radwatch:audit:action"
 SUCCESS, MINOR_FAILURE, SERIOUS_FAILURE, MAJOR_FAILURE = "0", "4", "8", "12"
 
 
-class UnknownAuditAction(ValueError):
+class UnknownAuditAction(RadwatchError, ValueError):
     """An action, or an action's outcome, that the catalogue does not hold."""
 
 

@@ -25,7 +25,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from monitor.audit.trail import AUDIT_LOCK, AuditError, canonical_json, record
-from monitor.config import Settings, check_private_file
+from monitor.config import Settings
+from monitor.safeguards import check_private_file
 
 KEY_FILE = "audit-signing.key"  # its public half is written beside it as audit-signing.pub
 CHECKPOINT_FILE = "audit-checkpoints.jsonl"

@@ -26,7 +26,8 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from monitor.audit.actions import AuditAction, UnknownAuditAction, validate
-from monitor.config import mask_secrets
+from monitor.errors import RadwatchError
+from monitor.safeguards import mask_secrets
 
 if TYPE_CHECKING:  # db imports this module lazily inside migrate(); avoid a cycle at import
     from monitor.store.db import Migration
@@ -41,7 +42,7 @@ COLUMNS = (
 )
 
 
-class AuditError(RuntimeError):
+class AuditError(RadwatchError, RuntimeError):
     """The audit trail cannot be written, read or checked as asked."""
 
 
@@ -230,11 +231,6 @@ def radwatch_version() -> str:
     except metadata.PackageNotFoundError:
         # Running from a source tree that was never installed: say so rather than guess.
         return "0+unknown"
-
-
-def _redact_url(value: str) -> str:
-    """Kept for callers of the old name: every password form masked (config.mask_secrets)."""
-    return mask_secrets(value)
 
 
 def config_snapshot(config: Any) -> dict[str, Any]:

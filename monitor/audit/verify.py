@@ -21,6 +21,7 @@ from monitor.audit.checkpoint import (
     GENESIS_CHECKPOINT,
     Checkpoint,
     key_id,
+    key_paths,
     load_public_key,
     merkle_root,
     read_checkpoint_file,
@@ -28,6 +29,7 @@ from monitor.audit.checkpoint import (
     row_leaves,
 )
 from monitor.audit.trail import GENESIS, AuditRecord, read_records
+from monitor.config import Settings
 
 SEARCH = 64  # how far from its position a moved row's original sequence number is searched
 
@@ -129,6 +131,12 @@ def verify(
         key_id=key_id(trusted) if trusted is not None else None,
         findings=tuple(chain + cp_findings),
     )
+
+
+def verify_configured(conn: psycopg.Connection, settings: Settings) -> VerifyResult:
+    """`verify` against the public key and shipped checkpoint file the settings name."""
+    paths = key_paths(settings)
+    return verify(conn, public_key=paths.public, checkpoint_file=paths.checkpoints)
 
 
 # -- the chain --------------------------------------------------------------------------------

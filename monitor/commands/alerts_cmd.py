@@ -54,35 +54,8 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
     if not found:
         print("no alerts")
     for a in found:
-        print(format_alert(a))
+        print(lifecycle.format_alert(a))
     return 0
-
-
-def format_alert(a) -> str:
-    d = a.details
-    lines = [
-        f"#{a.id} [{a.state}] {a.model} · {a.signal} · {a.stratum_kind}={a.stratum_value}"
-        f" · opened {a.opened_at:%Y-%m-%d %H:%M} · onset {d.get('onset', '?')}"
-    ]
-    if d.get("drift_score") is not None:
-        lines.append(
-            f"    drift score {d['drift_score']:.2f} (window ending {d.get('window_end')})"
-        )
-    for f in d.get("top_features", []):
-        lines.append(
-            f"    {f['summary']} (adj. p={f['adjusted_p']:.2g}, effect {f['effect_size']:.2f})"
-        )
-    for t in d.get("tests", []):
-        # Whole-signal tests carry their own one-line reading (WindowDetector.summary).
-        if t.get("status") == "drift" and t.get("summary"):
-            lines.append(f"    {t['detector']}: {t['summary']}, adj. p={t['adjusted_p']:.2g}")
-    if d.get("atypical_ids"):
-        lines.append(f"    most atypical studies: {', '.join(d['atypical_ids'][:5])}")
-    if a.acknowledged_by:
-        lines.append(f"    acknowledged by {a.acknowledged_by}: {a.acknowledged_note}")
-    if a.resolved_by:
-        lines.append(f"    resolved by {a.resolved_by}: {a.resolved_note}")
-    return "\n".join(lines)
 
 
 def _act(args: argparse.Namespace, settings: Settings) -> int:

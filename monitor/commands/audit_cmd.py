@@ -6,15 +6,11 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from monitor.audit.trail import AuditError
 from monitor.commands.arguments import out_file
 from monitor.config import Settings
 from monitor.store import db
-
-if TYPE_CHECKING:
-    from monitor.audit.verify import VerifyResult
 
 EXIT_OK, EXIT_FINDING = 0, 1
 
@@ -88,21 +84,14 @@ def _with_overrides(settings: Settings, args: argparse.Namespace) -> Settings:
     return settings.replace(audit=AuditSettings(**audit))
 
 
-def run_verify(url: str, settings: Settings) -> VerifyResult:
-    from monitor.audit.checkpoint import key_paths
-    from monitor.audit.verify import verify
-
-    paths = key_paths(settings)
-    with db.connect(url) as conn:
-        return verify(conn, public_key=paths.public, checkpoint_file=paths.checkpoints)
-
-
 def _verify(args: argparse.Namespace, settings: Settings) -> int:
+    from monitor.audit.verify import verify_configured
     from monitor.errors import UsageError
 
     settings = _with_overrides(settings, args)
     try:
-        result = run_verify(database_url(settings), settings)
+        with db.connect(database_url(settings)) as conn:
+            result = verify_configured(conn, settings)
     except AuditError as exc:
         raise UsageError(str(exc)) from exc
     if args.json:
@@ -156,18 +145,3 @@ def _checkpoint(args: argparse.Namespace, settings: Settings) -> int:
                           "key_id": checkpoint.key_id,
                           "file": str(key_paths(settings).checkpoints)}))  # fmt: skip
     return EXIT_OK
-
-
-def demo_step(settings: Settings, url: str, out_dir: Path) -> int:
-    """The demo's last step: seal, verify and export its own trail to DIR/audit.ndjson."""
-    from monitor.audit.checkpoint import create_checkpoint
-    from monitor.audit.export import export
-
-    with db.connect(url) as conn:
-        create_checkpoint(conn, settings)
-    result = run_verify(url, settings)
-    print(result.summary())
-    with db.connect(url) as conn:
-        exported = export(conn, out_dir / "audit.ndjson", fmt="fhir", actor=settings.actor)
-    print(f"audit: {exported.rows} FHIR AuditEvents in {exported.path}")
-    return EXIT_OK if result.ok else EXIT_FINDING

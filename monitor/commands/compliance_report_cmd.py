@@ -29,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _report(args: argparse.Namespace, settings: Settings) -> int:
     from monitor.audit.export import parse_time
     from monitor.audit.trail import AuditError
-    from monitor.commands.audit_cmd import database_url, run_verify
+    from monitor.audit.verify import verify_configured
+    from monitor.commands.audit_cmd import database_url
     from monitor.errors import UsageError
     from monitor.reports.compliance import build_sections, render
 
@@ -41,7 +42,8 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
         if start >= end:
             raise UsageError("--period: FROM must be before TO")
         url = database_url(settings)
-        verification = run_verify(url, settings)
+        with db.connect(url) as conn:
+            verification = verify_configured(conn, settings)
     except AuditError as exc:
         raise UsageError(str(exc)) from exc
     with db.connect(url) as conn:

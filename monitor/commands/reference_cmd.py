@@ -28,31 +28,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="the model's first N events")  # fmt: skip
     build.add_argument("--from", dest="start", metavar="T", help="period start (ISO 8601)")
     build.add_argument("--to", dest="end", metavar="T", help="period end (ISO 8601)")
-    build.add_argument(
-        "--window",
-        type=positive_int,
-        default=200,
-        help="events per detection window (also the calibration sub-window)",
-    )
-    build.add_argument(
-        "--alpha",
-        type=positive_float,
-        default=0.05,
-        help="false-alarm level of each window after BH correction",
-    )
+    build.add_argument("--window", type=positive_int, default=200,
+                       help="events per detection window (also the calibration sub-window)")  # fmt: skip
+    build.add_argument("--alpha", type=positive_float, default=0.05,
+                       help="false-alarm level of each window after BH correction")  # fmt: skip
     build.add_argument("--correction", choices=("bh", "bonferroni"), default="bh")
-    build.add_argument(
-        "--min-window",
-        type=positive_int,
-        default=30,
-        help="per stratum: fewer events in a window → insufficient_data",
-    )
-    build.add_argument(
-        "--online-ert",
-        type=positive_int,
-        default=2000,
-        help="online detector's expected run time (events between false alarms)",
-    )
+    build.add_argument("--min-window", type=positive_int, default=30,
+                       help="per stratum: fewer events in a window → insufficient_data")  # fmt: skip
+    build.add_argument("--online-ert", type=positive_int, default=2000,
+                       help="online detector's expected run time (events between false alarms)")  # fmt: skip
     build.add_argument("--online-bootstraps", type=positive_int, default=5000)
     build.add_argument("--no-online", action="store_true", help="no online detector")
     build.add_argument("--calibration-windows", type=positive_int, default=20)
@@ -93,7 +77,7 @@ def _build(args: argparse.Namespace, settings: Settings) -> int:
     # wait for a server that is absent (one line, exit 2). Reached before the detectors are
     # imported: alibi-detect and torch take seconds to load, an answer must not.
     url = resolve_endpoints(settings, broker=False, retry=False).database_url
-    from detectors.drift.contract import SuiteConfig
+    from detectors.drift.suite import SuiteConfig
     from monitor.drift import reference
 
     config = SuiteConfig(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 from datetime import UTC, datetime
-from pathlib import Path
 
 from monitor.commands.arguments import out_file
 from monitor.config import Settings
@@ -37,25 +36,10 @@ def iso_time(text: str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def write_report(database_url: str, settings: Settings, model: str, out: Path, *,
-                 start: datetime | None = None, end: datetime | None = None,
-                 include_evidently: bool = True) -> Path:  # fmt: skip
-    """Render the report to `out` (also used by `radwatch demo`)."""
-    from monitor.reports import model_report
-
-    data = model_report.load(database_url, model, start, end)
-    from monitor.ingest.image_stage import image_fetcher
-
-    document = model_report.render(data, pseudonym_key=settings.key_bytes(),
-                             include_evidently=include_evidently, images=image_fetcher(settings))  # fmt: skip
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(document, encoding="utf-8")
-    return out
-
-
 def _report(args: argparse.Namespace, settings: Settings) -> int:
     from monitor.errors import UsageError
     from monitor.reports.model_report import ReportError
+    from monitor.reports.writing import write_report
     from monitor.services.runtime import resolve_endpoints
 
     if args.start and args.end and args.start >= args.end:
@@ -69,30 +53,3 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError(str(exc)) from exc
     print(f"report: {path}")
     return 0
-
-
-def demo_step(settings: Settings, database_url: str, out_dir: Path) -> None:
-    """`radwatch demo`'s report step: write DIR/report.html and say where metrics are.
-
-    The demo is non-interactive, so /metrics is not served here; the lines printed say how
-    to serve it over the demo's database.
-    """
-    from monitor.config import mask_secrets  # the password stays in its file, off the screen
-    from monitor.reports.model_report import ReportError
-    from monitor.store import db
-
-    with db.connect(database_url) as conn:
-        models = [r[0] for r in conn.execute(
-            "SELECT model_name FROM inferences GROUP BY model_name ORDER BY count(*) DESC"
-        ).fetchall()]  # fmt: skip
-    for i, model in enumerate(models):
-        out = out_dir / ("report.html" if i == 0 else f"report-{model}.html")
-        try:
-            write_report(database_url, settings, model, out)
-            print(f"report: {out}")
-        except ReportError as exc:
-            print(f"report: not written for {model} ({exc})")
-    print(
-        f"metrics: RADWATCH_DATABASE_URL={mask_secrets(database_url)} radwatch metrics "
-        f"→ http://{settings.metrics_addr}/metrics (radwatch run serves it while collecting)"
-    )

@@ -20,11 +20,12 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from detectors.drift import alibi_backend, artifact
-from detectors.drift.contract import DetectorSuite, SuiteConfig
-from detectors.drift.results import DetectorError
+from detectors.drift import artifact, fitting
+from detectors.drift.suite import DetectorSuite, SuiteConfig
+from detectors.errors import DetectorError
 from monitor.audit import trail
 from monitor.drift.windows import CATEGORICAL_ATTRIBUTES, fetch_events, stratum_values, to_sample
+from monitor.errors import RadwatchError
 
 ARTIFACT_FORMAT = "manifest+npz"
 PICKLED = (
@@ -33,7 +34,7 @@ PICKLED = (
 )
 
 
-class ReferenceError(Exception):
+class ReferenceError(RadwatchError):
     """A reference cannot be built or loaded (too few events, corrupted artifact)."""
 
 
@@ -107,14 +108,14 @@ def build(
             counts.setdefault(kind, Counter())[str(value)] += 1
     strata_counts = {k: dict(c.most_common()) for k, c in counts.items()}
     try:
-        suite = alibi_backend.fit_suite(
+        suite = fitting.fit_suite(
             to_sample(rows), config, categorical_attributes=CATEGORICAL_ATTRIBUTES
         )
     except DetectorError as exc:
         raise ReferenceError(f"fitting detectors on the reference failed: {exc}") from exc
     manifest_json, arrays, sha = artifact.pack(suite)
     calibration = _calibration_doc(suite)
-    from detectors.drift.contract import split_reference
+    from detectors.drift.suite import split_reference
 
     fit_idx, hold_idx = split_reference(len(rows), config.holdout_share, config.seed)
     with conn.transaction():

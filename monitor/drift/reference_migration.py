@@ -3,9 +3,11 @@
 Between drift_reference_artifacts rows written by older releases (a pickled DetectorSuite
 and its SHA-256) and the manifest + arrays format of detectors/drift/artifact.py. This is the only
 place in radwatch that unpickles anything, and only when an operator runs the command: the
-stored hash is checked first, and the unpickler resolves only classes from the modules a
-fitted suite is made of (never builtins such as eval, os or subprocess). The converted
-artifact must score like the pickle did; each conversion is an audit record.
+stored hash is checked first, and the unpickler resolves only the classes a fitted suite is
+made of, named by the module paths of the releases that wrote pickles (`LEGACY_CLASSES`: the
+detectors have moved since, and a stored pickle names them where they were), plus numpy,
+torch and alibi-detect internals (never builtins such as eval, os or subprocess). The
+converted artifact must score like the pickle did; each conversion is an audit record.
 """
 
 from __future__ import annotations
@@ -18,13 +20,32 @@ from dataclasses import dataclass
 import psycopg
 
 from detectors.drift import artifact
-from detectors.drift.contract import DetectorSuite
+from detectors.drift.suite import DetectorSuite
 from monitor.audit import trail
 from monitor.drift.reference import ReferenceError, store_artifact
 
-# Module prefixes a pickled suite of ours refers to; anything else is refused.
-ALLOWED_MODULES = ("detectors.", "numpy", "torch", "alibi_detect.", "collections", "copyreg",
-                   "_codecs", "scipy.", "numba.", "pathlib")  # fmt: skip
+# Every class of ours a pickled suite refers to, where the releases that wrote pickles
+# (radwatch before references were stored as data) defined it -> where it is now. Found by
+# pickling a suite fitted with each of those releases: detectors.results and
+# detectors.multiple_testing held nothing a suite keeps (typed results are never part of it,
+# multiple testing is functions). Any other name under detectors is refused.
+LEGACY_CLASSES: dict[tuple[str, str], tuple[str, str]] = {
+    ("detectors.drift", "DetectorSuite"): ("detectors.drift.suite", "DetectorSuite"),
+    ("detectors.drift", "SuiteConfig"): ("detectors.drift.suite", "SuiteConfig"),
+    ("detectors.drift", "Calibration"): ("detectors.drift.suite", "Calibration"),
+    ("detectors.drift", "FittedStratum"): ("detectors.drift.suite", "FittedStratum"),
+    ("detectors.drift_score", "NullMoments"): ("detectors.drift.score", "NullMoments"),
+    ("detectors.alibi_backend", "EmbeddingMMD"): ("detectors.drift.mmd", "EmbeddingMMD"),
+    ("detectors.alibi_backend", "ScalarKS"): ("detectors.drift.ks", "ScalarKS"),
+    ("detectors.alibi_backend", "CategoricalChi2"): ("detectors.drift.chi2", "CategoricalChi2"),
+    ("detectors.categorical", "CategoricalChi2"): ("detectors.drift.chi2", "CategoricalChi2"),
+    ("detectors.categorical", "Vocabulary"): ("detectors.drift.chi2", "Vocabulary"),
+    ("detectors.alibi_backend", "OnlineCVM"): ("detectors.drift.alibi_backend", "OnlineCVM"),
+}
+# Module prefixes of the libraries inside a pickled suite (arrays, tensors, alibi's
+# detectors and their state); anything else is refused.
+ALLOWED_MODULES = ("numpy", "torch", "alibi_detect.", "collections", "copyreg", "_codecs",
+                   "scipy.", "numba.", "pathlib")  # fmt: skip
 ALLOWED_BUILTINS = frozenset({"set", "frozenset", "slice", "complex", "range", "bytearray",
                               "object", "tuple", "list", "dict", "int", "float", "str",
                               "bool", "bytes"})  # fmt: skip
@@ -42,6 +63,8 @@ class _SuiteUnpickler(pickle.Unpickler):
     """Resolves only what a fitted DetectorSuite is made of (defence in depth)."""
 
     def find_class(self, module: str, name: str) -> object:
+        if (module, name) in LEGACY_CLASSES:
+            return super().find_class(*LEGACY_CLASSES[module, name])
         if module == "builtins" and name in ALLOWED_BUILTINS:
             return super().find_class(module, name)
         if module.startswith(ALLOWED_MODULES) or module in ("numpy", "torch"):

@@ -1,7 +1,9 @@
 """The detection scheduler: evaluate every due window, feed online detectors, drive alerts.
 
 Between stored inferences (monitor/drift/windows.py), the fitted reference (monitor/drift/reference.py)
-and the alert lifecycle (monitor/alerts/lifecycle.py), behind `radwatch detect [--once]`. Exactly one
+and the alert lifecycle (monitor/alerts/lifecycle.py), behind `radwatch detect [--once]`. What
+fires and why is decided by pure functions (monitor/drift/decisions.py); this module reads the
+due windows, stores results and feeds the decisions to the lifecycle. Exactly one
 scheduler is active: it holds a session-level PostgreSQL advisory lock on a dedicated
 connection (pg_try_advisory_lock); another one finds it taken and waits or exits.
 Each window's results, decision audit row, alert changes and cursor move commit together.
@@ -13,8 +15,7 @@ import functools
 import logging
 import math
 import threading
-from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,14 +24,15 @@ import numpy as np
 import psycopg
 from psycopg.types.json import Jsonb
 
-from detectors.drift import changepoint
-from detectors.drift.contract import ALL, DetectorSuite, Sample, StratumVerdict
-from detectors.drift.results import DriftResult, FeatureFinding, Status
+from detectors.drift.contract import ALL
+from detectors.drift.results import DriftResult, Status
+from detectors.drift.suite import DetectorSuite, StratumVerdict
 from monitor import model_status
 from monitor.alerts import lifecycle
 from monitor.audit import trail
-from monitor.drift import reference
+from monitor.drift import decisions, reference
 from monitor.drift.windows import EventRow, WindowSpec, fetch_events, next_window, to_sample
+from monitor.errors import RadwatchError
 from monitor.store import db
 
 log = logging.getLogger(__name__)
@@ -38,11 +40,10 @@ log = logging.getLogger(__name__)
 SCHEDULER_LOCK = 0x7264_6465_7465_6374  # "rddetect": one active detection scheduler
 ONLINE_SIGNAL = "online"
 ONLINE_BATCH = 1000
-CONCENTRATION = 1.25  # a stratum alert needs this × the model-wide effect
 ONSET_LOOKBACK = 5  # windows searched for the change point when an alert opens
 
 
-class DetectionError(Exception):
+class DetectionError(RadwatchError):
     """Detection cannot proceed (e.g. another scheduler holds the lock)."""
 
 
@@ -272,7 +273,7 @@ class Scheduler:
     def _evaluate(self, conn: psycopg.Connection, model: str, info: reference.ReferenceInfo,
                   suite: DetectorSuite, seq: int, rows: tuple[EventRow, ...],
                   closed_by: str) -> WindowOutcome:  # fmt: skip
-        verdicts, window_decisions = decide(suite, rows, seq)
+        verdicts, window_decisions = decisions.decide(suite, rows, seq)
         start, end = rows[0].occurred_at, rows[-1].occurred_at
         whole = next((v for v in verdicts if (v.kind, v.value) == ALL), None)
         unified = whole.drift_score if whole else math.nan
@@ -302,10 +303,9 @@ class Scheduler:
                     firing.append((kind, value, signal))
                 verdict = next(v for v in verdicts if (v.kind, v.value) == (kind, value)) \
                     if results else None  # fmt: skip
-                details = _alert_details(kind, value, signal, results, verdict, info, start,
-                                         end, self.config.top_k,
-                                         summaries(suite, (kind, value), results),
-                                         ) if results else {
+                details = lifecycle.audit_safe(decisions.alert_details(
+                    kind, value, signal, results, verdict, info, start, end, self.config.top_k,
+                    decisions.summaries(suite, (kind, value), results))) if results else {
                     "signal": signal, "stratum": f"{kind}={value}", "window_end": end,
                     "online_firings_in_window": int(online_fired)}  # fmt: skip
                 change = lifecycle.observe(
@@ -373,7 +373,8 @@ class Scheduler:
     def _onset(self, conn: psycopg.Connection, model: str, info: reference.ReferenceInfo,
                suite: DetectorSuite, seq: int, kind: str, value: str,
                results: list[DriftResult], end: datetime) -> dict[str, Any]:  # fmt: skip
-        """Change point over the firing windows and the one before them (Hinkley 1970)."""
+        """The onset of an opening alert: this stratum's events since the window before the
+        firing ones, read from the database, dated by a change point (decisions.onset)."""
         back = max(self.config.policy.open_after, ONSET_LOOKBACK - 1)
         row = conn.execute(
             """SELECT min(window_start) FROM drift_windows
@@ -386,162 +387,8 @@ class Scheduler:
         rows = [r for r in rows if since is not None or r.occurred_at <= end]
         sample = to_sample(rows)
         mask = sample.stratum_mask(kind, value)
-        part = sample.take(mask)
         times = [r.occurred_at for r, m in zip(rows, mask, strict=True) if m]
-        series = indicator(suite, (kind, value), results, part)
-        if series is None or len(series) < 10:
-            return {}
-        cp = changepoint.mean_shift(series)
-        if cp is None:
-            return {}
-        return {"onset": times[cp.index], "onset_statistic": round(cp.statistic, 3),
-                "onset_before_mean": cp.before_mean, "onset_after_mean": cp.after_mean,
-                "onset_series": _series_name(results)}  # fmt: skip
-
-
-def indicator(suite: DetectorSuite, key: tuple[str, str], results: list[DriftResult],
-              part: Sample) -> np.ndarray | None:  # fmt: skip
-    """Per-study number for the change point, from the most significant finding.
-
-    The detector that produced the finding says what that number is (WindowDetector.indicator):
-    a new test gets an onset without any change here.
-    """
-    fitted = suite.strata.get(key)
-    if fitted is None or not results:
-        return None
-    best = min(results, key=lambda r: r.adjusted_p if r.adjusted_p is not None else 1.0)
-    detector = next((d for d in fitted.detectors if d.name == best.detector), None)
-    return None if detector is None else detector.indicator(part, best)
-
-
-def _series_name(results: list[DriftResult]) -> str:
-    best = min(results, key=lambda r: r.adjusted_p if r.adjusted_p is not None else 1.0)
-    top = best.top_features(1)
-    return f"{best.detector}:{top[0].feature}" if top else best.detector
-
-
-Decision = tuple[str, str, str, bool, list[DriftResult]]  # kind, value, signal, firing, tests
-
-
-def decide(
-    suite: DetectorSuite, rows: Sequence[EventRow], seq: int
-) -> tuple[list[StratumVerdict], list[Decision]]:
-    """One window's verdicts and its firing decisions per stratum × signal (pure)."""
-    verdicts = suite.score(to_sample(rows), seed=seq)
-    return verdicts, localise(decisions(verdicts), verdicts)
-
-
-def decisions(verdicts: list[StratumVerdict]) -> list[Decision]:
-    """(kind, value, signal, firing, results) for each stratum × signal that was tested.
-
-    A signal whose tests all lacked data neither fires nor counts as quiet.
-    """
-    out = []
-    for v in verdicts:
-        by_signal: dict[str, list[DriftResult]] = defaultdict(list)
-        for r in v.results:
-            if r.status in (Status.OK, Status.DRIFT):
-                by_signal[r.signal].append(r)
-        for signal, results in sorted(by_signal.items()):
-            fire = any(r.status == Status.DRIFT for r in results)
-            out.append((v.kind, v.value, signal, fire, results))
-    return out
-
-
-def localise(decisions: list[tuple[str, str, str, bool, list[DriftResult]]],
-             verdicts: list[StratumVerdict]) -> list[tuple[str, str, str, bool, list[DriftResult]]]:  # fmt: skip
-    """Keep a stratum's firing only where the shift is concentrated.
-
-    A shift at one site also moves every other stratum that contains that site's studies
-    (sex, age band, …). A stratum-level firing is kept only where the stratum's unified drift
-    score exceeds the whole model's and, when the whole model fires for the same signal,
-    where the shift is clearly larger than model-wide (effect ×1.25), so the QA team gets "south-clinic", not every subgroup that merely contains
-    south-clinic studies; the whole-model alert always stands.
-    """
-    whole = {signal: (fire, strength(results)) for kind, value, signal, fire, results
-             in decisions if (kind, value) == ALL}  # fmt: skip
-    scores = {(v.kind, v.value): v.drift_score for v in verdicts}
-    whole_score = scores.get(ALL, math.nan)
-    out = []
-    for kind, value, signal, fire, results in decisions:
-        whole_fire, whole_strength = whole.get(signal, (False, 0.0))
-        if fire and (kind, value) != ALL:
-            if math.isfinite(whole_score):
-                fire = scores.get((kind, value), math.nan) > whole_score
-            if whole_fire:
-                fire = fire and strength(results) > CONCENTRATION * whole_strength
-        out.append((kind, value, signal, fire, results))
-    return out
-
-
-def strength(results: list[DriftResult]) -> float:
-    """Size of a signal's shift, comparable across sample sizes: the largest feature effect
-    (KS D, Cramér's V, share of never-seen values) or MMD² itself (not its z-score)."""
-    values = [f.effect_size for r in results for f in r.features] + [
-        r.statistic for r in results if not r.features
-    ]
-    finite = [abs(v) for v in values if v is not None and math.isfinite(v)]
-    return max(finite, default=0.0)
-
-
-def summaries(suite: DetectorSuite, key: tuple[str, str],
-              results: list[DriftResult]) -> dict[str, str]:  # fmt: skip
-    """The one-line readings whole-signal tests give of their results (WindowDetector.summary)."""
-    fitted = suite.strata.get(key)
-    by_name = {d.name: d for d in fitted.detectors} if fitted else {}
-    out: dict[str, str] = {}
-    for r in results:
-        detector = by_name.get(r.detector)
-        text = detector.summary(r) if detector is not None else None
-        if text:
-            out[r.detector] = text
-    return out
-
-
-def _alert_details(kind: str, value: str, signal: str, results: list[DriftResult],
-                   verdict: StratumVerdict | None, info: reference.ReferenceInfo,
-                   start: datetime, end: datetime, top_k: int,
-                   test_summaries: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
-    """What the QA team reads: what moved, where, how much, examples."""
-    test_summaries = test_summaries or {}
-    top = [{"feature": f.feature, "test": f.test, "reference": f.reference,
-            "current": f.current, "p_value": f.p_value, "adjusted_p": f.adjusted_p,
-            "effect_size": f.effect_size, "new_values": list(f.new_values),
-            "summary": _summary(f)} for f in top_features(results, top_k)]  # fmt: skip
-    atypical: list[str] = []
-    for r in sorted(results, key=lambda r: r.adjusted_p if r.adjusted_p is not None else 1):
-        atypical += [i for i in r.atypical_ids if i not in atypical]
-    return lifecycle.audit_safe({
-        "signal": signal,
-        "stratum": f"{kind}={value}",
-        "window_start": start, "window_end": end,
-        "n_window": verdict.n_window if verdict else None,
-        "drift_score": verdict.drift_score if verdict else None,
-        "tests": [{"detector": r.detector, "p_value": r.p_value, "adjusted_p": r.adjusted_p,
-                   "effect_size": r.effect_size, "statistic": r.statistic,
-                   "n_reference": r.n_reference, "n_window": r.n_window,
-                   "status": r.status.value, "summary": test_summaries.get(r.detector)}
-                  for r in results],
-        "top_features": top,
-        "atypical_ids": atypical[:5],
-        "reference_id": info.id, "reference_hash": info.content_hash,
-        "detector_fingerprint": info.detector_fingerprint,
-    })  # fmt: skip
-
-
-def top_features(results: Sequence[DriftResult], k: int) -> list[FeatureFinding]:
-    """The features an alert leads with: smallest adjusted p, then largest effect."""
-    return sorted(
-        (f for r in results for f in r.features),
-        key=lambda f: (f.adjusted_p if f.adjusted_p is not None else 1.0, -abs(f.effect_size)),
-    )[:k]
-
-
-def _summary(f: Any) -> str:
-    if f.test in ("chi2", "new_value"):
-        ref = f.reference.split(": ", 1)[-1]
-        return f"{f.feature}: {f.current}, {ref}"
-    return f"{f.feature}: {f.current} vs {f.reference} in reference (KS D={f.statistic:.2f})"
+        return decisions.onset(suite, (kind, value), results, sample.take(mask), times)
 
 
 def _online_usable(suite: DetectorSuite, rows: list[EventRow]) -> list[EventRow]:

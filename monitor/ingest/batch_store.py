@@ -24,7 +24,8 @@ import orjson
 import psycopg
 from psycopg.types.json import Jsonb, set_json_dumps
 
-from collectors.events import InferenceEvent, LabelEvent, Reason, dead_letter_skeleton
+from collectors.errors import Reason
+from collectors.events import InferenceEvent, LabelEvent, dead_letter_skeleton
 from collectors.pseudonym import Pseudonymiser
 
 E = TypeVar("E", InferenceEvent, LabelEvent)

@@ -33,7 +33,8 @@ from detectors.embedding.device import DeviceConfig, DeviceError, select_device
 from detectors.embedding.encoders import default_encoder, load_checkpoint
 from detectors.embedding.image_features import ImageFeatureError, image_features, spacing_from_tags
 from monitor.audit import trail
-from monitor.config import ConfigError, Settings
+from monitor.config import Settings
+from monitor.errors import ConfigError
 from monitor.ingest.batch_store import Batch
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
-"""The collector's image stage: resolve and decode each inference's `image.uri` before the write.
+"""The ingest image stage: resolve and decode each inference's `image.uri` before the write.
 
-A pre_write stage of monitor.ingest.worker (wired in collect_cmd.build_collector): for inference
-events with an image it fetches the object through the fenced `ImageFetcher`
+A pre_write stage of monitor.ingest.worker (wired in monitor.ingest.wiring.build_worker): for
+inference events with an image it fetches the object through the fenced `ImageFetcher`
 (collectors.images.resolver), decodes it in an abandonable worker process
 (collectors.images.decode_pool) to a model-ready `LoadedImage` kept in `batch.images[event_id]` for
 the embedding stages, merges the file's allow-listed tags into the event's `dicom`, and moves
@@ -19,28 +19,28 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields, replace
 
-from collectors.errors import ImageError, ResolveError
-from collectors.events import InferenceEvent, Reason
+from collectors.errors import ImageError, Reason, ResolveError
+from collectors.events import InferenceEvent
 from collectors.images.decode_pool import DecodePool
-from collectors.images.dicom_reader import (
+from collectors.images.dicom_reader import DEFAULT_SIZE, LoadedImage
+from collectors.images.dicomweb import DicomWebAuth
+from collectors.images.pixels import (
     DEFAULT_MAX_INFLATED_BYTES,
     DEFAULT_MAX_PIXELS,
     DEFAULT_MAX_TOTAL_PIXELS,
-    DEFAULT_SIZE,
     DEFAULT_TIME_BUDGET_S,
-    DEFAULT_TIMEOUT_S,
     DecodeLimits,
-    LoadedImage,
 )
 from collectors.images.resolver import (
     DEFAULT_INFLIGHT_BYTES,
     DEFAULT_MAX_BYTES,
-    DicomWebAuth,
+    DEFAULT_TIMEOUT_S,
     FetchPolicy,
     ImageFetcher,
 )
 from collectors.pseudonym import Pseudonymiser
-from monitor.config import ConfigError, ImageSettings, Settings
+from monitor.config import ImageSettings, Settings
+from monitor.errors import ConfigError
 from monitor.ingest.batch_store import Batch, DeadLetter, Record
 
 log = logging.getLogger(__name__)

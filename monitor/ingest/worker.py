@@ -1,7 +1,7 @@
-"""`radwatch collect`: one consumer-group worker from Kafka into PostgreSQL.
+"""The ingest worker behind `radwatch collect`: one consumer-group member, Kafka → PostgreSQL.
 
 The ingest loop of the data flow: poll a batch → parse and pseudonymise (collectors/) →
-write it in one transaction (ingest_store) → publish dead letters → commit offsets.
+write it in one transaction (batch_store) → publish dead letters → commit offsets.
 Offsets are committed only after the batch is durable, and writes are idempotent on
 `event_id`, so a crash anywhere replays the batch without loss or double counting.
 
@@ -28,13 +28,12 @@ from typing import TypeVar
 import psycopg
 from kafka.errors import CommitFailedError, KafkaError
 
+from collectors.bounded_json import DEFAULT_LIMITS, ParseLimits
+from collectors.errors import Reason
 from collectors.events import (
-    DEFAULT_LIMITS,
     INFERENCE_SCHEMA,
     LABEL_SCHEMA,
     InferenceEvent,
-    ParseLimits,
-    Reason,
     Rejection,
     parse_record,
 )
@@ -60,7 +59,7 @@ INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (psycopg.OperationalErr
 
 
 @dataclass(frozen=True)
-class CollectorConfig:
+class WorkerConfig:
     kafka: KafkaOptions
     database_url: str
     inference_topic: str
@@ -74,7 +73,7 @@ class CollectorConfig:
 
 
 @dataclass
-class CollectStats:
+class WorkerStats:
     batches: int = 0
     inferences: int = 0
     labels: int = 0
@@ -90,10 +89,12 @@ PreWriteStage = Callable[[Batch], Batch]
 PostWriteStage = Callable[[psycopg.Connection, Batch], None]
 
 
-class Collector:
+class IngestWorker:
+    """The ingest loop; built from settings by monitor.ingest.wiring.build_worker."""
+
     def __init__(
         self,
-        config: CollectorConfig,
+        config: WorkerConfig,
         pseudonym: Pseudonymiser,
         *,
         on_batch: BatchHook | None = None,
@@ -102,7 +103,7 @@ class Collector:
     ) -> None:
         self.config = config
         self.pseudonym = pseudonym
-        self.stats = CollectStats()
+        self.stats = WorkerStats()
         self._stop = threading.Event()
         self._on_batch = on_batch
         self._pre_write = tuple(pre_write)
@@ -121,7 +122,7 @@ class Collector:
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
 
-    def run(self, until_idle: float | None = None) -> CollectStats:
+    def run(self, until_idle: float | None = None) -> WorkerStats:
         """Consume until stopped (or idle for `until_idle` seconds); returns what was done."""
         cfg = self.config
         # Audit trail: radwatch.start with version and configuration hash (issue 8).

@@ -21,6 +21,7 @@ import psycopg
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from monitor.errors import RadwatchError
 from monitor.metrics import names
 from monitor.metrics.names import OTHER, bounded_label, stratum_kind
 from monitor.store import db
@@ -34,7 +35,7 @@ PERF_LABELS = ("model", "finding", "stratum_kind", "stratum_value", "metric", "s
 ALERT_LABELS = ("model", "kind", "signal", "stratum_kind", "stratum_value", "state")
 
 
-class MetricsSourceError(RuntimeError):
+class MetricsSourceError(RadwatchError, RuntimeError):
     """A section of the scrape-time read failed (reported as source_up 0, logged once)."""
 
 

@@ -36,6 +36,7 @@ from prometheus_client.exposition import choose_encoder
 
 from collectors.kafka_io import KafkaOptions, consumer_lag
 from monitor.alerts import webhook as alert_webhook
+from monitor.errors import RadwatchError
 from monitor.metrics import names
 from monitor.metrics.scrape import DatabaseCollector
 from monitor.metrics.web_config import BasicAuth, WebConfig
@@ -56,7 +57,7 @@ _CONTENT_LENGTH = re.compile(r"^[0-9]{1,12}$")
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 token (methods, names)
 
 
-class MetricsServerError(RuntimeError):
+class MetricsServerError(RadwatchError, RuntimeError):
     """The metrics address is malformed or cannot be bound."""
 
 

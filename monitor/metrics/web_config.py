@@ -34,7 +34,7 @@ from typing import Any
 import bcrypt
 import yaml
 
-from monitor.config import ConfigError
+from monitor.errors import ConfigError
 
 TOP_LEVEL = frozenset({"tls_server_config", "basic_auth_users", "http_server_config"})
 TLS_KEYS = frozenset({"cert_file", "key_file", "client_ca_file", "client_auth_type",

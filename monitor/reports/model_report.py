@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import psycopg
 
+from monitor.errors import RadwatchError
 from monitor.store import db
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ CATEGORICAL_TAGS = ("Manufacturer", "ManufacturerModelName", "SoftwareVersions",
                     "PhotometricInterpretation", "ViewPosition", "PatientSex", "AgeBand")  # fmt: skip
 
 
-class ReportError(RuntimeError):
+class ReportError(RadwatchError, RuntimeError):
     """The report cannot be made as asked (unknown model, empty period)."""
 
 

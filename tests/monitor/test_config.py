@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from monitor import config as config_module
-from monitor.config import ConfigError, Settings, load_settings
+from monitor import safeguards
+from monitor.config import Settings, load_settings
+from monitor.errors import ConfigError
 
 
 def test_defaults_match_the_design_contract():
@@ -147,8 +148,8 @@ def test_generated_key_and_audit_signing_key_with_loose_modes_are_refused(tmp_pa
 def test_plaintext_kafka_to_a_remote_broker_is_refused_unless_allowed(env, caplog):
     with pytest.raises(ConfigError, match="Kafka over .*PLAINTEXT to a non-loopback broker"):
         load_settings(environ=env)
-    config_module._warned.clear()
-    with caplog.at_level(logging.WARNING, logger="monitor.config"):
+    safeguards._warned.clear()
+    with caplog.at_level(logging.WARNING, logger="monitor.safeguards"):
         load_settings(environ={**env, "RADWATCH_ALLOW_PLAINTEXT_KAFKA": "true"})
         load_settings(environ={**env, "RADWATCH_ALLOW_PLAINTEXT_KAFKA": "true"})
     warnings = [r for r in caplog.records if "allow_plaintext_kafka" in r.getMessage()]
@@ -167,8 +168,8 @@ def test_insecure_postgres_to_a_remote_host_is_refused_unless_allowed(url, caplo
     with pytest.raises(ConfigError, match="PostgreSQL with sslmode=.* non-loopback") as caught:
         load_settings(environ={"RADWATCH_DATABASE_URL": url})
     assert "pw" not in str(caught.value).replace("password", "")  # no URL in the message
-    config_module._warned.clear()
-    with caplog.at_level(logging.WARNING, logger="monitor.config"):
+    safeguards._warned.clear()
+    with caplog.at_level(logging.WARNING, logger="monitor.safeguards"):
         load_settings(environ={"RADWATCH_DATABASE_URL": url,
                                "RADWATCH_ALLOW_INSECURE_POSTGRES": "1"})  # fmt: skip
     assert any("allow_insecure_postgres" in r.getMessage() for r in caplog.records)
@@ -197,24 +198,3 @@ def test_pgsslmode_from_the_environment_counts_like_libpq():
     load_settings(environ={"RADWATCH_DATABASE_URL": url, "PGSSLMODE": "verify-full"})
     with pytest.raises(ConfigError, match="sslmode=disable"):
         load_settings(environ={"RADWATCH_DATABASE_URL": url, "PGSSLMODE": "disable"})
-
-
-def test_a_root_owned_group_readable_secret_volume_is_accepted_for_a_non_root_user(
-    tmp_path, monkeypatch
-):
-    """A Kubernetes Secret mounted with `defaultMode: 0440` and `fsGroup` arrives root-owned and
-    group-readable; the pod runs as a non-root member of that group. PostgreSQL's rule for its
-    TLS key accepts that shape (0640 when root owns the file); others' bits are still refused.
-    The tests run as root, so the process is made to see itself as uid 10001 (the image's user)."""
-    key_file = tmp_path / "pseudonym-key"
-    key_file.write_text(GOOD_KEY)
-    assert key_file.stat().st_uid == 0
-    key_file.chmod(0o440)
-    with pytest.raises(ConfigError):  # read by its owner (root), the file is held to 0600
-        config_module.check_private_file(key_file, "key")
-    monkeypatch.setattr(config_module.os, "getuid", lambda: 10001)
-    config_module.check_private_file(key_file, "key")
-    for mode in (0o444, 0o460, 0o404):  # others may read, or the group may write: refused
-        key_file.chmod(mode)
-        with pytest.raises(ConfigError, match=f"mode {mode:04o}"):
-            config_module.check_private_file(key_file, "key")

@@ -16,10 +16,11 @@ import numpy as np
 import pytest
 from test_artifact import ATTRS, CONFIG, sample
 
-from detectors.drift.alibi_backend import fit_suite
-from detectors.drift.contract import ALL, FittedStratum, Sample
+from detectors.drift.contract import ALL, Sample
+from detectors.drift.fitting import fit_suite
 from detectors.drift.results import DriftResult, Status
-from monitor.drift.scheduler import indicator, summaries
+from detectors.drift.suite import FittedStratum
+from monitor.drift.decisions import indicator, summaries
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from monitor.alerts import webhook
 from monitor.alerts.webhook import PATH, AlertWebhook
-from monitor.config import ConfigError
+from monitor.errors import ConfigError
 from monitor.metrics.server import MetricsServer
 
 TOKEN = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"  # a test value; deployments use openssl rand -hex 32

@@ -34,7 +34,8 @@ from monitor.audit.trail import GENESIS, AuditRecord, chain_hash, read_records, 
 from monitor.audit.verify import verify
 from monitor.cli import UsageError
 from monitor.commands import audit_cmd, compliance_report_cmd
-from monitor.commands.collect_cmd import build_collector
+from monitor.ingest.wiring import build_worker
+from monitor.pilot.demo import audit_step
 from monitor.reports.compliance import _discovered, build_sections
 from monitor.store import db
 
@@ -411,7 +412,7 @@ def test_exports_validate_as_fhir_r4_and_carry_no_phi(settings, tmp_path):
     produce(settings, settings.inference_topic, [phi_event(i) for i in range(20)])
     produce(settings, settings.inference_topic, [b'{"schema": "radwatch.inference.v1", '
                                                  b'"patient_id": "PAT-SECRET-4711"}'])  # fmt: skip
-    build_collector(settings).run(until_idle=3)  # the real collector: start/stop recorded
+    build_worker(settings).run(until_idle=3)  # the real collector: start/stop recorded
     fill(settings.database_url, 4)
     fhir, table = tmp_path / "audit.ndjson", tmp_path / "audit.csv"
     radwatch(settings, "audit", "export", "--format", "fhir", "--out", str(fhir))
@@ -498,7 +499,7 @@ def test_compliance_report_reads_what_exists_and_says_what_does_not(settings, tm
 
 def test_demo_step_seals_verifies_and_writes_audit_ndjson(settings, tmp_path):
     fill(settings.database_url, 15)
-    code = audit_cmd.demo_step(settings, settings.database_url, tmp_path / "demo-out")
+    code = audit_step(settings, settings.database_url, tmp_path / "demo-out")
     assert code == 0
     events = list(read_ndjson(tmp_path / "demo-out" / "audit.ndjson"))
     # DICOM "Audit Log Used" (110101), our action code as the subtype.
@@ -506,7 +507,7 @@ def test_demo_step_seals_verifies_and_writes_audit_ndjson(settings, tmp_path):
                and e.entity[0].name == "1" for e in events)  # fmt: skip
     with superuser(settings.database_url) as conn:
         tamper_changed(conn)
-    assert audit_cmd.demo_step(settings, settings.database_url, tmp_path / "again") == 1
+    assert audit_step(settings, settings.database_url, tmp_path / "again") == 1
 
 
 def test_concurrent_writers_keep_the_sequence_gapless_and_the_chain_whole(database_url):

@@ -3,7 +3,7 @@
 The studies are the real simulator's (phantoms, scanners, the deployed CNN), taken through
 the collector's path in memory (monitor.testing.simulated_rows: parse, pseudonymise, decode the
 DICOM, image features, default-encoder embedding) and judged by the scheduler's own pure
-steps (monitor.drift.scheduler.decide, monitor.alerts.lifecycle.step). PostgreSQL is left out here; the
+steps (monitor.drift.decisions.decide, monitor.alerts.lifecycle.step). PostgreSQL is left out here; the
 end-to-end path through it is tests/monitor/drift/test_scheduler.py.
 
 Design (seeds, sizes and tolerances are stated, nothing is tuned per scenario):
@@ -43,10 +43,11 @@ import pytest
 
 from collectors.simulator.scenarios import SCENARIOS
 from detectors.drift import artifact
-from detectors.drift.alibi_backend import fit_suite
-from detectors.drift.contract import ALL, DetectorSuite, SuiteConfig
+from detectors.drift.contract import ALL
+from detectors.drift.fitting import fit_suite
+from detectors.drift.suite import DetectorSuite, SuiteConfig
 from monitor.alerts.lifecycle import AlertPolicy, Streak, step
-from monitor.drift.scheduler import decide, top_features
+from monitor.drift.decisions import decide, top_features
 from monitor.drift.windows import CATEGORICAL_ATTRIBUTES, stratum_values, to_sample
 from monitor.testing.simulated_rows import ScenarioStreams, SimulatedRow, expected_finding, rows_of
 

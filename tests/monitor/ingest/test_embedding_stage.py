@@ -15,17 +15,17 @@ import pytest
 from conftest import produce, run_radwatch
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-from test_worker import collector_for, enc, event
+from test_worker import enc, event, worker_for
 
 from collectors.events import INFERENCE_SCHEMA, InferenceEvent, parse_record
 from collectors.images.resolver import FetchPolicy, ImageFetcher
 from collectors.pseudonym import Pseudonymiser
 from detectors.embedding.encoders import default_encoder
-from monitor.commands.collect_cmd import build_collector
-from monitor.commands.embed_cmd import backfill
+from monitor.ingest.backfill import backfill
 from monitor.ingest.batch_store import Batch, Position, Record
 from monitor.ingest.embedding_stage import EmbeddingStage, UriSealer
 from monitor.ingest.image_stage import image_fetcher
+from monitor.ingest.wiring import build_worker
 
 SEED = 5
 MODEL = "cxr-nodule"
@@ -106,7 +106,7 @@ def test_collected_events_get_embeddings_with_fingerprints(settings, dicoms) -> 
     docs = image_events(dicoms + dicoms[:2])
     produce(settings, settings.inference_topic, [enc(d) for d in docs])
     stage = EmbeddingStage.from_settings(settings)
-    stats = collector_for(settings, max_event_bytes=1 << 20, pre_write=[decode_images],
+    stats = worker_for(settings, max_event_bytes=1 << 20, pre_write=[decode_images],
                           post_write=[stage]).run(until_idle=2)  # fmt: skip
     assert stats.inferences == 8 and stats.dead_letters == 0
     fingerprint = default_encoder().fingerprint
@@ -173,7 +173,7 @@ def test_backfill_on_a_stored_stream_resumes_after_interruption(settings, dicoms
         [enc(d) for d in image_events(dicoms[:1], start=50, day=20)],
     )  # outside the window
     stage = EmbeddingStage.from_settings(settings)
-    collector_for(settings, max_event_bytes=1 << 20, post_write=[stage]).run(until_idle=2)
+    worker_for(settings, max_event_bytes=1 << 20, post_write=[stage]).run(until_idle=2)
     from datetime import UTC, datetime
 
     since, until = datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 10, tzinfo=UTC)
@@ -216,10 +216,10 @@ def test_backfill_on_a_stored_stream_resumes_after_interruption(settings, dicoms
 
 def test_radwatch_collect_wires_the_embedding_stage(settings, dicoms) -> None:
     produce(settings, settings.inference_topic, [enc(d) for d in image_events(dicoms[:3])])
-    # In-process (a subprocess would only add a torch import): the same build_collector.
-    collector = build_collector(settings)
-    assert any(isinstance(s, EmbeddingStage) for s in collector._post_write)
-    assert collector.run(until_idle=2).inferences == 3
+    # In-process (a subprocess would only add a torch import): the same build_worker.
+    worker = build_worker(settings)
+    assert any(isinstance(s, EmbeddingStage) for s in worker._post_write)
+    assert worker.run(until_idle=2).inferences == 3
     with psycopg.connect(settings.database_url) as conn:
         assert conn.execute("SELECT count(*) FROM image_locators").fetchone() == (3,)
         fps = conn.execute("SELECT fingerprint FROM embedders").fetchall()
@@ -236,7 +236,8 @@ def test_configured_checkpoint_embedder_is_built_and_verified(tmp_path: Path) ->
     import torch
 
     from detectors.embedding.encoders import resnet18
-    from monitor.config import ConfigError, Settings, load_settings
+    from monitor.config import Settings, load_settings
+    from monitor.errors import ConfigError
     from monitor.ingest.embedding_stage import build_embedder
 
     torch.manual_seed(SEED)

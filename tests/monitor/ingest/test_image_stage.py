@@ -38,10 +38,10 @@ from support import wait_for
 
 from collectors.images.resolver import FetchPolicy, ImageFetcher
 from collectors.simulator.study import dicom_bytes, plan_study, stored_pixels
-from monitor.commands.collect_cmd import build_collector
 from monitor.config import ImageSettings, Settings
 from monitor.ingest.batch_store import Batch
 from monitor.ingest.image_stage import ImageStage, ImageStageConfig
+from monitor.ingest.wiring import build_worker
 
 
 def inference(event_id: str, uri: str, *, study_uid: str | None = None, **extra) -> bytes:
@@ -254,7 +254,7 @@ def test_no_phi_reaches_postgres_logs_or_metrics(
     # As `radwatch` itself configures it (monitor.cli): the Kafka client's DEBUG output
     # hex-dumps whole records, which is the broker's business, not radwatch's logs.
     caplog.set_level(logging.WARNING, logger="kafka")
-    stats = build_collector(replace(settings, images=ImageSettings(size=64))).run(until_idle=3)
+    stats = build_worker(replace(settings, images=ImageSettings(size=64))).run(until_idle=3)
     assert (stats.inferences, stats.dead_letters) == (3, 1)
     assert settings.database_url
     text = all_database_text(settings.database_url).lower()
@@ -308,9 +308,9 @@ def test_a_pacs_outage_parks_studies_and_embed_parked_fetches_them(
         authed = replace(settings, dicomweb_urls=server.dicomweb, dicomweb_username=USER[0],
                          dicomweb_password=USER[1],
                          images=ImageSettings(size=64, timeout_s=2.0))  # fmt: skip
-        collector = build_collector(authed)
+        ingest = build_worker(authed)
         done: list = []
-        worker = threading.Thread(target=lambda: done.append(collector.run(until_idle=6)))
+        worker = threading.Thread(target=lambda: done.append(ingest.run(until_idle=6)))
         worker.start()
         produce(settings, settings.inference_topic,
                 [inference(f"up-{i}", u) for i, u in enumerate(urls[:3])])  # fmt: skip
@@ -353,8 +353,8 @@ def test_a_pacs_outage_parks_studies_and_embed_parked_fetches_them(
 
 
 def test_settings_build_the_fence(tmp_path: Path) -> None:
-    from collectors.images.resolver import BaseUrl
-    from monitor.config import ConfigError
+    from collectors.images.dicomweb import BaseUrl
+    from monitor.errors import ConfigError
     from monitor.ingest.image_stage import image_fetcher
 
     settings = Settings(data_dir=tmp_path, dicomweb_urls="https://pacs.example/dicom-web/",

@@ -15,7 +15,7 @@ from kafka.errors import KafkaTimeoutError
 
 from collectors.kafka_io import make_consumer
 from collectors.pseudonym import Pseudonymiser
-from monitor.ingest.worker import Collector, CollectorConfig
+from monitor.ingest.worker import IngestWorker, WorkerConfig
 
 
 def event(i: int, **overrides) -> dict:
@@ -37,8 +37,8 @@ def enc(doc) -> bytes:
     return json.dumps(doc).encode()
 
 
-def collector_for(settings, **kwargs) -> Collector:
-    config = CollectorConfig(
+def worker_for(settings, **kwargs) -> IngestWorker:
+    config = WorkerConfig(
         kafka=kafka(settings),
         database_url=settings.database_url,
         inference_topic=settings.inference_topic,
@@ -48,7 +48,7 @@ def collector_for(settings, **kwargs) -> Collector:
         batch_size=settings.batch_size,
         poll_timeout_ms=settings.poll_timeout_ms,
     )
-    return Collector(config, Pseudonymiser(settings.pseudonym_key.encode()), **kwargs)
+    return IngestWorker(config, Pseudonymiser(settings.pseudonym_key.encode()), **kwargs)
 
 
 def bad_records() -> list[tuple[bytes, str]]:
@@ -97,7 +97,7 @@ def test_valid_stored_invalid_dead_lettered_with_reasons(settings):
              "labels": {"a-finding-the-model-never-scores": 1}}  # fmt: skip
     produce(settings, settings.label_topic, [enc(label)])
 
-    stats = collector_for(settings).run(until_idle=3)
+    stats = worker_for(settings).run(until_idle=3)
 
     assert stats.inferences == n_valid
     assert stats.labels == 1
@@ -179,10 +179,10 @@ def test_unexpected_exception_dead_letters_one_record_and_the_worker_goes_on(set
     boom = enc(event(99, study={"study_uid": "1.2.826.0.1.boom"}))
     produce(settings, settings.inference_topic, [*good[:10], boom, *good[10:]], [b"k"] * 21)
     config_key = settings.pseudonym_key.encode()
-    collector = collector_for(settings)
-    collector.pseudonym = _FailsOn(config_key)
+    worker = worker_for(settings)
+    worker.pseudonym = _FailsOn(config_key)
     with caplog.at_level("DEBUG", logger="monitor"):
-        stats = collector.run(until_idle=3)
+        stats = worker.run(until_idle=3)
     assert stats.inferences == 20
     assert _dead_letters(settings.database_url) == [
         ("internal_error", "unexpected RuntimeError while parsing", 10)
@@ -204,7 +204,7 @@ def test_a_stage_failing_on_one_record_dead_letters_that_record_only(settings, c
         return batch
 
     with caplog.at_level("DEBUG", logger="monitor"):
-        stats = collector_for(settings, pre_write=[picky_stage]).run(until_idle=3)
+        stats = worker_for(settings, pre_write=[picky_stage]).run(until_idle=3)
     assert stats.inferences == 29
     assert _dead_letters(settings.database_url) == [
         ("internal_error", "unexpected KeyError while a pre-write stage", 7)
@@ -223,7 +223,7 @@ def test_a_post_write_stage_failing_on_one_record_leaves_it_dead_lettered_not_st
         if any(e.event_id == "ev-4" for e, _ in batch.inferences):
             raise ValueError("ev-4")
 
-    stats = collector_for(settings, post_write=[picky_post_stage]).run(until_idle=3)
+    stats = worker_for(settings, post_write=[picky_post_stage]).run(until_idle=3)
     assert stats.inferences == 19
     assert _dead_letters(settings.database_url) == [
         ("internal_error", "unexpected ValueError while storing", 4)
@@ -242,6 +242,6 @@ def test_infrastructure_errors_in_a_stage_are_retried_never_blamed_on_a_record(s
             raise failures.pop(0)
         return batch
 
-    stats = collector_for(settings, pre_write=[flaky_stage]).run(until_idle=3)
+    stats = worker_for(settings, pre_write=[flaky_stage]).run(until_idle=3)
     assert stats.inferences == 10 and not failures
     assert _dead_letters(settings.database_url) == []

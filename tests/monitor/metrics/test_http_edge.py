@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from prometheus_client import CollectorRegistry, Counter
 
-from monitor.config import ConfigError
+from monitor.errors import ConfigError
 from monitor.metrics.server import WORKERS, MetricsServer
 from monitor.metrics.web_config import load_web_config
 

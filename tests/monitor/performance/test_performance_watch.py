@@ -1,5 +1,6 @@
 """monitor/performance/watch.py against a real PostgreSQL: the label join whatever the order,
-corrections kept and audited, results stored, performance alerts in harmful scenarios only."""
+corrections kept and audited, results stored, performance alerts in harmful scenarios only.
+(The pure evaluation on in-memory studies: test_evaluation.py.)"""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ import psycopg
 from psycopg.types.json import Jsonb
 from scipy import stats
 
-from monitor.performance import watch
-from monitor.performance.watch import PerformanceConfig
+from monitor.performance import evaluation, watch
+from monitor.performance.evaluation import PerformanceConfig
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 SCANNERS = (("north", "ACME", "X1"), ("south", "Borealis", "B-200"), ("east", "ACME", "X2"))
@@ -208,50 +209,6 @@ def test_command_prints_estimated_beside_realised(settings) -> None:
     assert cell["realised"]["auroc"]["value"] is not None
 
 
-def _studies(n: int, seed: int, harmful_from: int | None) -> list[watch.Study]:
-    """The numpy hospital of `_hospital`, in memory (no database), for decision tests."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for i in range(n):
-        site, vendor, scanner = SCANNERS[int(rng.integers(3))]
-        y = int(rng.random() < 0.2)
-        d = 0.2 if harmful_from is not None and i >= harmful_from and scanner == "X2" else 2.2
-        score = float(stats.norm.cdf(rng.normal() + d * y - 0.5 * d))
-        at = START + timedelta(minutes=10 * i)
-        strata = {"site": site, "scanner": f"{vendor} {scanner}",
-                  "sex": "F" if rng.random() < 0.5 else "M",
-                  "age_band": ("18-39", "40-59", "60-79")[int(rng.integers(3))]}  # fmt: skip
-        read = {"nodule": y} if rng.random() < 0.7 else None
-        out.append(watch.Study(f"e{i}", f"s{i}", at, strata, {"nodule": score},
-                                     {"nodule": 0.5}, read, at + timedelta(hours=30)))  # fmt: skip
-    return out
-
-
-def test_window_decisions_fire_where_the_model_fails_and_not_without_shift() -> None:
-    # Seeds 10, 11; 3000 studies, reference 1000, 4 windows of 500, alpha 0.05 family-wise
-    # per window. Harmful: the ACME X2 stratum fires in ≥ 3 of 4 windows (so an alert that
-    # needs two consecutive windows opens). Benign: no stratum fires in two consecutive
-    # windows (the persistence rule's false alarm), and at most one stratum-window fires.
-    config = PerformanceConfig(window=500, reference_size=1000)
-    for seed in (10, 11):
-        harmful = watch.evaluate_model(_studies(3000, seed, 1000), "m", config)
-        fired = [(wr.window.index, s) for wr, s, firing, _ in
-                 watch._window_decisions(harmful) if firing]  # fmt: skip
-        assert sum(1 for _, s in fired if s == ("scanner", "ACME X2")) >= 3, fired
-        benign = watch.evaluate_model(_studies(3000, seed, None), "m", config)
-        fired = [(wr.window.index, s) for wr, s, firing, _ in
-                 watch._window_decisions(benign) if firing]  # fmt: skip
-        assert len(fired) <= 1, fired
-
-
-def test_calendar_windows() -> None:
-    studies = _studies(600, 3, None)  # 10 minutes apart: 100 hours
-    windows = watch.make_windows(studies, PerformanceConfig(period="day"))
-    assert [len(w.studies) for w in windows] == [144, 144, 144, 144, 24]
-    assert [w.complete for w in windows] == [True, True, True, True, False]
-    assert all(w.end - w.start == timedelta(days=1) for w in windows)
-
-
 def _open_performance_alerts(conn) -> set[tuple[str, str, str]]:
     rows = conn.execute(
         """SELECT model_name, stratum_kind, stratum_value FROM alerts
@@ -313,17 +270,17 @@ def test_simulator_prevalence_change_flags_the_estimate(tmp_path) -> None:
                   "scanner": f"{tags['Manufacturer']} {tags['ManufacturerModelName']}",
                   "sex": str(tags["PatientSex"]),
                   "age_band": age_band(str(tags["PatientAge"])) or "unknown"}  # fmt: skip
-        studies.append(watch.Study(
+        studies.append(evaluation.Study(
             inf["event_id"], inf["study"]["study_uid"], at, strata, inf["prediction"]["scores"],
             inf["prediction"]["threshold"], sim.label["labels"] if sim.label else None,
             sim.label_at))  # fmt: skip
-    report = watch.evaluate_model(
+    report = evaluation.evaluate_model(
         studies, "cxr-nodule", PerformanceConfig(window=160, reference_size=320)
     )
-    cells = [w.cell(watch.ALL, "nodule") for w in report.windows]
+    cells = [w.cell(evaluation.ALL, "nodule") for w in report.windows]
     assert len(cells) == 2 and all(c is not None for c in cells)
     for cell in cells:
         assert cell is not None and cell.estimated.reliability is not None
         assert cell.estimated.reliability.prevalence_shift, cell.estimated.reliability
         assert not cell.estimated.reliability.reliable
-    assert not any(firing for *_, firing, _ in watch._window_decisions(report))
+    assert not any(firing for *_, firing, _ in evaluation.window_decisions(report))

@@ -1,6 +1,8 @@
-"""Categorical DICOM attributes: the Chi-square detector, vocabularies and never-seen values.
+"""Chi-square per categorical attribute, and never-seen values: the windowed detector for
+categories (DICOM attributes, the model's calls), with the vocabularies it is fitted on.
 
-Pure computation used by the suite (detectors/drift/alibi_backend.py fits it per stratum): per
+One detector of the suite (suite.py; listed in registry.py), between a window's categories
+(`Sample.categories`) and its typed `DriftResult`, one or two findings per attribute: per
 attribute a Chi-square test of reference vs window counts (scipy's chi2_contingency, rare
 values pooled), and a value never seen in the reference (a new SoftwareVersions, a new
 Manufacturer) as a finding by itself, with a p-value from the Good–Turing estimate of the
@@ -20,13 +22,14 @@ from typing import Any, Self
 import numpy as np
 from scipy import stats
 
-from detectors.drift.contract import Sample
-from detectors.drift.results import DriftResult, FeatureFinding, InsufficientDataError, Status
+from detectors.drift.contract import CALL_PREFIX, N_ATYPICAL, Sample
+from detectors.drift.results import DriftResult, FeatureFinding, Status
+from detectors.drift.suite import SuiteConfig
+from detectors.errors import InsufficientDataError
 
 MISSING = "(missing)"
 RARE = "(rare)"
 NEW = "(new)"
-N_ATYPICAL = 5  # studies named per result (the rarest values under the reference)
 
 
 @dataclass(frozen=True)
@@ -158,6 +161,20 @@ class CategoricalChi2:
         self.name = f"chi2:{signal}"
         self.attributes = attributes
         self.rare_share = rare_share
+
+    @classmethod
+    def candidates(
+        cls, part: Sample, config: SuiteConfig, attributes: tuple[str, ...], whole: bool
+    ) -> list[Self]:
+        """The DICOM attributes as one signal, and the model's calls ("call:<score>") as part
+        of its output signal."""
+        found = []
+        if any(a in part.categories for a in attributes):
+            found.append(cls("acquisition", attributes, config.rare_share))
+        calls = tuple(sorted(a for a in part.categories if a.startswith(CALL_PREFIX)))
+        if calls:
+            found.append(cls("scores", calls, config.rare_share))
+        return found
 
     def fit(self, reference: Sample) -> Self:
         # attribute -> (vocabulary, None): the pair's shape is kept for readers that index [0].

@@ -1,4 +1,5 @@
-"""Calibration and power of the windowed drift suite (pure computation, no servers).
+"""The fitted suite: the window's multiple-testing weights, and the calibration and power of
+the windowed drift suite (pure computation, no servers).
 
 Seeded synthetic hospital samples (three sites, a scanner per site, 16-d embeddings, one
 score, KVP, categorical DICOM attributes). Calibration: 200 no-shift windows of 100 events
@@ -16,9 +17,10 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from detectors.drift.alibi_backend import fit_suite
-from detectors.drift.contract import ALL, Sample, SuiteConfig
-from detectors.drift.results import Status
+from detectors.drift.contract import ALL, Sample
+from detectors.drift.fitting import fit_suite
+from detectors.drift.results import DriftResult, FeatureFinding, Status
+from detectors.drift.suite import SuiteConfig, family_weights
 from monitor.alerts.lifecycle import AlertPolicy, Streak, step
 
 SITES = (("north-general", "ACME", "X1"), ("south-clinic", "Borealis", "B-200"),
@@ -57,6 +59,23 @@ def sample(n: int, rng: np.random.Generator, *, inversion: float = 0.0,
                     "PhotometricInterpretation": photometric, "PatientSex": sex},
         strata={"site": sites, "scanner": scanner},
     )  # fmt: skip
+
+
+def _result(signal: str, n_features: int) -> DriftResult:
+    feats = tuple(FeatureFinding(feature=f"f{i}", test="ks", p_value=0.5, statistic=0.1,
+                                 effect_size=0.1, reference="", current="")
+                  for i in range(n_features))  # fmt: skip
+    return DriftResult(detector=f"ks:{signal}", signal=signal, status=Status.OK, p_value=0.5,
+                       n_window=100, n_reference=100, features=feats)  # fmt: skip
+
+
+def test_family_weights_give_the_whole_model_its_share_and_each_signal_an_equal_part():
+    whole = [_result("scores", 1), _result("image_quality", 19)]
+    site = [_result("scores", 1), _result("image_quality", 19)]
+    weights = family_weights([(ALL, whole), (("site", "a"), site)], SuiteConfig())
+    assert len(weights) == 40 and math.isclose(sum(weights), 1.0)
+    assert math.isclose(weights[0], 0.25) and math.isclose(sum(weights[1:20]), 0.25)
+    assert math.isclose(sum(weights[20:]), 0.5)  # the strata's share
 
 
 @pytest.fixture(scope="module")

@@ -1,19 +1,24 @@
 """`radwatch run` as the pilot runs it (a real subprocess on the real broker and PostgreSQL):
 a part that cannot be imported stops the start with one clear line, and signed audit
-checkpoints are sealed by the scheduler when due and once more at shutdown."""
+checkpoints are sealed by the pass loop when due and once more at shutdown. The pass loop
+and the start check also run in process (monitor/pilot/run.py)."""
 
 from __future__ import annotations
 
 import signal
 import stat
 import subprocess
+import threading
 import time
 from pathlib import Path
 
 import psycopg
+import pytest
 from conftest import REPO, radwatch_cmd, settings_env
 
 from monitor.audit.checkpoint import key_paths, load_public_key, read_checkpoints
+from monitor.pilot import run as run_module
+from monitor.pilot.run import PassLoop, StartError
 from monitor.services.embedded import free_port
 
 # Loaded by the interpreter at start (PYTHONPATH): makes one module of radwatch unimportable,
@@ -85,3 +90,39 @@ def test_run_seals_checkpoints_when_due_and_at_shutdown(settings, tmp_path):
     assert checkpoints[-1].last_seq >= stop[0]  # the shutdown seal covers the stop row
     public = load_public_key(paths.public)
     assert all(c.signature_valid(public) for c in checkpoints)
+
+
+# --- the pass loop, in process --------------------------------------------------------------
+
+
+def test_the_pass_loop_survives_a_failing_pass_and_releases_on_stop(caplog):
+    ran: list[str] = []
+    released = threading.Event()
+    second_round = threading.Event()
+
+    def failing() -> object:
+        ran.append("failing")
+        raise RuntimeError("one bad pass")
+
+    def counting() -> object:
+        ran.append("counting")
+        if ran.count("counting") >= 2:
+            second_round.set()
+        return None
+
+    with caplog.at_level("ERROR", logger="monitor.pilot.run"):
+        loop = PassLoop([("failing", failing), ("counting", counting)], 0.01,
+                        [released.set]).start()  # fmt: skip
+        assert second_round.wait(10)
+        loop.stop()
+    # A failed pass is logged with its cause and the next job still runs, every round.
+    assert ran[:4] == ["failing", "counting", "failing", "counting"]
+    assert loop.passes >= 2
+    assert released.is_set()  # the cleanups run on the loop's own thread
+    assert "failing pass failed" in caplog.text and "one bad pass" in caplog.text
+
+
+def test_load_required_names_the_part_that_cannot_be_imported(monkeypatch):
+    monkeypatch.setattr(run_module, "REQUIRED", (("monitor.no_such_part", "a planted part"),))
+    with pytest.raises(StartError, match=r"a planted part \(monitor.no_such_part\) cannot be"):
+        run_module.load_required()
