@@ -5,8 +5,9 @@ and its SHA-256) and the manifest + arrays format of detectors/drift/artifact.py
 place in radwatch that unpickles anything, and only when an operator runs the command: the
 stored hash is checked first, and the unpickler resolves only the classes a fitted suite is
 made of, named by the module paths of the releases that wrote pickles (`LEGACY_CLASSES`: the
-detectors have moved since, and a stored pickle names them where they were), plus numpy,
-torch and alibi-detect internals (never builtins such as eval, os or subprocess). The
+detectors have moved since, and a stored pickle names them where they were), plus the exact
+numpy, torch and alibi-detect names those pickles hold (`LIBRARY_NAMES`; never eval, os or
+subprocess, and a tensor's storage is read with torch's weights-only loader). The
 converted artifact must score like the pickle did; each conversion is an audit record.
 """
 
@@ -42,13 +43,30 @@ LEGACY_CLASSES: dict[tuple[str, str], tuple[str, str]] = {
     ("detectors.categorical", "Vocabulary"): ("detectors.drift.chi2", "Vocabulary"),
     ("detectors.alibi_backend", "OnlineCVM"): ("detectors.drift.alibi_backend", "OnlineCVM"),
 }
-# Module prefixes of the libraries inside a pickled suite (arrays, tensors, alibi's
-# detectors and their state); anything else is refused.
-ALLOWED_MODULES = ("numpy", "torch", "alibi_detect.", "collections", "copyreg", "_codecs",
-                   "scipy.", "numba.", "pathlib")  # fmt: skip
+# Exactly the library names a pickled suite of those releases refers to (found the same
+# way), in numpy 1 and numpy 2 spelling. Exact (module, name) pairs, never prefixes: a prefix
+# would let a crafted row name any attribute path under it (`torch`, "os.system").
+LIBRARY_NAMES = frozenset({
+    ("collections", "OrderedDict"),
+    ("numpy", "dtype"), ("numpy", "ndarray"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("torch._utils", "_rebuild_tensor_v2"),
+    ("alibi_detect.cd.chisquare", "ChiSquareDrift"), ("alibi_detect.cd.ks", "KSDrift"),
+    ("alibi_detect.cd.cvm_online", "CVMDriftOnline"),
+})  # fmt: skip
 ALLOWED_BUILTINS = frozenset({"set", "frozenset", "slice", "complex", "range", "bytearray",
                               "object", "tuple", "list", "dict", "int", "float", "str",
                               "bool", "bytes"})  # fmt: skip
+
+
+def _storage_from_bytes(data: bytes) -> object:
+    """torch.storage._load_from_bytes without its nested unrestricted pickle load: a tensor's
+    storage is read with `weights_only=True` (tensors and plain containers only)."""
+    import torch
+
+    return torch.load(io.BytesIO(data), weights_only=True)
 
 
 @dataclass(frozen=True)
@@ -65,9 +83,9 @@ class _SuiteUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> object:
         if (module, name) in LEGACY_CLASSES:
             return super().find_class(*LEGACY_CLASSES[module, name])
-        if module == "builtins" and name in ALLOWED_BUILTINS:
-            return super().find_class(module, name)
-        if module.startswith(ALLOWED_MODULES) or module in ("numpy", "torch"):
+        if (module, name) == ("torch.storage", "_load_from_bytes"):
+            return _storage_from_bytes
+        if (module, name) in LIBRARY_NAMES or (module == "builtins" and name in ALLOWED_BUILTINS):
             return super().find_class(module, name)
         raise ReferenceError(f"pickled reference refers to {module}.{name}: not converting it")
 

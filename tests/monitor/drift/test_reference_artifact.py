@@ -122,6 +122,19 @@ def test_a_pickle_naming_a_detectors_name_outside_the_legacy_classes_is_refused(
             reference_migration.load_pickle(blob, hashlib.sha256(blob).hexdigest(), 1)
 
 
+def test_library_names_are_exact_so_no_attribute_path_reaches_os_or_a_loader():
+    # torch and numpy import os: with a prefix allow-list, protocol 4's dotted names would
+    # reach os.system through them. Each is named by hand (STACK_GLOBAL with a dotted name).
+    for module, name in (("torch", "os.system"), ("numpy", "load"), ("torch", "load"),
+                         ("torch.storage", "torch.load"), ("pathlib", "Path")):  # fmt: skip
+        blob = pickle.dumps(0, protocol=4)[:2] + (
+            b"\x8c" + bytes([len(module)]) + module.encode()
+            + b"\x8c" + bytes([len(name)]) + name.encode() + b"\x93."
+        )  # fmt: skip
+        with pytest.raises(reference.ReferenceError, match=f"refers to {module}.{name}: not"):
+            reference_migration.load_pickle(blob, hashlib.sha256(blob).hexdigest(), 1)
+
+
 def test_pickled_reference_is_refused_then_migrated_by_the_command(database_url, built, settings):
     info, fitted, window = built
     blob = _legacy_pickle(fitted)
