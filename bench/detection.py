@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import pickle
 import sys
 import time
 import warnings
@@ -47,6 +46,7 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from collectors.simulator.scenarios import SCENARIOS  # noqa: E402
+from detectors.drift import artifact  # noqa: E402
 from detectors.drift.contract import Sample  # noqa: E402
 from detectors.drift.fitting import fit_suite  # noqa: E402
 from detectors.drift.suite import SuiteConfig  # noqa: E402
@@ -76,14 +76,14 @@ def scalar_frame(sample: Sample):
 _STATE: dict = {}
 
 
-def _init(suite_blob: bytes, ref_items: list[SimulatedRow]) -> None:
+def _init(packed: tuple[bytes, bytes, str], ref_items: list[SimulatedRow]) -> None:
     import torch
     from alibi_detect.cd import MMDDrift
 
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
     ref_sample = to_sample(rows_of(ref_items))
-    _STATE["suite"] = pickle.loads(suite_blob)
+    _STATE["suite"] = artifact.unpack(*packed)  # the stored form: data, never a pickle
     _STATE["frame"] = scalar_frame(ref_sample)
     _STATE["scores"] = ref_sample.scalars["scores"]
     pixels = np.stack([it.thumbnail.reshape(-1) for it in ref_items]).astype(np.float32)
@@ -145,8 +145,8 @@ def judge(scenario: str, seed: int, items: list[SimulatedRow],
     return out
 
 
-def online_delay(online_blob: bytes, items: list[SimulatedRow]) -> int | None:
-    online = pickle.loads(online_blob)
+def online_delay(packed: tuple[bytes, bytes, str], items: list[SimulatedRow]) -> int | None:
+    online = artifact.unpack(*packed).online  # a fresh online state per run
     for i, update in enumerate(online.update(to_sample(rows_of(items)))):
         if update.fired:
             return i + 1
@@ -184,15 +184,15 @@ def main() -> None:
     suite = fit_suite(to_sample(rows_of(ref_items)), config,
                       categorical_attributes=CATEGORICAL_ATTRIBUTES)  # fmt: skip
     t_fit = time.time() - t1
-    online_blob = pickle.dumps(suite.online)
+    with_online = artifact.pack(suite)
     suite.online = None  # windows only in the power table
     ctx = get_context("spawn")
     with ProcessPoolExecutor(args.workers, mp_context=ctx, initializer=_init,
-                             initargs=(pickle.dumps(suite), ref_items)) as pool:  # fmt: skip
+                             initargs=(artifact.pack(suite), ref_items)) as pool:  # fmt: skip
         judged = {(name, seed): pool.submit(judge, name, seed, runs[name][seed],
                                             seed <= args.evidently_seeds)
                   for name in names for seed in seeds}  # fmt: skip
-        delays = {(name, seed): pool.submit(online_delay, online_blob, runs[name][seed])
+        delays = {(name, seed): pool.submit(online_delay, with_online, runs[name][seed])
                   for name in names for seed in seeds}  # fmt: skip
         results = {k: f.result() for k, f in judged.items()}
         delay = {k: f.result() for k, f in delays.items()}
