@@ -497,7 +497,7 @@ def test_compliance_report_reads_what_exists_and_says_what_does_not(settings, tm
     assert code == 2 and "FROM/TO" in out
 
 
-def test_demo_step_seals_verifies_and_writes_audit_ndjson(settings, tmp_path):
+def test_the_demo_audit_step_seals_verifies_and_writes_audit_ndjson(settings, tmp_path):
     fill(settings.database_url, 15)
     code = audit_step(settings, settings.database_url, tmp_path / "demo-out")
     assert code == 0
