@@ -5,6 +5,9 @@ Between the window decisions (monitor/drift/scheduler.py, monitor/performance/wa
 opens after `open_after` consecutive firing windows (or at once for an online detector),
 auto-resolves after `resolve_after` consecutive quiet windows, and can be acknowledged or
 resolved by a person. Every change is written to the audit trail in the same transaction.
+A reference rebuild rewinds detection to the new reference's end, so windows older than an
+active alert come again: those that end before its onset are not its history and never
+resolve it (it keeps its id and acknowledgement while the shift still fires).
 """
 
 from __future__ import annotations
@@ -104,14 +107,27 @@ def format_alert(a: Alert) -> str:
 
 
 def step(
-    streak: Streak, *, firing: bool, immediate: bool, active: bool, policy: AlertPolicy
+    streak: Streak,
+    *,
+    firing: bool,
+    immediate: bool,
+    active: bool,
+    policy: AlertPolicy,
+    before_onset: bool = False,
 ) -> tuple[Streak, str | None]:
-    """Pure persistence/hysteresis rule: the new streak and 'open' | 'resolve' | None."""
+    """Pure persistence/hysteresis rule: the new streak and 'open' | 'resolve' | None.
+
+    `before_onset`: the window ends before the active alert's onset (a rebuilt reference
+    judges older windows again); a quiet one neither counts towards resolving the alert
+    nor carries an earlier quiet run forward.
+    """
     if firing:
         new = Streak(streak.firing_run + 1, 0)
         if not active and (immediate or new.firing_run >= policy.open_after):
             return new, "open"
         return new, None
+    if active and before_onset:
+        return Streak(), None
     new = Streak(0, streak.quiet_run + 1)
     if active and new.quiet_run >= policy.resolve_after:
         return new, "resolve"
@@ -149,14 +165,19 @@ def observe(
             key,
         ).fetchone()
         streak = Streak(int(row[0]), int(row[1])) if row else Streak()
+        # An alert's history starts at its onset, or at its first firing window when the
+        # onset is unknown (first_window_end).
         active = conn.execute(
-            """SELECT id, state FROM alerts WHERE model_name = %s AND stratum_kind = %s
-                 AND stratum_value = %s AND signal = %s AND state <> 'resolved' FOR UPDATE""",
+            """SELECT id, state, coalesce(onset, first_window_end) FROM alerts
+               WHERE model_name = %s AND stratum_kind = %s AND stratum_value = %s
+                 AND signal = %s AND state <> 'resolved' FOR UPDATE""",
             key,
         ).fetchone()
+        since = active[2] if active else None
         new, action = step(streak, firing=firing, immediate=immediate,
-                           active=active is not None, policy=policy)  # fmt: skip
-        conn.execute(
+                           active=active is not None, policy=policy,
+                           before_onset=since is not None and window_end < since)  # fmt: skip
+        first_firing = conn.execute(
             """INSERT INTO alert_streaks (model_name, stratum_kind, stratum_value, signal,
                    firing_run, quiet_run, first_firing_end, last_window_end)
                VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
@@ -165,10 +186,11 @@ def observe(
                    first_firing_end = CASE WHEN EXCLUDED.firing_run = 1 THEN EXCLUDED.last_window_end
                                            WHEN EXCLUDED.firing_run = 0 THEN NULL
                                            ELSE alert_streaks.first_firing_end END,
-                   last_window_end = EXCLUDED.last_window_end""",
+                   last_window_end = EXCLUDED.last_window_end
+               RETURNING first_firing_end""",
             (*key, new.firing_run, new.quiet_run, window_end if new.firing_run == 1 else None,
              window_end),
-        )  # fmt: skip
+        ).fetchone()[0]  # type: ignore[index]  # fmt: skip
         refs = {"model": model, "stratum": f"{stratum_kind}={stratum_value}", "signal": signal}
         if action == "open":
             extra = dict(enrich()) if enrich else {}
@@ -178,7 +200,7 @@ def observe(
                 """INSERT INTO alerts (model_name, stratum_kind, stratum_value, signal, state,
                        first_window_end, last_window_end, onset, details)
                    VALUES (%s, %s, %s, %s, 'open', %s, %s, %s, %s) RETURNING id""",
-                (*key, window_end, window_end, onset, Jsonb(audit_safe(body))),
+                (*key, first_firing or window_end, window_end, onset, Jsonb(audit_safe(body))),
             ).fetchone()[0]  # type: ignore[index]
             trail.record(conn, actor=actor, action="alert.opened", entity_type="alert",
                          entity_id=str(alert_id), outcome=OPEN, refs=refs,
