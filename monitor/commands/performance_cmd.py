@@ -2,7 +2,8 @@
 
 The command edge of monitor/performance/watch.py: runs the performance watch (label corrections,
 evaluation, storage, alerts) and prints the label-free estimate beside the realised value,
-with intervals, label coverage and latency, subgroup gaps and reliability warnings.
+with intervals, label coverage and latency, subgroup gaps and reliability warnings. The
+reference is the model's frozen drift reference unless `--reference-size` asks for a size.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("--window", type=positive_int, default=500, help="inferences per window")
     parser.add_argument("--period", choices=("day", "week"), help="calendar windows instead")
-    parser.add_argument("--reference-size", type=positive_int, default=1000,
-                        help="the model's first N inferences form the reference")  # fmt: skip
+    parser.add_argument("--reference-size", type=positive_int, metavar="N",
+                        help="the model's first N inferences form the reference (default: the "
+                        "model's frozen drift reference, `radwatch reference build`; the first "
+                        "1000 inferences when it has none)")  # fmt: skip
     parser.add_argument("--alpha", type=positive_float, default=0.05,
                         help="per-window false-alarm rate of the degradation tests")  # fmt: skip
     parser.add_argument("--no-alerts", action="store_true",
@@ -41,7 +44,7 @@ def _performance(args: argparse.Namespace, settings: Settings) -> int:
     from monitor.services.runtime import resolve_endpoints
     from monitor.store import db
 
-    if args.window < 10 or args.reference_size < 10:
+    if args.window < 10 or (args.reference_size is not None and args.reference_size < 10):
         raise UsageError("--window and --reference-size must be at least 10")
     if not args.alpha < 1:
         raise UsageError("--alpha must be between 0 and 1")

@@ -25,9 +25,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="seconds between detection passes (default 60)")  # fmt: skip
     parser.add_argument("--performance-window", type=int, default=500, metavar="N",
                         help="inferences per performance window (default 500)")  # fmt: skip
-    parser.add_argument("--performance-reference", type=int, default=1000, metavar="N",
+    parser.add_argument("--performance-reference", type=int, default=None, metavar="N",
                         help="the model's first N inferences are the performance reference "
-                        "(default 1000)")  # fmt: skip
+                        "(default: the model's frozen drift reference; the first 1000 while "
+                        "none is frozen)")  # fmt: skip
     parser.add_argument("--checkpoint-interval", type=float, default=3600.0, metavar="SECONDS",
                         help="seal a signed audit checkpoint when the last one is older than "
                         "this and rows were added (default 3600)")  # fmt: skip
@@ -41,7 +42,9 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.detect_interval <= 0:
         raise UsageError("--detect-interval must be positive")
-    if args.performance_window <= 0 or args.performance_reference <= 0:
+    if args.performance_window <= 0 or (
+        args.performance_reference is not None and args.performance_reference <= 0
+    ):
         raise UsageError("--performance-window and --performance-reference must be positive")
     if args.checkpoint_interval <= 0:
         raise UsageError("--checkpoint-interval must be positive")

@@ -39,6 +39,25 @@ class PerformanceWatchError(RadwatchError, RuntimeError):
     """The performance watch could not run (no such model, unusable reference)."""
 
 
+DEFAULT_REFERENCE_SIZE = 1000  # first N inferences, for a model with no frozen reference
+
+
+@dataclass(frozen=True)
+class ReferenceChoice:
+    """Which studies are the performance reference: the members of the model's frozen drift
+    reference (`frozen`), its first `size` inferences when asked for (`size`), or the same
+    when it has no frozen reference (`fallback`)."""
+
+    kind: str  # 'frozen' | 'size' | 'fallback'
+    size: int  # studies in the reference: the frozen one's members, or N
+    drift_reference_id: int | None = None
+    event_ids: frozenset[str] = frozenset()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "size": self.size,
+                "drift_reference_id": self.drift_reference_id}  # fmt: skip
+
+
 @dataclass(frozen=True)
 class PerformanceConfig:
     """How windows, references and tests are set up (defaults suit ~20% prevalence and a
@@ -46,7 +65,12 @@ class PerformanceConfig:
 
     window: int = 500  # inferences per count window (ignored when `period` is set)
     period: str | None = None  # 'day' or 'week': calendar windows instead of counts
-    reference_size: int = 1000  # the model's first N inferences form the reference
+    # A number: the model's first N inferences form the reference (asked for). None: the
+    # model's frozen drift reference, which watch.py puts in `reference`, so that drift and
+    # performance judge a window against the same studies; without one, the first
+    # DEFAULT_REFERENCE_SIZE inferences (a fallback, said so in the report).
+    reference_size: int | None = None
+    reference: ReferenceChoice | None = None
     alpha: float = 0.05  # per-window family-wise false-alarm rate, all strata and metrics
     # A drop smaller than this is not worth an alert; it also absorbs a reference that
     # happened to look a little better than the model really is.
@@ -123,6 +147,7 @@ class ModelReport:
     reference: WindowReport
     windows: tuple[WindowReport, ...]
     alert_changes: tuple[Any, ...] = ()
+    reference_choice: ReferenceChoice | None = None
 
 
 # --- windows -----------------------------------------------------------------------------
@@ -294,23 +319,52 @@ def reference_hash(studies: Sequence[Study]) -> str:
     return h.hexdigest()
 
 
-def evaluate_model(studies: Sequence[Study], model: str, config: PerformanceConfig) -> ModelReport:
-    """Pure evaluation of one model's joined studies (no database): reference, windows."""
-    if len(studies) < config.reference_size:
+def choose_reference(config: PerformanceConfig) -> ReferenceChoice:
+    """A size asked for wins; else the frozen drift reference; else the first-N fallback."""
+    if config.reference_size is not None:
+        return ReferenceChoice("size", config.reference_size)
+    if config.reference is not None:
+        return config.reference
+    return ReferenceChoice("fallback", DEFAULT_REFERENCE_SIZE)
+
+
+def split_reference(
+    studies: Sequence[Study], choice: ReferenceChoice, model: str
+) -> tuple[tuple[Study, ...], Sequence[Study]]:
+    """(reference studies, monitored studies), both in event-time order."""
+    if choice.kind == "frozen":
+        at = [i for i, s in enumerate(studies) if s.event_id in choice.event_ids]
+        if not at:
+            raise PerformanceWatchError(
+                f"model {model!r}: none of the {choice.size} events of frozen drift reference "
+                f"#{choice.drift_reference_id} is stored"
+            )
+        # Monitoring starts after the reference's last event, as drift detection's cursor
+        # does: an event before it that is not a member (before a reference period, or
+        # arrived late) is in neither.
+        return tuple(studies[i] for i in at), studies[at[-1] + 1 :]
+    if len(studies) < choice.size:
+        note = "" if choice.kind == "size" else " (no frozen drift reference)"
         raise PerformanceWatchError(
             f"model {model!r} has {len(studies)} inferences; the performance reference needs "
-            f"the first {config.reference_size}"
+            f"the first {choice.size}{note}"
         )
+    return tuple(studies[: choice.size]), studies[choice.size :]
+
+
+def evaluate_model(studies: Sequence[Study], model: str, config: PerformanceConfig) -> ModelReport:
+    """Pure evaluation of one model's joined studies (no database): reference, windows."""
+    choice = choose_reference(config)
+    ref_studies, after = split_reference(studies, choice, model)
     findings = _findings(studies)
-    ref_studies = tuple(studies[: config.reference_size])
     calibrators = _fit_calibrators(ref_studies, findings, config.calibration)
     ref_window = Window("reference", 0, ref_studies[0].occurred_at, ref_studies[-1].occurred_at,
                         ref_studies, True)  # fmt: skip
     reference = _evaluate_window(ref_window, findings, config, calibrators, None)
-    monitored = make_windows(studies[config.reference_size :], config)
+    monitored = make_windows(after, config)
     windows = tuple(_evaluate_window(w, findings, config, calibrators, reference)
                     for w in monitored)  # fmt: skip
-    return ModelReport(model, findings, reference, windows)
+    return ModelReport(model, findings, reference, windows, reference_choice=choice)
 
 
 # --- decisions ---------------------------------------------------------------------------

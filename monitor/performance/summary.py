@@ -43,15 +43,31 @@ def _window_line(wr: WindowReport, finding: str) -> str | None:
             f"{_est(cell.realised.specificity, 2):<18} estimate {trust:<10} {verdict}")  # fmt: skip
 
 
+def describe_reference(report: ModelReport) -> str:
+    """Which studies the windows were judged against, e.g. "frozen drift reference #3 (700
+    studies, 2026-11-01 → 2026-11-05)"; a first-N fallback says that no reference is frozen."""
+    w = report.reference.window
+    n, span = len(w.studies), f"{w.start:%Y-%m-%d} → {w.end:%Y-%m-%d}"
+    choice = report.reference_choice
+    if choice is not None and choice.kind == "frozen":
+        stored = "" if n == choice.size else f" of its {choice.size}"
+        return f"frozen drift reference #{choice.drift_reference_id} ({n}{stored} studies, {span})"
+    text = f"first {n} inferences ({span}"
+    if choice is not None and choice.kind == "fallback":
+        text += (f"; no frozen drift reference: `radwatch reference build --model "
+                 f"{report.model}` freezes one for drift and performance")  # fmt: skip
+    return text + ")"
+
+
 def format_report(report: ModelReport) -> str:
     lines = []
     ref = report.reference
+    described = describe_reference(report)
     for finding in report.findings:
         rc = ref.cell(ALL, finding)
         ref_auc = _est(rc.realised.auroc) if rc else "–"
-        lines.append(f"model {report.model} · finding {finding} · reference: first "
-                     f"{len(ref.window.studies)} inferences, {rc.realised.n if rc else 0} "
-                     f"labelled, AUROC {ref_auc}")  # fmt: skip
+        lines.append(f"model {report.model} · finding {finding} · reference: {described}, "
+                     f"{rc.realised.n if rc else 0} labelled, AUROC {ref_auc}")  # fmt: skip
         lines.append("   # start             studies labelled  (estimated = label-free CBPE; "
                      "real = radiologist reads; * = window still filling)")  # fmt: skip
         for wr in report.windows:
@@ -133,6 +149,11 @@ def report_dict(report: ModelReport) -> dict[str, Any]:
         "model": report.model,
         "findings": list(report.findings),
         "reference": window(report.reference),
+        "reference_source": {
+            **(report.reference_choice.as_dict() if report.reference_choice else {}),
+            "studies": len(report.reference.window.studies),
+            "description": describe_reference(report),
+        },
         "windows": [window(w) for w in report.windows],
         "alert_changes": [c.__dict__ for c in report.alert_changes],
     }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import psycopg
@@ -24,6 +25,7 @@ from monitor.performance.evaluation import (
     ModelReport,
     PerformanceConfig,
     PerformanceWatchError,
+    ReferenceChoice,
     Study,
     WindowReport,
     evaluate_model,
@@ -76,6 +78,20 @@ def load_studies(conn: psycopg.Connection, model: str) -> list[Study]:
         )  # fmt: skip
         for r in rows
     ]
+
+
+def frozen_reference(conn: psycopg.Connection, model: str) -> ReferenceChoice | None:
+    """The model's active frozen drift reference (`radwatch reference build`) as the
+    performance reference: its member events, so both watches judge against the same studies."""
+    row = conn.execute(
+        "SELECT id FROM drift_references WHERE model_name = %s AND active", (model,)
+    ).fetchone()
+    if row is None:
+        return None
+    ids = frozenset(str(r[0]) for r in conn.execute(
+        "SELECT event_id FROM drift_reference_members WHERE reference_id = %s", (row[0],)
+    ).fetchall())  # fmt: skip
+    return ReferenceChoice("frozen", len(ids), int(row[0]), ids)
 
 
 def models(conn: psycopg.Connection) -> list[str]:
@@ -216,19 +232,26 @@ def observe_alerts(
     for wr, (kind, value), firing, details in window_decisions(report):
         w = wr.window
         with conn.transaction():
+            # Once per window, by time: a rebuilt reference renumbers the windows after it,
+            # so an index says nothing across rebuilds, but a window that ends no later than
+            # one already judged was judged (and its alert fed) before.
             last = conn.execute(
-                """SELECT max(window_index) FROM performance_observations
+                """SELECT max(window_end) FROM performance_observations
                    WHERE model_name = %s AND stratum_kind = %s AND stratum_value = %s
                      AND window_kind = %s""",
                 (report.model, kind, value, w.kind),
             ).fetchone()
-            if last and last[0] is not None and int(last[0]) >= w.index:
+            if last and last[0] is not None and last[0] >= w.end:
                 continue
             details = lifecycle.audit_safe(details)  # jsonb rejects NaN
             conn.execute(
                 """INSERT INTO performance_observations (model_name, stratum_kind, stratum_value,
                        window_kind, window_index, window_end, firing, details)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+                   ON CONFLICT (model_name, stratum_kind, stratum_value, window_kind,
+                                window_index)
+                   DO UPDATE SET window_end = EXCLUDED.window_end, firing = EXCLUDED.firing,
+                       details = EXCLUDED.details, observed_at = now()""",
                 (report.model, kind, value, w.kind, w.index, w.end, firing, Jsonb(details)),
             )
             trail.record(conn, actor=actor, action="performance.window",
@@ -297,6 +320,11 @@ def _run_model(
     studies = load_studies(conn, name)
     if not studies and asked:
         raise PerformanceWatchError(f"no inferences stored for model {name!r}")
+    if config.reference_size is None:  # no size asked for: the frozen drift reference
+        config = replace(config, reference=frozen_reference(conn, name))
+        if config.reference is None:
+            log.info("model %s has no frozen drift reference: the performance reference is "
+                     "its first inferences", name)  # fmt: skip
     try:
         report = evaluate_model(studies, name, config)
     except PerformanceWatchError as exc:
@@ -310,9 +338,11 @@ def _run_model(
                  entity_id=name, refs={"reference_sha256": ref_hash},
                  detail={"windows": len(report.windows), "rows": stored,
                          "window_kind": config.window_kind(),
-                         "reference_size": config.reference_size,
+                         "reference_size": len(report.reference.window.studies),
+                         "reference": (report.reference_choice.as_dict()
+                                       if report.reference_choice else None),
                          "calibration": config.calibration, "alpha": config.alpha,
                          "margin": config.margin})  # fmt: skip
     changes = observe_alerts(conn, report, actor=actor, observer=observer) if alert else []
     conn.commit()
-    return ModelReport(name, report.findings, report.reference, report.windows, tuple(changes))
+    return replace(report, alert_changes=tuple(changes))

@@ -69,7 +69,7 @@ def detection_jobs(
     database_url: str,
     *,
     performance_window: int = 500,
-    performance_reference: int = 1000,
+    performance_reference: int | None = None,
     checkpoint_interval: float | None = None,
 ) -> tuple[list[Job], list[Callable[[], None]]]:
     """The passes the loop runs — drift detection (monitor.drift.scheduler), the performance
@@ -96,6 +96,8 @@ def detection_jobs(
 
     jobs.append(("drift detection", drift_pass))
     cleanups.append(detection.release)
+    # None: each model's frozen drift reference (the one drift detection uses), else its
+    # first 1000 inferences; a number: its first N.
     config = PerformanceConfig(window=performance_window, reference_size=performance_reference)
 
     def performance_pass() -> object:
@@ -166,7 +168,7 @@ def run_pilot(
     *,
     detect_interval: float = 60.0,
     performance_window: int = 500,
-    performance_reference: int = 1000,
+    performance_reference: int | None = None,
     checkpoint_interval: float = 3600.0,
     addr: str | None = None,
     lag_interval: float = 15.0,

@@ -93,6 +93,26 @@ def test_window_decisions_fire_where_the_model_fails_and_not_without_shift() -> 
         assert len(fired) <= 1, fired
 
 
+def test_a_frozen_reference_is_its_members_and_monitoring_starts_after_it() -> None:
+    # Seed 4, 1200 studies; a frozen drift reference over a period (studies 100-699): those
+    # 600 are the reference, windows start at study 700, studies 0-99 are in neither (drift
+    # detection's cursor also starts after the reference). A size asked for wins.
+    studies = _studies(1200, 4, None)
+    ids = frozenset(s.event_id for s in studies[100:700])
+    frozen = evaluation.ReferenceChoice("frozen", 600, 3, ids)
+    config = PerformanceConfig(window=250, cbpe_draws=50, strata=("site",), reference=frozen)
+    report = evaluation.evaluate_model(studies, "m", config)
+    assert report.reference.window.studies == tuple(studies[100:700])
+    assert [w.window.studies[0].event_id for w in report.windows] == ["e700", "e950"]
+    assert report.reference_choice == frozen
+    asked = evaluation.evaluate_model(studies, "m", replace(config, reference_size=400))
+    assert asked.reference.window.studies == tuple(studies[:400])
+    gone = evaluation.ReferenceChoice("frozen", 600, 3, frozenset({"missing"}))
+    with pytest.raises(PerformanceWatchError, match="none of the 600 events of frozen drift "
+                       "reference #3 is stored"):  # fmt: skip
+        evaluation.evaluate_model(studies, "m", replace(config, reference=gone))
+
+
 def test_calendar_windows() -> None:
     studies = _studies(600, 3, None)  # 10 minutes apart: 100 hours
     windows = evaluation.make_windows(studies, PerformanceConfig(period="day"))

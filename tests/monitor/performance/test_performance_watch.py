@@ -14,7 +14,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 from scipy import stats
 
-from monitor.performance import evaluation, watch
+from monitor.performance import evaluation, summary, watch
 from monitor.performance.evaluation import PerformanceConfig
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
@@ -207,6 +207,96 @@ def test_command_prints_estimated_beside_realised(settings) -> None:
     cell = next(c for c in model["windows"][0]["cells"] if c["stratum"]["kind"] == "all")
     assert cell["estimated"]["auroc"]["value"] is not None
     assert cell["realised"]["auroc"]["value"] is not None
+
+
+def test_the_frozen_drift_reference_is_the_performance_reference(database_url: str) -> None:
+    # numpy hospital seed 6, 2000 studies 10 min apart; `reference build --first 600` freezes
+    # the drift reference (tests/drift_streams.py's suite config). With no size asked for, the
+    # performance watch judges against exactly those 600 studies (not the first 1000, the old
+    # default) and monitors from study 600 on; a size asked for still wins.
+    from drift_streams import CONFIG
+
+    from monitor.drift import reference
+
+    with psycopg.connect(database_url) as conn:
+        _hospital(conn, n=2000, seed=6, harmful_from=None)
+        info = reference.build(conn, model="cxr-nodule", first=600, config=CONFIG, actor="test")
+        members = {str(r[0]) for r in conn.execute(
+            "SELECT event_id FROM drift_reference_members WHERE reference_id = %s", (info.id,)
+        ).fetchall()}  # fmt: skip
+        (report,) = watch.run(conn, config=PerformanceConfig(window=500), observer=Recorder())
+        detail = conn.execute(
+            """SELECT detail FROM audit_events WHERE action = 'performance.evaluate'
+               ORDER BY seq DESC LIMIT 1"""
+        ).fetchone()
+        (asked,) = watch.run(conn, config=PerformanceConfig(window=500, reference_size=1000),
+                             observer=Recorder())  # fmt: skip
+    ref = [s.event_id for s in report.reference.window.studies]
+    assert ref == [f"cxr-nodule-6-{i}" for i in range(600)] and set(ref) == members
+    assert [len(w.window.studies) for w in report.windows] == [500, 500, 400]
+    assert report.windows[0].window.studies[0].event_id == "cxr-nodule-6-600"
+    assert report.reference_choice == evaluation.ReferenceChoice(
+        "frozen", 600, info.id, frozenset(members)
+    )
+    assert summary.describe_reference(report) == (
+        f"frozen drift reference #{info.id} (600 studies, 2026-11-01 → 2026-11-05)"
+    )
+    assert f"reference: frozen drift reference #{info.id} (600 studies" in \
+        summary.format_report(report)  # fmt: skip
+    assert detail is not None and detail[0]["reference"] == {
+        "kind": "frozen",
+        "size": 600,
+        "drift_reference_id": info.id,
+    }
+    assert detail[0]["reference_size"] == 600
+    assert len(asked.reference.window.studies) == 1000
+    assert asked.reference_choice is not None and asked.reference_choice.kind == "size"
+
+
+def test_after_a_reference_rebuild_new_windows_still_reach_the_alerts(database_url) -> None:
+    # numpy hospital seed 6, 2000 studies. Reference = first 600: complete 500-study windows
+    # end at studies 1099 and 1599. Rebuilt as the first 1200: the windows are renumbered
+    # from 0, and the new window 0 (studies 1200-1699) ends after everything judged so far,
+    # so it is judged once (by time, not by its reused index); the windows that end before
+    # the last judged one are not judged again.
+    from drift_streams import CONFIG
+
+    from monitor.drift import reference
+
+    first, second = Recorder(), Recorder()
+    config = PerformanceConfig(window=500)
+    with psycopg.connect(database_url) as conn:
+        _hospital(conn, n=2000, seed=6, harmful_from=None)
+        reference.build(conn, model="cxr-nodule", first=600, config=CONFIG, actor="test")
+        watch.run(conn, config=config, observer=first)
+        reference.build(conn, model="cxr-nodule", first=1200, config=CONFIG, actor="test")
+        (report,) = watch.run(conn, config=config, observer=second)
+        watch.run(conn, config=config, observer=(third := Recorder()))
+
+    def judged(recorder: Recorder) -> set[tuple[int, datetime]]:
+        return {(c["details"]["window_index"], c["window_end"]) for c in recorder.calls
+                if c["details"]["window_kind"] == "count:500"}  # fmt: skip
+
+    new_window = next(w.window for w in report.windows if w.window.kind == "count:500")
+    assert new_window.index == 0 and len(judged(first)) == 2
+    assert new_window.end > max(end for _, end in judged(first))
+    assert judged(second) == {(0, new_window.end)}
+    assert judged(third) == set()  # once per window
+
+
+def test_without_a_frozen_reference_the_first_1000_are_used_and_said_so(database_url) -> None:
+    # numpy hospital seed 2, 1400 studies, no drift reference: the first 1000 inferences,
+    # and the report says that none is frozen and how to freeze one.
+    with psycopg.connect(database_url) as conn:
+        _hospital(conn, n=1400, seed=2, harmful_from=None)
+        (report,) = watch.run(conn, config=PerformanceConfig(window=200), observer=Recorder())
+    assert len(report.reference.window.studies) == 1000
+    assert report.windows[0].window.studies[0].event_id == "cxr-nodule-2-1000"
+    assert report.reference_choice == evaluation.ReferenceChoice("fallback", 1000)
+    text = summary.format_report(report)
+    assert "reference: first 1000 inferences (2026-11-01 → 2026-11-07; no frozen drift " \
+        "reference: `radwatch reference build --model cxr-nodule` freezes one" in text, text  # fmt: skip
+    assert summary.report_dict(report)["reference_source"]["kind"] == "fallback"
 
 
 def _open_performance_alerts(conn) -> set[tuple[str, str, str]]:
