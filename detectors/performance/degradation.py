@@ -2,18 +2,15 @@
 
 Pure computation after detectors/performance/realised.py: two `PerformanceResult`s in (reference and
 window), a frozen `DegradationResult` out, with a controlled per-window false-alarm rate
-(one-sided tests, Bonferroni over the metrics tested). A Bernoulli CUSUM on the
-AI–radiologist error stream, designed for a stated in-control run length, gives an online
-alternative between windows.
+(one-sided tests, Bonferroni over the metrics tested). The sequential alternative between
+windows, a Bernoulli CUSUM designed from a stated in-control run length, is
+detectors/performance/cusum.py.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-
-import numpy as np
-from numpy.typing import ArrayLike
 
 from detectors.drift.results import Status
 from detectors.performance.realised import PerformanceError, PerformanceResult, normal_sf
@@ -107,62 +104,3 @@ def compare(
         tests.append(MetricTest(metric, ref_v, win_v, win_v - ref_v, float(z), p, p < level))
     degraded = any(t.significant for t in tests)
     return DegradationResult(Status.DRIFT if degraded else Status.OK, alpha, margin, tuple(tests))
-
-
-@dataclass(frozen=True)
-class BernoulliCusum:
-    """Bernoulli CUSUM on the error stream (Reynolds & Stoumbos 1999): detects a rise of the
-    per-study error rate from p0 to p1. Scores are the log-likelihood ratios, scaled to
-    integers so the in-control average run length is exact by the Markov-chain method of
-    Brook & Evans (1972)."""
-
-    p0: float
-    p1: float
-    scale: float
-    up: int  # increment on an error
-    down: int  # decrement (positive number) on a correct call
-    limit: int  # alarm when the statistic reaches this
-    arl0: float  # in-control average run length (studies between false alarms)
-
-    @classmethod
-    def design(cls, p0: float, p1: float, arl0: float = 2000.0, resolution: int = 20):
-        if not 0 < p0 < p1 < 1:
-            raise PerformanceError(f"need 0 < p0 < p1 < 1, got {p0}, {p1}")
-        w_up = math.log(p1 / p0)
-        w_down = -math.log((1 - p1) / (1 - p0))
-        scale = resolution / min(w_up, w_down)
-        up, down = round(w_up * scale), round(w_down * scale)
-        lo, hi = 1, up + 1
-        while _arl(p0, up, down, hi) < arl0:
-            lo, hi = hi, hi * 2
-            if hi > 200_000:
-                raise PerformanceError("CUSUM limit out of range; lower arl0")
-        while lo < hi:  # smallest limit whose in-control ARL reaches the target
-            mid = (lo + hi) // 2
-            if _arl(p0, up, down, mid) >= arl0:
-                hi = mid
-            else:
-                lo = mid + 1
-        return cls(p0, p1, scale, up, down, lo, _arl(p0, up, down, lo))
-
-    def run(self, errors: ArrayLike) -> int | None:
-        """Index of the first study at which the CUSUM alarms, or None."""
-        e = np.asarray(errors, dtype=bool)
-        c = 0
-        for i, err in enumerate(e):
-            c = max(0, c + self.up) if err else max(0, c - self.down)
-            if c >= self.limit:
-                return i
-        return None
-
-
-def _arl(p: float, up: int, down: int, limit: int) -> float:
-    """Average run length from 0 of the integer CUSUM with error probability p."""
-    q = np.zeros((limit, limit))
-    for state in range(limit):
-        nxt = state + up
-        if nxt < limit:
-            q[state, nxt] += p
-        q[state, max(0, state - down)] += 1 - p
-    a = np.linalg.solve(np.eye(limit) - q, np.ones(limit))
-    return float(a[0])
