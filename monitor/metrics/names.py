@@ -4,7 +4,7 @@ Sits at the output edge: the collector calls `record_batch` after each durable b
 scrape-time collector (metrics_collector) exposes values read from PostgreSQL, and the
 alert rules (deploy/prometheus) and dashboards (dashboards/) are built from these names.
 Labels are bounded (model, model_version, site, stratum kind/value, signal, detector,
-feature, topic, reason); never an identifier, a URL or anything from a patient. A label
+feature, topic, reason, incident id, shift type); never an identifier, a URL or anything from a patient. A label
 value from an event (a model or site name) passes `bounded_label` (short, plain charset,
 not identifier-shaped, not a URL) and a per-label budget (the first MAX_VALUES_PER_LABEL
 distinct values keep their names, later ones are "other"), so a stream of odd events can
@@ -47,6 +47,9 @@ PERFORMANCE_LOWER = f"{PREFIX}_performance_ci_lower"
 PERFORMANCE_UPPER = f"{PREFIX}_performance_ci_upper"
 PERFORMANCE_DEGRADED = f"{PREFIX}_performance_degraded"  # 1 when the latest test flagged a drop
 ALERTS_OPEN = f"{PREFIX}_alerts_open"  # open/acknowledged alerts by model, kind, stratum
+# 1 per open or acknowledged incident (the notifying rules read this; resolved ones vanish)
+INCIDENT_OPEN = f"{PREFIX}_incident_open"
+ALERTS_WITHOUT_INCIDENT = f"{PREFIX}_alerts_without_incident"  # open alerts not yet grouped
 MODEL_STATUS = f"{PREFIX}_model_status"  # 1 for the model's current status, 0 for the others
 MODEL_PASS_ERRORS = f"{PREFIX}_model_pass_errors"  # counter (_total): failed passes per model
 MODEL_PASS_FAILING = f"{PREFIX}_model_pass_failing"  # 1 while a model's latest pass failed
@@ -119,6 +122,17 @@ label_budget = LabelBudget()
 def stratum_kind(value: object) -> str:
     text = str(value or "all").lower()
     return text if text in STRATUM_KINDS else OTHER
+
+
+def incident_label(value: object) -> str:
+    """An incident id as a label: radwatch's own integer key, never text from an event.
+
+    Kept apart from `bounded_label`, whose record-number rule (six digits or more) would
+    turn incident 100000 and later into "other" and merge them into one alert.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return OTHER
+    return str(value)
 
 
 # -- ingest instruments --------------------------------------------------------------------------

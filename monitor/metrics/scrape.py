@@ -1,7 +1,7 @@
 """Scrape-time Prometheus collector: radwatch's state in PostgreSQL as metrics.
 
 Sits between the store and Prometheus: on every scrape it reads the stored counts, the
-latest drift and performance results and the open alerts, and yields metric families
+latest drift and performance results, the open alerts and incidents, and yields metric families
 named in monitor.metrics.names. Each section is read on its own; a section whose table does not
 exist yet (an older schema) or whose read fails yields nothing but `radwatch_metrics_source_up
 {source} 0`, so one bad section never fails the scrape (prometheus/client_python custom
@@ -23,7 +23,7 @@ from prometheus_client.registry import Collector
 
 from monitor.errors import RadwatchError
 from monitor.metrics import names
-from monitor.metrics.names import OTHER, bounded_label, stratum_kind
+from monitor.metrics.names import OTHER, bounded_label, incident_label, stratum_kind
 from monitor.store import db
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,14 @@ DRIFT_LABELS = ("model", "model_version", "stratum_kind", "stratum_value", "sign
                 "feature")  # fmt: skip
 PERF_LABELS = ("model", "finding", "stratum_kind", "stratum_value", "metric", "source")
 ALERT_LABELS = ("model", "kind", "signal", "stratum_kind", "stratum_value", "state")
+INCIDENT_LABELS = ("model", "incident", "shift_type", "root_cause_kind", "root_cause_value",
+                   "state")  # fmt: skip
+# Label names whose values are not free text: a stratum kind from the allow-list, an id.
+_LABEL_RULES: dict[str, Callable[[object], str]] = {
+    "stratum_kind": stratum_kind,
+    "root_cause_kind": stratum_kind,
+    "incident": incident_label,
+}
 
 
 class MetricsSourceError(RadwatchError, RuntimeError):
@@ -68,7 +76,7 @@ class _Family:
             self.rows[key] = old + float(value) if summed else max(old, float(value))
 
     def _bound(self, name: str, value: object) -> str:
-        text = stratum_kind(value) if name == "stratum_kind" else bounded_label(value)
+        text = _LABEL_RULES.get(name, bounded_label)(value)
         seen = self.seen.setdefault(name, set())
         if text not in seen and len(seen) >= names.MAX_VALUES_PER_LABEL:
             return OTHER
@@ -102,6 +110,7 @@ class DatabaseCollector(Collector):
             "drift": drift_section,
             "performance": performance_section,
             "alerts": alerts_section,
+            "incidents": incidents_section,
             "health": health_section,
         }
 
@@ -303,6 +312,36 @@ SELECT model_name,
 FROM alerts WHERE state <> 'resolved'
 GROUP BY 1, 2, 3, 4, 5, 6
 """
+
+
+def incidents_section(conn: psycopg.Connection) -> list[_Family]:
+    """One series per incident not yet resolved (migration 0009): what the notifying rule
+    RadwatchIncident reads, so Alertmanager hears of incidents, not of their alerts.
+
+    Oldest first: past the label budget the newest incidents share one `incident="other"`
+    series (its value counts them), and the older ones keep their ids on every scrape.
+    """
+    open_ = _Family(names.INCIDENT_OPEN, "1 per open or acknowledged incident (root cause, "
+                    "shift type); resolved incidents are not exposed.", INCIDENT_LABELS,
+                    summed=True)  # fmt: skip
+    rows = conn.execute(
+        """SELECT model_name, id, shift_type, root_cause_kind, root_cause_value, state
+           FROM incidents WHERE state <> 'resolved' ORDER BY opened_at, id"""
+    ).fetchall()
+    for n, (model, incident, shift, kind, value, state) in enumerate(rows):
+        if n >= names.MAX_VALUES_PER_LABEL:
+            incident, shift, kind, value = OTHER, OTHER, OTHER, OTHER
+        open_.add((model, incident, shift, kind, value, state), 1)
+    # Alerts that belong to no incident would notify no one: counted, and paged on by
+    # RadwatchAlertsWithoutIncident if they stay so.
+    ungrouped = _Family(names.ALERTS_WITHOUT_INCIDENT, "Open or acknowledged alerts not yet "
+                        "part of an incident.", ("model",), summed=True)  # fmt: skip
+    for model, n in conn.execute(
+        """SELECT model_name, count(*) FROM alerts
+           WHERE state <> 'resolved' AND incident_id IS NULL GROUP BY model_name"""
+    ).fetchall():
+        ungrouped.add((model,), n)
+    return [open_, ungrouped]
 
 
 def health_section(conn: psycopg.Connection) -> list[_Family]:

@@ -17,8 +17,9 @@ DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 RULES = DEPLOY / "rules" / "radwatch.rules.yml"
 RUNBOOK = DEPLOY / "runbook.md"
 REQUIRED = {
-    "RadwatchDriftDetected",
-    "RadwatchPerformanceDrop",
+    "RadwatchIncident",
+    "RadwatchIncidentAcknowledged",
+    "RadwatchAlertsWithoutIncident",
     "RadwatchIngestStalled",
     "RadwatchConsumerLagGrowing",
     "RadwatchDeadLetterRate",
@@ -71,3 +72,15 @@ def test_rules_use_metric_names_from_monitor_metrics() -> None:
     for name in used:
         base = next((name.removesuffix(s) for s in suffixes if name.endswith(s)), name)
         assert name in defined or base in defined, f"rule uses undefined metric {name}"
+
+
+def test_model_alerts_notify_per_incident_not_per_alert() -> None:
+    """Only the incident rules read radwatch's alert state: no rule pages per radwatch alert
+    (radwatch_alerts_open stays for the dashboards), and RadwatchIncident keeps an incident's
+    identity whatever its state (the `state` label is aggregated away)."""
+    doc = yaml.safe_load(RULES.read_text())
+    rules = {r["alert"]: r for g in doc["groups"] for r in g["rules"] if "alert" in r}
+    assert not [n for n, r in rules.items() if names.ALERTS_OPEN in r["expr"]]
+    assert not {"RadwatchDriftDetected", "RadwatchPerformanceDrop"} & set(rules)
+    expr = rules["RadwatchIncident"]["expr"]
+    assert names.INCIDENT_OPEN in expr and "model, incident" in expr and "state" not in expr
