@@ -8,6 +8,7 @@ resolved by a person. Every change is written to the audit trail in the same tra
 A reference rebuild rewinds detection to the new reference's end, so windows older than an
 active alert come again: those that end before its onset are not its history and never
 resolve it (it keeps its id and acknowledgement while the shift still fires).
+Each opening alert joins its incident (monitor/alerts/incidents.py) in the same transaction.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from monitor.alerts import incidents
 from monitor.audit import trail
 from monitor.errors import RadwatchError
 
@@ -168,7 +170,7 @@ def observe(
         # An alert's history starts at its onset, or at its first firing window when the
         # onset is unknown (first_window_end).
         active = conn.execute(
-            """SELECT id, state, coalesce(onset, first_window_end) FROM alerts
+            """SELECT id, state, coalesce(onset, first_window_end), incident_id FROM alerts
                WHERE model_name = %s AND stratum_kind = %s AND stratum_value = %s
                  AND signal = %s AND state <> 'resolved' FOR UPDATE""",
             key,
@@ -205,6 +207,7 @@ def observe(
             trail.record(conn, actor=actor, action="alert.opened", entity_type="alert",
                          entity_id=str(alert_id), outcome=OPEN, refs=refs,
                          detail=audit_safe(body))  # fmt: skip
+            incidents.attach(conn, int(alert_id), actor=actor)  # same transaction
             return AlertChange(int(alert_id), "opened", *key, OPEN)
         if active is None:
             return None
@@ -219,6 +222,7 @@ def observe(
             trail.record(conn, actor=actor, action="alert.resolved", entity_type="alert",
                          entity_id=str(alert_id), outcome=RESOLVED, reason=note, refs=refs,
                          detail={"automatic": True, "window_end": window_end.isoformat()})  # fmt: skip
+            incidents.alert_resolved(conn, alert_id, actor=actor)
             return AlertChange(alert_id, "resolved", *key, RESOLVED)
         if firing:
             conn.execute(
@@ -230,6 +234,8 @@ def observe(
                          entity_id=str(alert_id), outcome=state, refs=refs,
                          detail={"window_end": window_end.isoformat(),
                                  "firing_windows": new.firing_run})  # fmt: skip
+            if active[3] is None:  # opened before incidents existed: it joins one now
+                incidents.attach(conn, alert_id, actor=actor)
             return AlertChange(alert_id, "updated", *key, state)
         return None
 
@@ -271,6 +277,7 @@ def resolve(conn: psycopg.Connection, alert_id: int, *, by: str, note: str) -> A
         trail.record(conn, actor=by, action="alert.resolved", entity_type="alert",
                      entity_id=str(alert_id), outcome=RESOLVED, reason=note,
                      refs=_refs(alert), detail={"automatic": False})  # fmt: skip
+        incidents.alert_resolved(conn, alert_id, actor=by)
     return get(conn, alert_id)
 
 

@@ -12,8 +12,8 @@ Codes, with their sources:
   DICOM PS3.15 A.5.3; AuditEvent.subtype: CID 401 "Audit Event Type Code" / CID 403
   "Security Alert Type Code". FHIR R4's own addition to that value set, audit-event-type
   "rest", is "execution of a RESTful operation as defined by FHIR": radwatch serves no FHIR
-  REST interface, so no member uses it. Where no DICOM event fits (alert lifecycle, window
-  decisions) the type is the action itself in our own system: the R4 binding of
+  REST interface, so no member uses it. Where no DICOM event fits (alert and incident
+  lifecycle, window decisions) the type is the action itself in our own system: the R4 binding of
   AuditEvent.type is extensible, which allows a local code when none in the set applies.
 - AuditEvent.outcome (http://hl7.org/fhir/audit-event-outcome): 0 success, 4 minor failure,
   8 serious failure (an unexpected error), 12 major failure (the system is no longer
@@ -111,6 +111,10 @@ class AuditAction(StrEnum):
     ALERT_ACKNOWLEDGED = "alert.acknowledged"
     ALERT_RESOLVED = "alert.resolved"
     ALERT_NOTIFIED = "alert.notified"
+    INCIDENT_OPENED = "incident.opened"
+    INCIDENT_UPDATED = "incident.updated"
+    INCIDENT_ACKNOWLEDGED = "incident.acknowledged"
+    INCIDENT_RESOLVED = "incident.resolved"
     # monitor.model_status forms these as f"{component}.model_failed|recovered" for each
     # model_status.Component; the catalogue test enumerates that Literal.
     DRIFT_MODEL_FAILED = "drift.model_failed"
@@ -183,6 +187,12 @@ SPECS: Final[Mapping[AuditAction, ActionSpec]] = MappingProxyType({
     A.ALERT_RESOLVED: _spec("U", {"resolved": SUCCESS}),
     # Alertmanager's status of the notified alert (monitor.alerts.webhook accepts only these).
     A.ALERT_NOTIFIED: _spec("C", {"firing": SUCCESS, "resolved": SUCCESS}),
+    # Incidents (monitor.alerts.incidents) as alerts: no DICOM event fits, the state after the
+    # change is the outcome, all successes. An alert joining re-reads the incident: an update.
+    A.INCIDENT_OPENED: _spec("C", {"open": SUCCESS}),
+    A.INCIDENT_UPDATED: _spec("U", {"open": SUCCESS, "acknowledged": SUCCESS}),
+    A.INCIDENT_ACKNOWLEDGED: _spec("U", {"acknowledged": SUCCESS}),
+    A.INCIDENT_RESOLVED: _spec("U", {"resolved": SUCCESS}),
     A.DRIFT_MODEL_FAILED: _MODEL_FAILED,
     A.DRIFT_MODEL_RECOVERED: _MODEL_RECOVERED,
     A.PERFORMANCE_MODEL_FAILED: _MODEL_FAILED,

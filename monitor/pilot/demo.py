@@ -4,8 +4,8 @@ Read `run_demo` top to bottom: services → the synthetic hospital publishes (co
 simulator) → one ingest worker stores the events (monitor/ingest) → the performance watch
 (monitor/performance) → a drift reference, detection and alerts (monitor/drift,
 monitor/alerts) → the HTML report (monitor/reports) → the demo's own audit trail sealed,
-verified and exported (monitor/audit). Each step prints what it did; summary.json,
-report.html and audit.ndjson go to one folder.
+verified and exported (monitor/audit) → its incidents, last. Each step prints what it did;
+summary.json, report.html and audit.ndjson go to one folder.
 """
 
 from __future__ import annotations
@@ -78,9 +78,11 @@ def run_demo(settings: Settings, *, events: int, scenario: str, seed: int, out: 
         data_dir = settings.data_dir.resolve()
         # This run's database is its own (see isolated_run): name it for the follow-up commands.
         print("the embedded broker and PostgreSQL keep running for a look around: "
-              f"RADWATCH_DATABASE_URL={mask_secrets(url)} radwatch alerts "
+              f"RADWATCH_DATABASE_URL={mask_secrets(url)} radwatch incidents "
               f"list (*** = the password in {embedded.password_path(data_dir, embedded.APP_USER)}); "
               "`radwatch services down` stops them")  # fmt: skip
+    # The last word (issue 15): what to act on, one incident per root cause, not each alert.
+    incidents_step(url)
     return verdict
 
 
@@ -166,7 +168,7 @@ def drift_step(database_url: str, models: list[str], *, events: int) -> dict[str
     expected run time (2,000 events), which a short demo stream would make a coin toss.
     """
     from detectors.drift.suite import SuiteConfig
-    from monitor.alerts import lifecycle
+    from monitor.alerts import incidents, lifecycle
     from monitor.drift import reference
     from monitor.drift.scheduler import DetectionConfig, Scheduler
 
@@ -199,8 +201,9 @@ def drift_step(database_url: str, models: list[str], *, events: int) -> dict[str
               f"{'  ALERT ' + opened if opened else ''}{marker}")  # fmt: skip
     with db.connect(database_url) as conn:
         found = lifecycle.list_alerts(conn)
+        grouped = incidents.list_incidents(conn, all=True)
     drift_alerts = [a for a in found if not a.signal.startswith("performance")]
-    print(f"drift alerts: {len(drift_alerts)}")
+    print(f"drift alerts: {len(drift_alerts)} (all alerts: {len(grouped)} incidents, listed last)")
     for a in drift_alerts:
         print(lifecycle.format_alert(a))
     return {
@@ -208,7 +211,21 @@ def drift_step(database_url: str, models: list[str], *, events: int) -> dict[str
                      "drift_score": w.drift_score, "firing": [list(f) for f in w.firing]}
                     for w in run.windows],
         "alerts": [a.as_dict() for a in drift_alerts],
+        "incidents": [i.as_dict() for i in grouped],
     }  # fmt: skip
+
+
+def incidents_step(database_url: str) -> None:
+    """The demo's closing lines: its incidents (id, root cause, shift type, statement,
+    recommended action), drift and performance alerts grouped by root cause."""
+    from monitor.alerts import incidents
+
+    with db.connect(database_url) as conn:
+        found = incidents.list_incidents(conn, all=True)
+        n_alerts = sum(len(i.alerts) for i in found)
+    print(f"incidents: {len(found)} (from {n_alerts} alerts)")
+    for i in found:
+        print(incidents.format_incident(i))
 
 
 def report_step(settings: Settings, database_url: str, models: list[str], out_dir: Path) -> None:

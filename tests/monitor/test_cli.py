@@ -41,6 +41,18 @@ def test_usage_errors_are_one_line_and_exit_2():
         assert "--help" in lines[0]
 
 
+def test_incidents_commands_refuse_an_empty_by_in_one_line():
+    # Who acknowledged or resolved is the audit trail's point: a blank name is a usage error,
+    # found while parsing (before any database is reached).
+    assert "incidents" in run("--help").stdout
+    for action in ("ack", "resolve"):
+        for who in ("", "   "):
+            result = run("incidents", action, "3", "--by", who, "--note", "looked")
+            assert result.returncode == 2, result.stderr
+            lines = result.stderr.strip().splitlines()
+            assert len(lines) == 1 and "--by: must name who acts" in lines[0], result.stderr
+
+
 def test_services_up_status_migrate_down():
     # Not under pytest's tmp dir, which other pytest sessions reset to 0700 (see conftest).
     data_dir = tempfile.mkdtemp(prefix="radwatch-test-cli-")
