@@ -54,6 +54,7 @@ SLOW = {
     "tests/monitor/ingest/test_embedding_stage.py::test_backfill_on_a_stored_stream_resumes_after_interruption",
     "tests/detectors/embedding/test_embedding.py::test_gpu_bench_refuses_without_cuda_and_its_cpu_path_runs",
     "tests/monitor/test_cli.py::test_services_up_status_migrate_down",
+    "tests/monitor/test_cli.py::test_demo_runs_end_to_end_and_ends_with_its_incident",
     "tests/monitor/pilot/test_run.py::test_a_part_that_cannot_be_imported_stops_the_start",
     "tests/monitor/performance/test_performance_watch.py::test_simulator_prevalence_change_flags_the_estimate",
     "tests/monitor/performance/test_performance_watch.py::test_command_prints_estimated_beside_realised",

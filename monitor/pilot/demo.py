@@ -203,9 +203,12 @@ def drift_step(database_url: str, models: list[str], *, events: int) -> dict[str
         found = lifecycle.list_alerts(conn)
         grouped = incidents.list_incidents(conn, all=True)
     drift_alerts = [a for a in found if not a.signal.startswith("performance")]
-    print(f"drift alerts: {len(drift_alerts)} (all alerts: {len(grouped)} incidents, listed last)")
+    # One line per alert: the incidents, listed last, are what a QA team acts on;
+    # `radwatch alerts list` has each alert's full explanation.
+    print(f"drift alerts: {len(drift_alerts)} (all alerts: {len(grouped)} incidents, listed last;"
+          " details: radwatch alerts list)")  # fmt: skip
     for a in drift_alerts:
-        print(lifecycle.format_alert(a))
+        print(f"  #{a.id} {a.signal} at {a.stratum_kind}={a.stratum_value}")
     return {
         "windows": [{"seq": w.seq, "start": w.start, "end": w.end, "n": w.n_events,
                      "drift_score": w.drift_score, "firing": [list(f) for f in w.firing]}

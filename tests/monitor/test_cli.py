@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import tempfile
 
-from conftest import REPO, radwatch_cmd
+from conftest import REPO, radwatch_cmd, run_radwatch
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -98,3 +98,17 @@ def test_commands_are_thin_and_hold_no_sql():
         text = path.read_text()
         assert not sql.search(text), f"{path.name}: SQL in a command ({sql.search(text)})"
         assert len(text.splitlines()) <= 160, f"{path.name}: a command module past 160 lines"
+
+
+def test_demo_runs_end_to_end_and_ends_with_its_incident(settings, tmp_path):
+    """The README's first command, on the test session's servers (its own database): the
+    default scenario (an inverted-image bug at one scanner, seed 1, 2,000 studies) ends with
+    one integration incident at that scanner, and the three files are written."""
+    out = tmp_path / "demo-out"
+    result = run_radwatch(settings, "demo", "--out", str(out), timeout=600)
+    tail = result.stdout.splitlines()[-4:]
+    assert tail[0].startswith("incidents: 1 (from "), result.stdout[-3000:]
+    assert "scanner=ACME X2 · integration" in tail[1], tail
+    assert tail[-1].startswith("    recommended: Check the integration pipeline"), tail
+    assert {p.name for p in out.iterdir()} >= {"summary.json", "report.html", "audit.ndjson"}
+    assert "most atypical studies" not in result.stdout  # one line per alert, not a wall
