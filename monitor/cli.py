@@ -19,6 +19,7 @@ from typing import NoReturn
 from monitor.commands import (
     alerts_cmd,
     audit_cmd,
+    budget_cmd,
     collect_cmd,
     compliance_report_cmd,
     dashboards_cmd,
@@ -45,6 +46,7 @@ from monitor.services.embedded import ServiceError
 # `register(subparsers)` function; a new command is one module plus one line here.
 COMMANDS = (
     alerts_cmd,
+    budget_cmd,
     audit_cmd,
     collect_cmd,
     compliance_report_cmd,

@@ -31,6 +31,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from detectors.false_alarm_budget import FalseAlarmBudget
 from monitor.errors import ConfigError
 from monitor.safeguards import (
     check_kafka_security,
@@ -158,6 +159,11 @@ class Settings(BaseSettings):
     # occurred_at outside [now - max_past_days, now + max_future_hours] is bad_timestamp.
     event_max_past_days: int = 3650
     event_max_future_hours: int = 24
+    # --- the false-alarm budget (monitor/alerts/budget.py) ------------------------------------
+    # At most `budget_incidents` false incidents per model every `budget_days` days at the
+    # observed volume; α, persistence and the CUSUM's ARL0 are derived from it.
+    budget_incidents: PositiveFloat = 1.0
+    budget_days: PositiveFloat = 90.0
     # --- transport safety -------------------------------------------------------------------
     # Plaintext Kafka (PLAINTEXT/SASL_PLAINTEXT) or PostgreSQL sslmode=disable towards a
     # non-loopback host are refused unless allowed here (and then logged as a warning).
@@ -205,6 +211,9 @@ class Settings(BaseSettings):
         key = path.read_text().strip()
         check_pseudonym_key(key, str(path))
         return key.encode()
+
+    def false_alarm_budget(self) -> FalseAlarmBudget:
+        return FalseAlarmBudget(self.budget_incidents, self.budget_days)
 
     def image_root_paths(self) -> tuple[Path, ...]:
         """Directories file:// image URIs may read (resolved; the data dir's images/ by default)."""

@@ -63,5 +63,5 @@ def insert_stream(url: str, n: int, *, seed: int, onset: int | None, share: floa
 
 
 CONFIG = SuiteConfig(calibration_window=100, calibration_windows=10, min_window=20,
-                     online_ert=500, online_bootstraps=3000, online_reference=200,
+                     online=True, online_ert=500, online_bootstraps=3000, online_reference=200,
                      online_window_sizes=(10, 30), strata_kinds=("site", "scanner"))  # fmt: skip

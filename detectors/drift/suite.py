@@ -14,7 +14,7 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -48,7 +48,9 @@ class SuiteConfig:
     online_window_sizes: tuple[int, ...] = (20, 60)
     online_reference: int = 300
     online_bootstraps: int = 5000
-    online: bool = True
+    # Off by default: within a false-alarm budget its ERT is ~10⁵ studies, which alibi-detect
+    # calibrates by simulating ~3·d·ERT streams (detectors/false_alarm_budget.py).
+    online: bool = False
     strata_kinds: tuple[str, ...] = STRATUM_KINDS
     seed: int = 0
 
@@ -117,7 +119,9 @@ class DetectorSuite:
             keys += [(kind, str(v)) for v in sorted({v for v in column if v is not None})]
         return keys
 
-    def score(self, window: Sample, *, seed: int = 0) -> list[StratumVerdict]:
+    def score(
+        self, window: Sample, *, seed: int = 0, alpha: float | None = None
+    ) -> list[StratumVerdict]:
         """Every fitted stratum's tests on the window, p-values adjusted over the whole window.
 
         A stratum seen in the window but absent (or too small) in the reference gets an
@@ -151,9 +155,12 @@ class DetectorSuite:
                 except InsufficientDataError as exc:
                     results.append(_insufficient(d.name, d.signal, len(part), str(exc)))
             raw.append((key, len(part), results))
+        # `alpha`: the level the false-alarm budget derived (detectors/false_alarm_budget.py);
+        # it sets only the window's verdicts, not the fitted detectors, so it is no refit.
+        config = self.config if alpha is None else replace(self.config, alpha=alpha)
         adjusted = adjust_window(
             [r for _, _, rs in raw for r in rs],
-            self.config,
+            config,
             family_weights([(key, rs) for key, _, rs in raw], self.config),
         )
         out, pos = [], 0

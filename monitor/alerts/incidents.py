@@ -174,6 +174,7 @@ def acknowledge(conn: psycopg.Connection, incident_id: int, *, by: str, note: st
     """A person takes the incident; its open alerts are acknowledged with it (each audited)."""
     by = _who(by)
     with conn.transaction():
+        trail.lock(conn)  # before the row lock: see trail.lock
         incident = get(conn, incident_id, lock=True)
         if incident.state == RESOLVED:
             raise IncidentError(f"incident {incident_id} is already resolved")
@@ -206,6 +207,7 @@ def resolve(conn: psycopg.Connection, incident_id: int, *, by: str, note: str) -
     on, new alerts open after persistence and form a new incident."""
     by = _who(by)
     with conn.transaction():
+        trail.lock(conn)  # before the row lock: see trail.lock
         incident = get(conn, incident_id, lock=True)
         if incident.state == RESOLVED:
             raise IncidentError(f"incident {incident_id} is already resolved")

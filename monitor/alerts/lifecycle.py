@@ -243,6 +243,7 @@ def observe(
 def acknowledge(conn: psycopg.Connection, alert_id: int, *, by: str, note: str) -> Alert:
     """A person takes the alert: it stays active (and can auto-resolve) but is owned."""
     with conn.transaction():
+        trail.lock(conn)  # before the row lock: see trail.lock
         alert = get(conn, alert_id, lock=True)
         if alert.state == RESOLVED:
             raise AlertError(f"alert {alert_id} is already resolved")
@@ -261,6 +262,7 @@ def acknowledge(conn: psycopg.Connection, alert_id: int, *, by: str, note: str) 
 def resolve(conn: psycopg.Connection, alert_id: int, *, by: str, note: str) -> Alert:
     """A person closes the alert; if the shift persists, a new alert opens after persistence."""
     with conn.transaction():
+        trail.lock(conn)  # before the row lock: see trail.lock
         alert = get(conn, alert_id, lock=True)
         if alert.state == RESOLVED:
             raise AlertError(f"alert {alert_id} is already resolved")

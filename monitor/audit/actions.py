@@ -115,6 +115,7 @@ class AuditAction(StrEnum):
     INCIDENT_UPDATED = "incident.updated"
     INCIDENT_ACKNOWLEDGED = "incident.acknowledged"
     INCIDENT_RESOLVED = "incident.resolved"
+    BUDGET_DERIVED = "budget.derived"
     # monitor.model_status forms these as f"{component}.model_failed|recovered" for each
     # model_status.Component; the catalogue test enumerates that Literal.
     DRIFT_MODEL_FAILED = "drift.model_failed"
@@ -193,6 +194,9 @@ SPECS: Final[Mapping[AuditAction, ActionSpec]] = MappingProxyType({
     A.INCIDENT_UPDATED: _spec("U", {"open": SUCCESS, "acknowledged": SUCCESS}),
     A.INCIDENT_ACKNOWLEDGED: _spec("U", {"acknowledged": SUCCESS}),
     A.INCIDENT_RESOLVED: _spec("U", {"resolved": SUCCESS}),
+    # The false-alarm budget's settings for a model (monitor.alerts.budget): derived anew when
+    # the volume moves them, a configuration change of the monitor itself.
+    A.BUDGET_DERIVED: _spec("U", OK),
     A.DRIFT_MODEL_FAILED: _MODEL_FAILED,
     A.DRIFT_MODEL_RECOVERED: _MODEL_RECOVERED,
     A.PERFORMANCE_MODEL_FAILED: _MODEL_FAILED,

@@ -130,6 +130,17 @@ def _as_stored(conn: psycopg.Connection, value: Mapping[str, Any] | None) -> dic
     return dict(row[0])
 
 
+def lock(conn: psycopg.Connection) -> None:
+    """Take the audit lock now, for the rest of the caller's transaction.
+
+    `record` takes it anyway; a writer that locks rows (FOR UPDATE) and then records takes it
+    first, so that the lock order is always audit lock → rows. Otherwise a person's
+    acknowledgement (incident row, then audit) and the scheduler's window (audit held from an
+    earlier row of the same transaction, then the alert row) wait on each other.
+    """
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (AUDIT_LOCK,))
+
+
 def record(
     conn: psycopg.Connection,
     *,

@@ -47,7 +47,8 @@ def _detect(args: argparse.Namespace, settings: Settings) -> int:
     # The loop is a service: it waits for PostgreSQL, logging what it waits for.
     url = resolve_endpoints(settings, broker=False, retry=not args.once).database_url
     config = DetectionConfig(window_size=args.window, flush=args.flush,
-                             max_span=timedelta(hours=args.max_span_hours))  # fmt: skip
+                             max_span=timedelta(hours=args.max_span_hours),
+                             budget=settings.false_alarm_budget())  # fmt: skip
     scheduler = Scheduler(url, config, actor=f"{settings.actor}-detect")
     stop = threading.Event()
     if args.once:

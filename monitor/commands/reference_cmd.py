@@ -35,10 +35,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     build.add_argument("--correction", choices=("bh", "bonferroni"), default="bh")
     build.add_argument("--min-window", type=positive_int, default=30,
                        help="per stratum: fewer events in a window → insufficient_data")  # fmt: skip
-    build.add_argument("--online-ert", type=positive_int, default=2000,
-                       help="online detector's expected run time (events between false alarms)")  # fmt: skip
+    build.add_argument("--online", action="store_true",
+                       help="also fit the online detector (off by default: see README, "
+                            "'The false-alarm budget')")  # fmt: skip
+    build.add_argument("--online-ert", type=positive_int, default=None,
+                       help="its expected run time (studies between false alarms); default: "
+                            "the false-alarm budget's at the model's observed volume")  # fmt: skip
     build.add_argument("--online-bootstraps", type=positive_int, default=5000)
-    build.add_argument("--no-online", action="store_true", help="no online detector")
+    build.add_argument("--no-online", action="store_true",
+                       help="no online detector (the default; kept for older scripts)")  # fmt: skip
     build.add_argument("--calibration-windows", type=positive_int, default=20)
     build.add_argument("--json", action="store_true")
     build.set_defaults(handler=_build)  # fmt: skip
@@ -78,15 +83,22 @@ def _build(args: argparse.Namespace, settings: Settings) -> int:
     # imported: alibi-detect and torch take seconds to load, an answer must not.
     url = resolve_endpoints(settings, broker=False, retry=False).database_url
     from detectors.drift.suite import SuiteConfig
+    from monitor.alerts import budget
     from monitor.drift import reference
 
-    config = SuiteConfig(
-        alpha=args.alpha, correction=args.correction, min_window=args.min_window,
-        calibration_window=args.window, calibration_windows=args.calibration_windows,
-        online_ert=args.online_ert, online_bootstraps=args.online_bootstraps,
-        online=not args.no_online,
-    )  # fmt: skip
+    if args.online and args.no_online:
+        raise UsageError("--online and --no-online are exclusive")
     with db.connect(url) as conn:
+        ert = args.online_ert
+        if args.online and ert is None:
+            ert = budget.online_ert(conn, args.model, settings.false_alarm_budget(),
+                                    drift_window=args.window)  # fmt: skip
+        config = SuiteConfig(
+            alpha=args.alpha, correction=args.correction, min_window=args.min_window,
+            calibration_window=args.window, calibration_windows=args.calibration_windows,
+            online_ert=ert or SuiteConfig.online_ert, online_bootstraps=args.online_bootstraps,
+            online=args.online,
+        )  # fmt: skip
         try:
             info = reference.build(conn, model=args.model, first=args.first, period=period,
                                    config=config, actor=settings.actor)  # fmt: skip

@@ -66,10 +66,11 @@ def _series_name(results: list[DriftResult]) -> str:
 
 
 def decide(
-    suite: DetectorSuite, rows: Sequence[EventRow], seq: int
+    suite: DetectorSuite, rows: Sequence[EventRow], seq: int, *, alpha: float | None = None
 ) -> tuple[list[StratumVerdict], list[Decision]]:
-    """One window's verdicts and its firing decisions per stratum × signal (pure)."""
-    verdicts = suite.score(to_sample(rows), seed=seq)
+    """One window's verdicts and its firing decisions per stratum × signal (pure); `alpha`:
+    the budget's level (None: the suite's own)."""
+    verdicts = suite.score(to_sample(rows), seed=seq, alpha=alpha)
     return verdicts, localise(stratum_decisions(verdicts), verdicts)
 
 

@@ -27,8 +27,9 @@ from psycopg.types.json import Jsonb
 from detectors.drift.contract import ALL
 from detectors.drift.results import DriftResult, Status
 from detectors.drift.suite import DetectorSuite, StratumVerdict
+from detectors.false_alarm_budget import FalseAlarmBudget
 from monitor import model_status
-from monitor.alerts import lifecycle
+from monitor.alerts import budget, lifecycle
 from monitor.audit import trail
 from monitor.drift import decisions, reference
 from monitor.drift.windows import EventRow, WindowSpec, fetch_events, next_window, to_sample
@@ -51,12 +52,24 @@ class DetectionError(RadwatchError):
 class DetectionConfig:
     max_span: timedelta = timedelta(days=7)
     window_size: int | None = None  # None: the reference's calibration window size
-    policy: lifecycle.AlertPolicy = field(default_factory=lifecycle.AlertPolicy)
+    # The false-alarm budget sets each model's α and persistence at its observed volume
+    # (monitor/alerts/budget.py); `alpha` / `policy` given here override it (tests, a replay).
+    budget: FalseAlarmBudget = field(default_factory=FalseAlarmBudget)
+    alpha: float | None = None
+    policy: lifecycle.AlertPolicy | None = None
     flush: bool = False  # also evaluate a trailing partial window (end of a demo stream)
     top_k: int = 3
     # Events later than now + this are not fed to the online detector yet (see _online); the
     # collector's own bound (event_max_future_hours) refuses them at the edge too.
     future_tolerance: timedelta = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What one model's windows are judged with this pass: the budget's α and persistence."""
+
+    alpha: float
+    policy: lifecycle.AlertPolicy
 
 
 @dataclass(frozen=True)
@@ -132,8 +145,9 @@ class Scheduler:
                     if loaded is None:
                         continue
                     info, suite = loaded
-                    self._online(conn, model, info, suite, run)
-                    self._windows(conn, model, info, suite, run)
+                    rules = self._rules(conn, model, suite)
+                    self._online(conn, model, info, suite, rules, run)
+                    self._windows(conn, model, info, suite, rules, run)
                 except psycopg.OperationalError:
                     raise
                 except Exception as exc:
@@ -181,10 +195,23 @@ class Scheduler:
         self._suites[model] = (info.id, info, suite)
         return info, suite
 
+    def _rules(self, conn: psycopg.Connection, model: str, suite: DetectorSuite) -> Rules:
+        """The budget's α and persistence for this model at its observed volume (recorded and
+        audited when they change), unless the configuration fixes them."""
+        size = self.config.window_size or suite.config.calibration_window
+        derived = budget.current(conn, model, self.config.budget, actor=self.actor,
+                                 drift_window=size, online=suite.online is not None)  # fmt: skip
+        conn.commit()
+        alpha = self.config.alpha if self.config.alpha is not None else derived.drift.alpha
+        policy = self.config.policy or lifecycle.AlertPolicy(
+            open_after=derived.drift.open_after, resolve_after=derived.drift.resolve_after
+        )
+        return Rules(alpha, policy)
+
     # --- online detectors ----------------------------------------------------------------
 
     def _online(self, conn: psycopg.Connection, model: str, info: reference.ReferenceInfo,
-                suite: DetectorSuite, run: DetectionRun) -> None:  # fmt: skip
+                suite: DetectorSuite, rules: Rules, run: DetectionRun) -> None:  # fmt: skip
         if suite.online is None:
             return
         while True:
@@ -226,7 +253,7 @@ class Scheduler:
                     change = lifecycle.observe(
                         conn, model=model, stratum_kind="all", stratum_value="all",
                         signal=ONLINE_SIGNAL, firing=True, immediate=True, details=details,
-                        window_end=row.occurred_at, actor=self.actor, policy=self.config.policy,
+                        window_end=row.occurred_at, actor=self.actor, policy=rules.policy,
                         enrich=_constant({"onset": row.occurred_at}),
                     )  # fmt: skip
                     run.online_firings.append((model, upd.detector, row.occurred_at))
@@ -250,7 +277,7 @@ class Scheduler:
     # --- windows -------------------------------------------------------------------------
 
     def _windows(self, conn: psycopg.Connection, model: str, info: reference.ReferenceInfo,
-                 suite: DetectorSuite, run: DetectionRun) -> None:  # fmt: skip
+                 suite: DetectorSuite, rules: Rules, run: DetectionRun) -> None:  # fmt: skip
         size = self.config.window_size or suite.config.calibration_window
         spec = WindowSpec(size=size, max_span=self.config.max_span)
         while True:
@@ -265,15 +292,15 @@ class Scheduler:
             window = next_window(rows, spec, flush=self.config.flush)
             if window is None:
                 return
-            outcome = self._evaluate(conn, model, info, suite, seq + 1, window.rows,
+            outcome = self._evaluate(conn, model, info, suite, rules, seq + 1, window.rows,
                                      window.closed_by)  # fmt: skip
             run.windows.append(outcome)
             run.changes.extend(outcome.changes)
 
     def _evaluate(self, conn: psycopg.Connection, model: str, info: reference.ReferenceInfo,
-                  suite: DetectorSuite, seq: int, rows: tuple[EventRow, ...],
+                  suite: DetectorSuite, rules: Rules, seq: int, rows: tuple[EventRow, ...],
                   closed_by: str) -> WindowOutcome:  # fmt: skip
-        verdicts, window_decisions = decisions.decide(suite, rows, seq)
+        verdicts, window_decisions = decisions.decide(suite, rows, seq, alpha=rules.alpha)
         start, end = rows[0].occurred_at, rows[-1].occurred_at
         whole = next((v for v in verdicts if (v.kind, v.value) == ALL), None)
         unified = whole.drift_score if whole else math.nan
@@ -290,7 +317,7 @@ class Scheduler:
                  len(rows), closed_by, _num(unified)),
             ).fetchone()[0]  # type: ignore[index]  # fmt: skip
             for v in verdicts:
-                self._store(conn, window_id, model, version, info, suite, v, start, end)
+                self._store(conn, window_id, model, version, info, rules.alpha, v, start, end)
             online_fired = conn.execute(
                 """SELECT count(*) FROM drift_online_events WHERE reference_id = %s
                      AND occurred_at BETWEEN %s AND %s""",
@@ -311,9 +338,9 @@ class Scheduler:
                 change = lifecycle.observe(
                     conn, model=model, stratum_kind=kind, stratum_value=value, signal=signal,
                     firing=fire, details=details, window_end=end, actor=self.actor,
-                    policy=self.config.policy, immediate=signal == ONLINE_SIGNAL,
-                    enrich=functools.partial(self._onset, conn, model, info, suite, seq, kind,
-                                             value, results, end) if results else None,
+                    policy=rules.policy, immediate=signal == ONLINE_SIGNAL,
+                    enrich=functools.partial(self._onset, conn, model, info, suite, rules, seq,
+                                             kind, value, results, end) if results else None,
                 )  # fmt: skip
                 if change:
                     changes.append(change)
@@ -341,7 +368,7 @@ class Scheduler:
                              tuple(changes))  # fmt: skip
 
     def _store(self, conn: psycopg.Connection, window_id: int, model: str, version: str | None,
-               info: reference.ReferenceInfo, suite: DetectorSuite, v: StratumVerdict,
+               info: reference.ReferenceInfo, alpha: float, v: StratumVerdict,
                start: datetime, end: datetime) -> None:  # fmt: skip
         with conn.cursor().copy(
             """COPY drift_results (window_id, model_name, model_version, reference_id,
@@ -362,7 +389,7 @@ class Scheduler:
                                 Jsonb(lifecycle.audit_safe({"message": r.message,
                                                          "atypical_ids": list(r.atypical_ids)}))))  # fmt: skip
                 for f in r.features:
-                    drift = f.adjusted_p is not None and f.adjusted_p < suite.config.alpha
+                    drift = f.adjusted_p is not None and f.adjusted_p < alpha
                     copy.write_row((*common, f.feature, f.test, v.kind, v.value,
                                     (Status.DRIFT if drift else Status.OK).value,
                                     _num(f.p_value), _num(f.adjusted_p), _num(f.statistic),
@@ -371,11 +398,11 @@ class Scheduler:
                                     Jsonb(lifecycle.audit_safe(f.as_dict()))))  # fmt: skip
 
     def _onset(self, conn: psycopg.Connection, model: str, info: reference.ReferenceInfo,
-               suite: DetectorSuite, seq: int, kind: str, value: str,
+               suite: DetectorSuite, rules: Rules, seq: int, kind: str, value: str,
                results: list[DriftResult], end: datetime) -> dict[str, Any]:  # fmt: skip
         """The onset of an opening alert: this stratum's events since the window before the
         firing ones, read from the database, dated by a change point (decisions.onset)."""
-        back = max(self.config.policy.open_after, ONSET_LOOKBACK - 1)
+        back = max(rules.policy.open_after, ONSET_LOOKBACK - 1)
         row = conn.execute(
             """SELECT min(window_start) FROM drift_windows
                WHERE reference_id = %s AND seq >= %s AND seq < %s""",

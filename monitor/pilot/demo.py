@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from detectors.false_alarm_budget import FalseAlarmBudget
 from monitor.config import Settings
 from monitor.safeguards import mask_secrets
 from monitor.store import db
@@ -61,7 +62,9 @@ def run_demo(settings: Settings, *, events: int, scenario: str, seed: int, out: 
     # Estimated beside realised performance; a performance alert if harmful (issue 6).
     summary["performance"] = performance_step(url, events=events)
     # A reference on the first part, drift detection, the timeline and alerts (issue 5).
-    summary["drift"] = drift_step(url, list(stored["models"]), events=events)
+    summary["drift"] = drift_step(
+        url, list(stored["models"]), events=events, budget=settings.false_alarm_budget()
+    )
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     print(f"summary: {out / 'summary.json'}")
@@ -160,12 +163,14 @@ def performance_step(database_url: str, *, events: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def drift_step(database_url: str, models: list[str], *, events: int) -> dict[str, Any]:
+def drift_step(
+    database_url: str, models: list[str], *, events: int, budget: FalseAlarmBudget | None = None
+) -> dict[str, Any]:
     """A drift reference per model on the first 40% of the stream (the simulator's scenarios
     start half-way), then detection in windows of a tenth; prints a timeline and the alerts.
 
-    The online detector is left out of the demo: its false alarms are calibrated by the
-    expected run time (2,000 events), which a short demo stream would make a coin toss.
+    The α and persistence are the false-alarm budget's at the stream's volume (the
+    simulator's 2,880 studies a day); the online detector is off, as by default.
     """
     from detectors.drift.suite import SuiteConfig
     from monitor.alerts import incidents, lifecycle
@@ -187,7 +192,8 @@ def drift_step(database_url: str, models: list[str], *, events: int) -> dict[str
             rates = info.calibration.get("false_alarm", {})
             print(f"drift: reference {info.id} for {model}: {info.n_events} events, "
                   f"held-out false-alarm rates {rates}")  # fmt: skip
-    with Scheduler(database_url, DetectionConfig(), actor="radwatch-demo") as scheduler:
+    detection = DetectionConfig(budget=budget or FalseAlarmBudget())
+    with Scheduler(database_url, detection, actor="radwatch-demo") as scheduler:
         run = scheduler.run_once()
     onset_index = events // 2
     for w in run.windows:

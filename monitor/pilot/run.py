@@ -83,8 +83,9 @@ def detection_jobs(
 
     jobs: list[Job] = []
     cleanups: list[Callable[[], None]] = []
-    detection = scheduler.Scheduler(database_url, scheduler.DetectionConfig(),
-                                    actor=f"{settings.actor}-detect")  # fmt: skip
+    detection = scheduler.Scheduler(
+        database_url, scheduler.DetectionConfig(budget=settings.false_alarm_budget()),
+        actor=f"{settings.actor}-detect")  # fmt: skip
 
     def drift_pass() -> object:
         # One active scheduler per deployment (advisory lock): stand by while another

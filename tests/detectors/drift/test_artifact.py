@@ -24,7 +24,7 @@ from detectors.drift.suite import SuiteConfig
 
 ATTRS = ("Manufacturer", "PhotometricInterpretation")
 CONFIG = SuiteConfig(calibration_window=100, calibration_windows=5, min_window=20,
-                     online_ert=200, online_bootstraps=500, online_reference=200,
+                     online=True, online_ert=200, online_bootstraps=500, online_reference=200,
                      online_window_sizes=(10, 30), strata_kinds=("site",))  # fmt: skip
 
 
