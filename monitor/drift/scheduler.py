@@ -42,6 +42,8 @@ SCHEDULER_LOCK = 0x7264_6465_7465_6374  # "rddetect": one active detection sched
 ONLINE_SIGNAL = "online"
 ONLINE_BATCH = 1000
 ONSET_LOOKBACK = 5  # windows searched for the change point when an alert opens
+# The volume moves slowly and measuring it reads four weeks of events: once an hour per model.
+RULES_REFRESH = timedelta(hours=1)
 
 
 class DetectionError(RadwatchError):
@@ -102,6 +104,7 @@ class Scheduler:
         self.actor = actor
         self._lock_conn: psycopg.Connection | None = None
         self._suites: dict[str, tuple[int, reference.ReferenceInfo, DetectorSuite]] = {}
+        self._rules_cache: dict[tuple[str, int], tuple[datetime, Rules]] = {}
 
     def acquire(self) -> bool:
         """Take the scheduler lock on a dedicated connection; False when another holds it."""
@@ -145,7 +148,7 @@ class Scheduler:
                     if loaded is None:
                         continue
                     info, suite = loaded
-                    rules = self._rules(conn, model, suite)
+                    rules = self._rules(conn, model, info, suite)
                     self._online(conn, model, info, suite, rules, run)
                     self._windows(conn, model, info, suite, rules, run)
                 except psycopg.OperationalError:
@@ -195,9 +198,14 @@ class Scheduler:
         self._suites[model] = (info.id, info, suite)
         return info, suite
 
-    def _rules(self, conn: psycopg.Connection, model: str, suite: DetectorSuite) -> Rules:
+    def _rules(self, conn: psycopg.Connection, model: str, info: reference.ReferenceInfo,
+               suite: DetectorSuite) -> Rules:  # fmt: skip
         """The budget's α and persistence for this model at its observed volume (recorded and
         audited when they change), unless the configuration fixes them."""
+        key, now = (model, info.id), datetime.now(UTC)
+        cached = self._rules_cache.get(key)
+        if cached and now - cached[0] < RULES_REFRESH:
+            return cached[1]
         size = self.config.window_size or suite.config.calibration_window
         derived = budget.current(conn, model, self.config.budget, actor=self.actor,
                                  drift_window=size, online=suite.online is not None)  # fmt: skip
@@ -206,7 +214,8 @@ class Scheduler:
         policy = self.config.policy or lifecycle.AlertPolicy(
             open_after=derived.drift.open_after, resolve_after=derived.drift.resolve_after
         )
-        return Rules(alpha, policy)
+        self._rules_cache[key] = (now, Rules(alpha, policy))
+        return self._rules_cache[key][1]
 
     # --- online detectors ----------------------------------------------------------------
 

@@ -56,7 +56,11 @@ def test_detection_runs_with_the_derivation_and_audits_it_once(stream_db, settin
     )  # the stream's reference has the online detector
     with Scheduler(stream_db, DetectionConfig(), actor="test-detect") as scheduler:
         run = scheduler.run_once()
-        scheduler.run_once()  # same volume, same settings: no new derivation
+        scheduler.run_once()
+    with psycopg.connect(stream_db) as conn:  # same volume, same settings: no new row
+        again = budget.current(conn, MODEL, FalseAlarmBudget(), actor="test", drift_window=100,
+                               online=True)  # fmt: skip
+    assert again.settings() == expected.settings()
     assert run.windows
     rows = _derived_rows(stream_db)
     assert len(rows) == 1, rows
@@ -73,7 +77,7 @@ def test_detection_runs_with_the_derivation_and_audits_it_once(stream_db, settin
     ):
         loaded = scheduler._suite(conn, MODEL)
         assert loaded is not None
-        rules = scheduler._rules(conn, MODEL, loaded[1])
+        rules = scheduler._rules(conn, MODEL, *loaded)
     rows = _derived_rows(stream_db)
     assert len(rows) == 2 and rows[1]["previous_settings"] == rows[0]["settings"], rows
     tighter = derive(
