@@ -211,6 +211,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
         RADWATCH_PSEUDONYM_KEY=settings.pseudonym_key or "",
         RADWATCH_BATCH_SIZE=str(settings.batch_size),
         RADWATCH_POLL_TIMEOUT_MS=str(settings.poll_timeout_ms),
+        RADWATCH_BUDGET_INCIDENTS=str(settings.budget_incidents),
+        RADWATCH_BUDGET_DAYS=str(settings.budget_days),
         PYTHONUNBUFFERED="1",
     )
     optional = {"RADWATCH_IMAGE_ROOTS": settings.image_roots,

@@ -110,13 +110,14 @@ def online_ert(
 
 def shown(conn: psycopg.Connection, model: str, budget: FalseAlarmBudget) -> dict[str, Any]:
     """What `radwatch budget show` prints: the derivation detection recorded at its last pass,
-    or (before the first, `derived_at` None) the one it would record now. Reads only."""
+    or (before the first, or when `budget` is not the one it ran with: `derived_at` None) the
+    one it would record now. Reads only."""
     row = conn.execute(
         """SELECT budget, settings, derivation, derived_at FROM false_alarm_budgets
            WHERE model_name = %s""",
         (model,),
     ).fetchone()
-    if row is not None:
+    if row is not None and row[0] == _budget_doc(budget):
         explanation = conn.execute(
             """SELECT detail -> 'explanation' FROM audit_events WHERE action = 'budget.derived'
                  AND entity_id = %s ORDER BY seq DESC LIMIT 1""",

@@ -116,6 +116,8 @@ class AuditAction(StrEnum):
     INCIDENT_ACKNOWLEDGED = "incident.acknowledged"
     INCIDENT_RESOLVED = "incident.resolved"
     BUDGET_DERIVED = "budget.derived"
+    PLAN_APPROVED = "plan.approved"
+    INCIDENT_DECIDED = "incident.decided"
     # monitor.model_status forms these as f"{component}.model_failed|recovered" for each
     # model_status.Component; the catalogue test enumerates that Literal.
     DRIFT_MODEL_FAILED = "drift.model_failed"
@@ -197,6 +199,11 @@ SPECS: Final[Mapping[AuditAction, ActionSpec]] = MappingProxyType({
     # The false-alarm budget's settings for a model (monitor.alerts.budget): derived anew when
     # the volume moves them, a configuration change of the monitor itself.
     A.BUDGET_DERIVED: _spec("U", OK),
+    # A monitoring plan put in force by a named person (monitor.plan.store), with its diff.
+    A.PLAN_APPROVED: _spec("U", OK),
+    # A person's decision on a stop rule's "suspend use recommended" (EU AI Act Art. 26):
+    # the decision is the outcome.
+    A.INCIDENT_DECIDED: _spec("U", {"suspend": SUCCESS, "continue": SUCCESS}),
     A.DRIFT_MODEL_FAILED: _MODEL_FAILED,
     A.DRIFT_MODEL_RECOVERED: _MODEL_RECOVERED,
     A.PERFORMANCE_MODEL_FAILED: _MODEL_FAILED,

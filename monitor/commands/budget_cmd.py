@@ -27,13 +27,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _show(args: argparse.Namespace, settings: Settings) -> int:
-    from monitor.alerts import budget
+    from monitor.reports import plan_summary
     from monitor.services.runtime import resolve_endpoints
     from monitor.store import db
 
     url = resolve_endpoints(settings, read_only=True, broker=False).database_url
     with db.connect(url) as conn:
-        doc = budget.shown(conn, args.model, settings.false_alarm_budget())
+        # The budget in force: the approved monitoring plan's, else the settings'.
+        doc = plan_summary.shown(conn, args.model, settings).derived
     if args.json:
         print(json.dumps(doc, indent=2, default=str))
         return 0

@@ -29,9 +29,10 @@ from detectors.drift.results import DriftResult, Status
 from detectors.drift.suite import DetectorSuite, StratumVerdict
 from detectors.false_alarm_budget import FalseAlarmBudget
 from monitor import model_status
-from monitor.alerts import budget, lifecycle
+from monitor.alerts import lifecycle
 from monitor.audit import trail
 from monitor.drift import decisions, reference
+from monitor.drift.rules import RuleBook, Rules
 from monitor.drift.windows import EventRow, WindowSpec, fetch_events, next_window, to_sample
 from monitor.errors import RadwatchError
 from monitor.store import db
@@ -42,8 +43,6 @@ SCHEDULER_LOCK = 0x7264_6465_7465_6374  # "rddetect": one active detection sched
 ONLINE_SIGNAL = "online"
 ONLINE_BATCH = 1000
 ONSET_LOOKBACK = 5  # windows searched for the change point when an alert opens
-# The volume moves slowly and measuring it reads four weeks of events: once an hour per model.
-RULES_REFRESH = timedelta(hours=1)
 
 
 class DetectionError(RadwatchError):
@@ -55,7 +54,8 @@ class DetectionConfig:
     max_span: timedelta = timedelta(days=7)
     window_size: int | None = None  # None: the reference's calibration window size
     # The false-alarm budget sets each model's α and persistence at its observed volume
-    # (monitor/alerts/budget.py); `alpha` / `policy` given here override it (tests, a replay).
+    # (monitor/drift/rules.py): an approved monitoring plan's budget, else this one (the
+    # settings'); `alpha` / `policy` given here override it (tests, a replay).
     budget: FalseAlarmBudget = field(default_factory=FalseAlarmBudget)
     alpha: float | None = None
     policy: lifecycle.AlertPolicy | None = None
@@ -64,14 +64,6 @@ class DetectionConfig:
     # Events later than now + this are not fed to the online detector yet (see _online); the
     # collector's own bound (event_max_future_hours) refuses them at the edge too.
     future_tolerance: timedelta = timedelta(hours=24)
-
-
-@dataclass(frozen=True)
-class Rules:
-    """What one model's windows are judged with this pass: the budget's α and persistence."""
-
-    alpha: float
-    policy: lifecycle.AlertPolicy
 
 
 @dataclass(frozen=True)
@@ -104,7 +96,8 @@ class Scheduler:
         self.actor = actor
         self._lock_conn: psycopg.Connection | None = None
         self._suites: dict[str, tuple[int, reference.ReferenceInfo, DetectorSuite]] = {}
-        self._rules_cache: dict[tuple[str, int], tuple[datetime, Rules]] = {}
+        self.rules = RuleBook(self.config.budget, actor, window=self.config.window_size,
+                              alpha=self.config.alpha, policy=self.config.policy)  # fmt: skip
 
     def acquire(self) -> bool:
         """Take the scheduler lock on a dedicated connection; False when another holds it."""
@@ -148,7 +141,7 @@ class Scheduler:
                     if loaded is None:
                         continue
                     info, suite = loaded
-                    rules = self._rules(conn, model, info, suite)
+                    rules = self.rules.for_model(conn, model, info.id, suite)
                     self._online(conn, model, info, suite, rules, run)
                     self._windows(conn, model, info, suite, rules, run)
                 except psycopg.OperationalError:
@@ -197,25 +190,6 @@ class Scheduler:
                 suite.online.load_state(bytes(state[0]))
         self._suites[model] = (info.id, info, suite)
         return info, suite
-
-    def _rules(self, conn: psycopg.Connection, model: str, info: reference.ReferenceInfo,
-               suite: DetectorSuite) -> Rules:  # fmt: skip
-        """The budget's α and persistence for this model at its observed volume (recorded and
-        audited when they change), unless the configuration fixes them."""
-        key, now = (model, info.id), datetime.now(UTC)
-        cached = self._rules_cache.get(key)
-        if cached and now - cached[0] < RULES_REFRESH:
-            return cached[1]
-        size = self.config.window_size or suite.config.calibration_window
-        derived = budget.current(conn, model, self.config.budget, actor=self.actor,
-                                 drift_window=size, online=suite.online is not None)  # fmt: skip
-        conn.commit()
-        alpha = self.config.alpha if self.config.alpha is not None else derived.drift.alpha
-        policy = self.config.policy or lifecycle.AlertPolicy(
-            open_after=derived.drift.open_after, resolve_after=derived.drift.resolve_after
-        )
-        self._rules_cache[key] = (now, Rules(alpha, policy))
-        return self._rules_cache[key][1]
 
     # --- online detectors ----------------------------------------------------------------
 
@@ -287,7 +261,7 @@ class Scheduler:
 
     def _windows(self, conn: psycopg.Connection, model: str, info: reference.ReferenceInfo,
                  suite: DetectorSuite, rules: Rules, run: DetectionRun) -> None:  # fmt: skip
-        size = self.config.window_size or suite.config.calibration_window
+        size = rules.window
         spec = WindowSpec(size=size, max_span=self.config.max_span)
         while True:
             cur = conn.execute(

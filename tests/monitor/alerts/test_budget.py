@@ -77,7 +77,7 @@ def test_detection_runs_with_the_derivation_and_audits_it_once(stream_db, settin
     ):
         loaded = scheduler._suite(conn, MODEL)
         assert loaded is not None
-        rules = scheduler._rules(conn, MODEL, *loaded)
+        rules = scheduler.rules.for_model(conn, MODEL, loaded[0].id, loaded[1])
     rows = _derived_rows(stream_db)
     assert len(rows) == 2 and rows[1]["previous_settings"] == rows[0]["settings"], rows
     tighter = derive(
@@ -92,6 +92,8 @@ def test_detection_runs_with_the_derivation_and_audits_it_once(stream_db, settin
         expected.drift.open_after,
     )
 
+    # The command shows the budget in force: the settings' here (no plan approved).
+    settings = settings.replace(budget_days=3650.0)
     shown = json.loads(run_radwatch(settings, "budget", "show", "--model", MODEL,
                                     "--json").stdout)  # fmt: skip
     assert shown["budget"] == {"incidents": 1, "days": 3650}
