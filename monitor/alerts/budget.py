@@ -20,6 +20,8 @@ from psycopg.types.json import Jsonb
 
 from detectors.false_alarm_budget import Derivation, FalseAlarmBudget, Volume, derive
 from monitor.audit import trail
+from monitor.plan import store
+from monitor.plan.document import Budget
 
 # The volume is the model's last four weeks of event time, so a replay or backfill is
 # measured at its own pace, not at the pace it was loaded.
@@ -96,6 +98,28 @@ def current(
                              "previous_settings": prev[1] if prev else None,
                              "explanation": found.lines()})  # fmt: skip
     return found
+
+
+def in_force(conn: psycopg.Connection, model: str, fallback: FalseAlarmBudget) -> FalseAlarmBudget:
+    """The budget in force: the approved monitoring plan's, else `fallback` (the settings')."""
+    b = store.in_force(conn, model, budget=Budget(incidents=fallback.incidents,
+                                                  days=fallback.days)).plan.false_alarm_budget  # fmt: skip
+    return FalseAlarmBudget(b.incidents, b.days)
+
+
+def settings_for(
+    conn: psycopg.Connection, model: str, fallback: FalseAlarmBudget
+) -> dict[str, Any]:
+    """What the budget in force sets (Derivation.settings): the derivation detection recorded
+    for it, else one derived now at the observed volume (not recorded: the drift scheduler,
+    which knows the window, records it). The performance watch runs with this."""
+    found = in_force(conn, model, fallback)
+    row = conn.execute(
+        "SELECT budget, settings FROM false_alarm_budgets WHERE model_name = %s", (model,)
+    ).fetchone()
+    if row is not None and row[0] == _budget_doc(found):
+        return dict(row[1])
+    return _jsonable(derive(found, observed_volume(conn, model)).settings())
 
 
 def online_ert(

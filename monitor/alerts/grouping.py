@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from monitor.plan.document import RECOMMENDED_ACTIONS, SHIFT_TYPES  # noqa: F401 (the types it infers)
+
 ALL = ("all", "all")
 POPULATION_KINDS = frozenset({"view", "sex", "age_band"})
-SHIFT_TYPES = ("acquisition", "population", "prevalence", "integration", "performance",
-               "unknown")  # fmt: skip
 
 # Onsets are change points dated within about one window of the truth (tests/monitor/drift/
 # test_scheduler.py), so two alerts of one shift can differ by up to two windows: the tolerance
@@ -47,32 +47,15 @@ GEOMETRY_FEATURES = frozenset({"rows", "columns", "spacing_row_mm", "spacing_col
 IMAGE_SIGNALS = frozenset({"image_quality", "image_embedding"})  # the pixels themselves
 OUTPUT_SIGNALS = frozenset({"scores", "model_embedding"})  # what the model made of them
 PERFORMANCE = "performance"
+# The windowed test's alerts and the sequential channel's (monitor/performance/sequential.py).
+PERFORMANCE_SIGNALS = frozenset({PERFORMANCE, "performance_cusum"})
 INPUT_KINDS = ("acquisition", "population", "integration")  # what a finding can say of inputs
 MATERIAL_P = 1e-3  # evidence that names an input shift (adjusted p), see shift_type
-
-# The default recommended action per shift type. The post-market monitoring plan (the issue
-# after 15) will override this table; until then it is the documented default.
-RECOMMENDED_ACTIONS: Mapping[str, str] = {
-    "acquisition": "Confirm the device, software or protocol change with the modality's owner; "
-    "check the model's performance there on labelled studies; rebuild the reference once the "
-    "change is validated, or suspend the model for that stratum if performance dropped.",
-    "population": "Check whether the new patient or view mix is intended and within the model's "
-    "indications; route out-of-scope studies (children, lateral views) away from the model.",
-    "prevalence": "Confirm the case-mix change with the clinical lead (e.g. a screening "
-    "programme); sensitivity and specificity should hold but positive predictive value moves: "
-    "review the operating threshold and the reading workflow.",
-    "integration": "Check the integration pipeline (MONOCHROME1 handling, missing DICOM tags, "
-    "routing, the feed); stop sending the affected studies to the model until it is fixed.",
-    "performance": "Review the discrepant studies with the radiologists; consider suspending the "
-    "model for the affected stratum (EU AI Act Art. 26) and inform the manufacturer.",
-    "unknown": "Review the alerts' evidence and the most atypical studies, then acknowledge the "
-    "incident with what was found.",
-}
 
 _READABLE = {"acquisition": "acquisition tags", "image_quality": "image quality",
              "image_embedding": "images", "model_embedding": "model embeddings",
              "scores": "scores", "online": "the online detector",
-             PERFORMANCE: "performance"}  # fmt: skip
+             PERFORMANCE: "performance", "performance_cusum": "performance"}  # fmt: skip
 _MEDIAN = re.compile(r"median\s+(-?[\d.]+(?:e-?\d+)?)")
 
 
@@ -195,7 +178,7 @@ def shift_type(members: Sequence[AlertFacts], root: tuple[str, str] = ALL) -> st
     signals = {m.signal for m in members}
     if any(m.signal in IMAGE_SIGNALS and _best_p(m.details) <= MATERIAL_P for m in members):
         return "acquisition" if root[0] in ("site", "scanner") else "unknown"
-    if PERFORMANCE in signals:
+    if signals & PERFORMANCE_SIGNALS:
         return "performance"
     if "scores" in signals:
         return "prevalence"
@@ -281,7 +264,7 @@ def _evidence(at_root: Sequence[AlertFacts], members: Sequence[AlertFacts],
             out.append(text)
     out = out[:limit]
     for m in at_root:
-        if m.signal == PERFORMANCE:
+        if m.signal in PERFORMANCE_SIGNALS:
             out += _performance(m.details)
     if not out:
         for m in at_root:
@@ -291,6 +274,8 @@ def _evidence(at_root: Sequence[AlertFacts], members: Sequence[AlertFacts],
 
 
 def _performance(details: Mapping[str, Any]) -> list[str]:
+    if details.get("method") == "cusum":  # a CUSUM alarm carries its own one-line reading
+        return [str(details["summary"])] if details.get("summary") else []
     out = []
     findings = details.get("findings") or {}
     for name in details.get("degraded_findings") or []:

@@ -24,7 +24,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from monitor.alerts import grouping
+from monitor.alerts import governance, grouping
 from monitor.audit import trail
 from monitor.errors import RadwatchError
 
@@ -58,6 +58,13 @@ class Incident:
     resolved_by: str | None
     resolved_at: datetime | None
     resolved_note: str | None
+    plan_clause: str | None  # the monitoring plan's clause it fired under (None: before 0011)
+    plan_version: str | None
+    stop_rule: str | None  # a plan stop rule that holds: suspend use recommended
+    decision: str | None  # suspend | continue, the governance decision on it
+    decided_by: str | None
+    decided_at: datetime | None
+    decision_reason: str | None
     alerts: tuple[int, ...]
 
     def as_dict(self) -> dict[str, Any]:
@@ -76,7 +83,15 @@ def format_incident(i: Incident) -> str:
         f" · onset {onset} · alerts {', '.join(f'#{a}' for a in i.alerts) or '-'}",
         f"    {i.summary}",
         f"    recommended: {i.recommended_action}",
+        f"    plan: {i.plan_clause or '-'} (plan {i.plan_version or '-'})",
     ]
+    if i.stop_rule and not i.decision:
+        lines.append(f"    SUSPEND USE RECOMMENDED: stop rule {i.stop_rule} holds; record the "
+                     f"decision: radwatch incidents decide {i.id} --decision suspend|continue "
+                     "--by WHO --reason TEXT")  # fmt: skip
+    elif i.stop_rule:
+        lines.append(f"    stop rule {i.stop_rule}: {i.decision} (decided by {i.decided_by}: "
+                     f"{i.decision_reason})")  # fmt: skip
     if i.acknowledged_by:
         lines.append(f"    acknowledged by {i.acknowledged_by}: {i.acknowledged_note}")
     if i.resolved_by:
@@ -107,37 +122,47 @@ def attach(conn: psycopg.Connection, alert_id: int, *, actor: str) -> int:
         pick = grouping.choose(alert, [members[i] for i in active], sites_of)
         if pick is None:
             found = grouping.assess([alert], sites_of)
+            plan = governance.terms(conn, alert.model, found.shift_type)
             incident_id = int(conn.execute(
                 """INSERT INTO incidents (model_name, state, root_cause_kind, root_cause_value,
-                       root_cause, shift_type, summary, recommended_action, onset, details)
-                   VALUES (%s, 'open', %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id""",
+                       root_cause, shift_type, summary, recommended_action, onset, details,
+                       plan_clause, plan_version)
+                   VALUES (%s, 'open', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id""",
                 (alert.model, found.root_kind, found.root_value, found.root_cause,
-                 found.shift_type, found.summary, found.recommended_action, found.onset,
-                 Jsonb(_detail(found, [alert]))),
+                 found.shift_type, found.summary, plan.action, found.onset,
+                 Jsonb(_detail(found, [alert], plan)), plan.clause, plan.plan_version),
             ).fetchone()[0])  # type: ignore[index]  # fmt: skip
             _link(conn, alert_id, incident_id)
             trail.record(conn, actor=actor, action="incident.opened", entity_type="incident",
                          entity_id=str(incident_id), outcome=OPEN,
                          refs=_refs(alert.model, found.root_cause, [alert_id]),
-                         detail=_detail(found, [alert]))  # fmt: skip
+                         detail=_detail(found, [alert], plan))  # fmt: skip
+            if plan.stop_rule:
+                governance.hold_stop_rule(conn, incident_id, plan.stop_rule, actor=actor,
+                                          model=alert.model, why=plan.clause)  # fmt: skip
             return incident_id
         incident_id = active[pick]
         group = [*members[incident_id], alert]
         found = grouping.assess(group, sites_of)
+        plan = governance.terms(conn, alert.model, found.shift_type)
         _link(conn, alert_id, incident_id)
         state = conn.execute(
             """UPDATE incidents SET root_cause_kind = %s, root_cause_value = %s,
                    root_cause = %s, shift_type = %s, summary = %s, recommended_action = %s,
-                   onset = %s, details = %s, updated_at = now() WHERE id = %s RETURNING state""",
+                   onset = %s, details = %s, plan_clause = %s, plan_version = %s,
+                   updated_at = now() WHERE id = %s RETURNING state""",
             (found.root_kind, found.root_value, found.root_cause, found.shift_type,
-             found.summary, found.recommended_action, found.onset,
-             Jsonb(_detail(found, group)), incident_id),
+             found.summary, plan.action, found.onset, Jsonb(_detail(found, group, plan)),
+             plan.clause, plan.plan_version, incident_id),
         ).fetchone()[0]  # type: ignore[index]  # fmt: skip
+        outcome = ACKNOWLEDGED if state == ACKNOWLEDGED else OPEN
         trail.record(conn, actor=actor, action="incident.updated", entity_type="incident",
-                     entity_id=str(incident_id),
-                     outcome=ACKNOWLEDGED if state == ACKNOWLEDGED else OPEN,
+                     entity_id=str(incident_id), outcome=outcome,
                      refs=_refs(alert.model, found.root_cause, [m.id for m in group]),
-                     detail={**_detail(found, group), "joined_alert": alert_id})  # fmt: skip
+                     detail={**_detail(found, group, plan), "joined_alert": alert_id})  # fmt: skip
+        if plan.stop_rule:
+            governance.hold_stop_rule(conn, incident_id, plan.stop_rule, actor=actor,
+                                      model=alert.model, why=plan.clause, state=outcome)  # fmt: skip
         return incident_id
 
 
@@ -243,7 +268,8 @@ def resolve(conn: psycopg.Connection, incident_id: int, *, by: str, note: str) -
 _COLUMNS = """i.id, i.model_name, i.state, i.root_cause_kind, i.root_cause_value, i.root_cause,
     i.shift_type, i.summary, i.recommended_action, i.onset, i.opened_at, i.updated_at,
     i.acknowledged_by, i.acknowledged_at, i.acknowledged_note, i.resolved_by, i.resolved_at,
-    i.resolved_note,
+    i.resolved_note, i.plan_clause, i.plan_version, i.stop_rule, i.decision, i.decided_by,
+    i.decided_at, i.decision_reason,
     ARRAY(SELECT a.id FROM alerts a WHERE a.incident_id = i.id ORDER BY a.id)"""
 
 
@@ -353,9 +379,12 @@ def _who(by: str) -> str:
     return by.strip()
 
 
-def _detail(found: grouping.Assessment, group: Sequence[grouping.AlertFacts]) -> dict[str, Any]:
+def _detail(found: grouping.Assessment, group: Sequence[grouping.AlertFacts],
+            plan: governance.Terms) -> dict[str, Any]:  # fmt: skip
     return {"root_cause": found.root_cause, "shift_type": found.shift_type,
             "summary": found.summary, "onset": found.onset.isoformat(),
+            "plan_clause": plan.clause, "plan_version": plan.plan_version, "owner": plan.owner,
+            "severity": plan.severity,
             "alerts": [{"id": m.id, "stratum": f"{m.stratum_kind}={m.stratum_value}",
                         "signal": m.signal} for m in group]}  # fmt: skip
 

@@ -1,4 +1,4 @@
-"""`radwatch incidents list [--json] [--all] | ack ID --by WHO --note TEXT | resolve ID ...`.
+"""`radwatch incidents list [--json] [--all] | ack|resolve ID --by WHO --note TEXT | decide ID ...`.
 
 The QA team's edge of monitor/alerts/incidents.py: one incident per root cause, its shift type
 and recommended action; acknowledging or resolving it acts on its alerts too (each audited).
@@ -32,6 +32,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="who (a person's pseudonymous handle)")  # fmt: skip
         p.add_argument("--note", required=True)
         p.set_defaults(handler=_act, act=name)
+    decide = actions.add_parser(
+        "decide", help="record the decision on an incident whose plan stop rule holds",
+        description="Example: radwatch incidents decide 3 --decision suspend --by ai.governance "
+                    "--reason 'inverted images from the new PACS router'",
+    )  # fmt: skip
+    decide.add_argument("id", type=positive_int)
+    decide.add_argument("--decision", required=True, choices=("suspend", "continue"))
+    decide.add_argument("--by", required=True, type=someone, help="who decides")
+    decide.add_argument("--reason", required=True)
+    decide.set_defaults(handler=_decide)
 
 
 def someone(text: str) -> str:
@@ -78,4 +88,18 @@ def _act(args: argparse.Namespace, settings: Settings) -> int:
         except incidents.IncidentError as exc:
             raise UsageError(str(exc)) from exc
     print(f"incident {incident.id} is now {incident.state} ({len(incident.alerts)} alerts)")
+    return 0
+
+
+def _decide(args: argparse.Namespace, settings: Settings) -> int:
+    from monitor.alerts import governance
+    from monitor.errors import UsageError
+
+    with _conn(settings) as conn:
+        try:
+            governance.decide(conn, args.id, decision=args.decision, by=args.by,
+                              reason=args.reason)  # fmt: skip
+        except governance.DecisionError as exc:
+            raise UsageError(str(exc)) from exc
+    print(f"incident {args.id}: decision '{args.decision}' recorded for {args.by}")
     return 0

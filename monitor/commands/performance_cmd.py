@@ -9,6 +9,7 @@ reference is the model's frozen drift reference unless `--reference-size` asks f
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 from monitor.commands.arguments import positive_float, positive_int
@@ -29,8 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="the model's first N inferences form the reference (default: the "
                         "model's frozen drift reference, `radwatch reference build`; the first "
                         "1000 inferences when it has none)")  # fmt: skip
-    parser.add_argument("--alpha", type=positive_float, default=0.05,
-                        help="per-window false-alarm rate of the degradation tests")  # fmt: skip
+    parser.add_argument("--alpha", type=positive_float, default=None,
+                        help="per-window false-alarm rate of the degradation tests (default: "
+                        "the false-alarm budget's, `radwatch budget show`)")  # fmt: skip
     parser.add_argument("--no-alerts", action="store_true",
                         help="evaluate and store, but do not feed the alert lifecycle")  # fmt: skip
     parser.set_defaults(handler=_performance)
@@ -46,16 +48,19 @@ def _performance(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.window < 10 or (args.reference_size is not None and args.reference_size < 10):
         raise UsageError("--window and --reference-size must be at least 10")
-    if not args.alpha < 1:
+    if args.alpha is not None and not args.alpha < 1:
         raise UsageError("--alpha must be between 0 and 1")
     # It stores evaluations and feeds alerts, but only about data already collected: like
     # the read-only commands it starts nothing and migrates nothing.
     endpoints = resolve_endpoints(settings, read_only=True, broker=False)
     config = PerformanceConfig(window=args.window, period=args.period,
-                               reference_size=args.reference_size, alpha=args.alpha)  # fmt: skip
+                               reference_size=args.reference_size)  # fmt: skip
+    if args.alpha is not None:  # asked for: this α, the default persistence, no budget
+        config = dataclasses.replace(config, alpha=args.alpha, budgeted=False)
     with db.connect(endpoints.database_url) as conn:
         try:
-            reports = run(conn, model=args.model, config=config, alert=not args.no_alerts)
+            reports = run(conn, model=args.model, config=config, alert=not args.no_alerts,
+                          fallback=settings.false_alarm_budget())
         except PerformanceWatchError as exc:
             raise UsageError(str(exc)) from exc
     if args.json:

@@ -50,6 +50,8 @@ ALERTS_OPEN = f"{PREFIX}_alerts_open"  # open/acknowledged alerts by model, kind
 # 1 per open or acknowledged incident (the notifying rules read this; resolved ones vanish)
 INCIDENT_OPEN = f"{PREFIX}_incident_open"
 ALERTS_WITHOUT_INCIDENT = f"{PREFIX}_alerts_without_incident"  # open alerts not yet grouped
+# 1 per incident where a stop rule of the monitoring plan holds and nobody has decided yet
+SUSPEND_RECOMMENDED = f"{PREFIX}_suspend_recommended"
 MODEL_STATUS = f"{PREFIX}_model_status"  # 1 for the model's current status, 0 for the others
 MODEL_PASS_ERRORS = f"{PREFIX}_model_pass_errors"  # counter (_total): failed passes per model
 MODEL_PASS_FAILING = f"{PREFIX}_model_pass_failing"  # 1 while a model's latest pass failed

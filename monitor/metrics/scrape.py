@@ -341,7 +341,19 @@ def incidents_section(conn: psycopg.Connection) -> list[_Family]:
            WHERE state <> 'resolved' AND incident_id IS NULL GROUP BY model_name"""
     ).fetchall():
         ungrouped.add((model,), n)
-    return [open_, ungrouped]
+    # A stop rule held and nobody decided yet: RadwatchSuspendRecommended pages the
+    # governance group (the rule id is a plan slug, `[a-z0-9-]`, bounded like the rest).
+    suspend = _Family(names.SUSPEND_RECOMMENDED, "1 per incident whose plan stop rule holds "
+                      "and awaits a decision (suspend or continue).",
+                      ("model", "incident", "stop_rule"), summed=True)  # fmt: skip
+    for n, (model, incident, rule) in enumerate(conn.execute(
+        """SELECT model_name, id, stop_rule FROM incidents WHERE state <> 'resolved'
+             AND stop_rule IS NOT NULL AND decision IS NULL ORDER BY opened_at, id"""
+    ).fetchall()):  # fmt: skip
+        if n >= names.MAX_VALUES_PER_LABEL:
+            incident, rule = OTHER, OTHER
+        suspend.add((model, incident, rule), 1)
+    return [open_, ungrouped, suspend]
 
 
 def health_section(conn: psycopg.Connection) -> list[_Family]:

@@ -72,6 +72,10 @@ class PerformanceConfig:
     reference_size: int | None = None
     reference: ReferenceChoice | None = None
     alpha: float = 0.05  # per-window family-wise false-alarm rate, all strata and metrics
+    # True: the watch takes α, the persistence and the CUSUM's ARL0 from the false-alarm
+    # budget in force (monitor/alerts/budget.py); False: these fields as given.
+    budgeted: bool = True
+    open_after: int = 2  # consecutive degraded windows before an alert opens
     # A drop smaller than this is not worth an alert; it also absorbs a reference that
     # happened to look a little better than the model really is.
     margin: float = 0.02
@@ -82,6 +86,16 @@ class PerformanceConfig:
     strata: tuple[str, ...] = STRATUM_KINDS
     cbpe_draws: int = 400
     seed: int = 0
+    # The sequential channel (monitor/performance/sequential.py): Bernoulli CUSUMs of the
+    # AI-vs-label discrepancy, misses and false calls, read in label-arrival order.
+    cusum: bool = True
+    # Labelled studies between false alarms of the CUSUM channel as a whole (all its charts);
+    # detectors/false_alarm_budget.py `derive(...).cusum_arl0` states it from the budget.
+    cusum_arl0: float = 50_400.0
+    # The rise each chart is designed to catch: the rate doubles. Mayo Clinic's PE-AI monitor
+    # (J Am Coll Radiol 2025) saw a 2-3% specificity drop raise AI-vs-radiologist
+    # discrepancies 2-3-fold.
+    cusum_ratio: float = 2.0
 
     def window_kind(self) -> str:
         return self.period if self.period else f"count:{self.window}"
@@ -183,7 +197,7 @@ def make_windows(studies: Sequence[Study], config: PerformanceConfig) -> list[Wi
 # --- evaluation --------------------------------------------------------------------------
 
 
-def _binary_label(labels: dict[str, Any] | None, finding: str) -> int | None:
+def binary_label(labels: dict[str, Any] | None, finding: str) -> int | None:
     if not labels or finding not in labels:
         return None
     value = labels[finding]
@@ -204,7 +218,7 @@ def _arrays(studies: Iterable[Study], finding: str):
         thr = st.thresholds.get(finding, 0.5)
         s_all.append(st.scores[finding])
         t_all.append(thr)
-        y = _binary_label(st.labels, finding)
+        y = binary_label(st.labels, finding)
         if y is not None:
             y_l.append(y)
             s_l.append(st.scores[finding])
@@ -283,11 +297,11 @@ def _evaluate_window(
     for finding in findings:
         for kind in config.strata:
             rows = [s for s in window.studies if finding in s.scores
-                    and _binary_label(s.labels, finding) is not None]  # fmt: skip
+                    and binary_label(s.labels, finding) is not None]  # fmt: skip
             if not rows:
                 continue
             tables.append(subgroup_table(
-                [int(_binary_label(s.labels, finding) or 0) for s in rows],
+                [int(binary_label(s.labels, finding) or 0) for s in rows],
                 [s.scores[finding] for s in rows], [s.strata[kind] for s in rows],
                 _deployed_threshold(np.array([s.thresholds.get(finding, 0.5) for s in rows])),
                 kind=kind, finding=finding, alpha=config.subgroup_alpha,

@@ -4,29 +4,36 @@ Between PostgreSQL (inferences, labels) and the alert lifecycle: labels are join
 inferences by (model, study pseudonym) whatever the arrival order (the `current_labels`
 view keeps the latest read, `label_corrections` records changed reads); the joined studies
 go to the pure evaluation (monitor/performance/evaluation.py), its results are upserted into
-`performance_results`, and completed windows feed `performance` alerts.
+`performance_results`, and completed windows feed `performance` alerts; the sequential channel
+(monitor/performance/sequential.py: CUSUMs in label-arrival order) feeds `performance_cusum`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
+from datetime import datetime
+from functools import partial
 from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
 
 from detectors.drift.results import Status
+from detectors.false_alarm_budget import FalseAlarmBudget
 from monitor import model_status
-from monitor.alerts import lifecycle
+from monitor.alerts import budget, lifecycle
 from monitor.audit import trail
+from monitor.performance import sequential
 from monitor.performance.evaluation import (
+    ALL,
     ModelReport,
     PerformanceConfig,
     PerformanceWatchError,
     ReferenceChoice,
     Study,
+    Window,
     WindowReport,
     evaluate_model,
     reference_hash,
@@ -225,46 +232,96 @@ def observe_alerts(
     *,
     actor: str = ACTOR,
     observer: AlertObserver | None = None,
+    open_after: int = 2,
 ) -> list[Any]:
-    """Feed each newly decidable window, in order, to the alert lifecycle; once per window."""
-    observe = observer or lifecycle.observe
+    """Feed each newly decidable window, in order, to the alert lifecycle; once per window;
+    an alert opens after `open_after` consecutive degraded windows (the budget's)."""
+    policy = lifecycle.AlertPolicy(open_after=open_after)
     changes = []
     for wr, (kind, value), firing, details in window_decisions(report):
         w = wr.window
-        with conn.transaction():
-            # Once per window, by time: a rebuilt reference renumbers the windows after it,
-            # so an index says nothing across rebuilds, but a window that ends no later than
-            # one already judged was judged (and its alert fed) before.
-            last = conn.execute(
-                """SELECT max(window_end) FROM performance_observations
-                   WHERE model_name = %s AND stratum_kind = %s AND stratum_value = %s
-                     AND window_kind = %s""",
-                (report.model, kind, value, w.kind),
-            ).fetchone()
-            if last and last[0] is not None and last[0] >= w.end:
-                continue
-            details = lifecycle.audit_safe(details)  # jsonb rejects NaN
-            conn.execute(
-                """INSERT INTO performance_observations (model_name, stratum_kind, stratum_value,
-                       window_kind, window_index, window_end, firing, details)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
-                   ON CONFLICT (model_name, stratum_kind, stratum_value, window_kind,
-                                window_index)
-                   DO UPDATE SET window_end = EXCLUDED.window_end, firing = EXCLUDED.firing,
-                       details = EXCLUDED.details, observed_at = now()""",
-                (report.model, kind, value, w.kind, w.index, w.end, firing, Jsonb(details)),
-            )
-            trail.record(conn, actor=actor, action="performance.window",
-                         entity_type="performance_window",
-                         entity_id=f"{report.model}/{w.kind}/{w.index}/{kind}={value}",
-                         outcome="degraded" if firing else "ok", refs={"model": report.model},
-                         detail=details)  # fmt: skip
-            change = observe(conn, model=report.model, stratum_kind=kind, stratum_value=value,
-                             signal=SIGNAL, firing=firing, details=details, window_end=w.end,
-                             actor=actor)  # fmt: skip
-            if change is not None:
-                changes.append(change)
+        change = _observe(conn, report.model, (kind, value), w.kind, w.index, w.end, firing,
+                          details, signal=SIGNAL, actor=actor, observer=observer,
+                          policy=policy)  # fmt: skip
+        if change is not None:
+            changes.append(change)
     return changes
+
+
+def observe_cusum(
+    conn: psycopg.Connection,
+    model: str,
+    seq: sequential.SequentialReport,
+    windows: Sequence[Window],
+    *,
+    actor: str = ACTOR,
+    observer: AlertObserver | None = None,
+) -> list[Any]:
+    """Feed the CUSUM channel's decided spans to the lifecycle as `performance_cusum` (whole
+    model), once per span. A CUSUM alarm is already its own persistence (its limit is set for
+    the ARL0), so one firing span opens the alert (`immediate`); quiet spans resolve it by
+    the usual hysteresis. The alert's onset is the chart's last reset before it crossed."""
+    changes = []
+    for span in sequential.decisions(seq, windows):
+        change = _observe(conn, model, ALL, sequential.WINDOW_KIND, span.index, span.end,
+                          span.firing, span.details, signal=sequential.SIGNAL, actor=actor,
+                          observer=observer, immediate=True,
+                          enrich=partial(dict, onset=span.onset) if span.onset else None)  # fmt: skip
+        if change is not None:
+            changes.append(change)
+    return changes
+
+
+def _observe(
+    conn: psycopg.Connection,
+    model: str,
+    stratum: tuple[str, str],
+    window_kind: str,
+    index: int,
+    end: datetime,
+    firing: bool,
+    details: dict[str, Any],
+    *,
+    signal: str,
+    actor: str,
+    observer: AlertObserver | None,
+    **extra: Any,
+) -> Any:
+    """One window's decision for one stratum: recorded, audited and fed to the lifecycle, unless
+    a window of this kind ending no earlier was judged already (None then)."""
+    observe = observer or lifecycle.observe
+    kind, value = stratum
+    with conn.transaction():
+        # Once per window, by time: a rebuilt reference renumbers the windows after it,
+        # so an index says nothing across rebuilds, but a window that ends no later than
+        # one already judged was judged (and its alert fed) before.
+        last = conn.execute(
+            """SELECT max(window_end) FROM performance_observations
+               WHERE model_name = %s AND stratum_kind = %s AND stratum_value = %s
+                 AND window_kind = %s""",
+            (model, kind, value, window_kind),
+        ).fetchone()
+        if last and last[0] is not None and last[0] >= end:
+            return None
+        details = lifecycle.audit_safe(details)  # jsonb rejects NaN
+        conn.execute(
+            """INSERT INTO performance_observations (model_name, stratum_kind, stratum_value,
+                   window_kind, window_index, window_end, firing, details)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+               ON CONFLICT (model_name, stratum_kind, stratum_value, window_kind,
+                            window_index)
+               DO UPDATE SET window_end = EXCLUDED.window_end, firing = EXCLUDED.firing,
+                   details = EXCLUDED.details, observed_at = now()""",
+            (model, kind, value, window_kind, index, end, firing, Jsonb(details)),
+        )
+        trail.record(conn, actor=actor, action="performance.window",
+                     entity_type="performance_window",
+                     entity_id=f"{model}/{window_kind}/{index}/{kind}={value}",
+                     outcome="degraded" if firing else "ok", refs={"model": model},
+                     detail=details)  # fmt: skip
+        return observe(conn, model=model, stratum_kind=kind, stratum_value=value,
+                       signal=signal, firing=firing, details=details, window_end=end,
+                       actor=actor, **extra)  # fmt: skip
 
 
 def run(
@@ -275,6 +332,7 @@ def run(
     actor: str = ACTOR,
     alert: bool = True,
     observer: AlertObserver | None = None,
+    fallback: FalseAlarmBudget | None = None,
 ) -> list[ModelReport]:
     """The performance watch for one model or all: corrections, evaluate, store, alert.
 
@@ -282,13 +340,14 @@ def run(
     reported by `radwatch performance`), not an error for the others.
     """
     config = config or PerformanceConfig()
+    fallback = fallback or FalseAlarmBudget()
     sync_label_corrections(conn, actor=actor)
     names = [model] if model else models(conn)
     reports = []
     for name in names:
         try:
-            found = _run_model(conn, name, config, actor=actor, alert=alert, observer=observer,
-                               asked=model is not None)  # fmt: skip
+            found = _run_model(conn, name, _budgeted(conn, name, config, fallback), actor=actor,
+                               alert=alert, observer=observer, asked=model is not None)  # fmt: skip
         except psycopg.OperationalError:
             raise  # the database, not the model: the whole pass is retried
         except Exception as exc:
@@ -304,6 +363,21 @@ def run(
         if found is not None:
             reports.append(found)
     return reports
+
+
+def _budgeted(conn: psycopg.Connection, model: str, config: PerformanceConfig,
+              fallback: FalseAlarmBudget) -> PerformanceConfig:  # fmt: skip
+    """`config` with α, persistence and the CUSUM's ARL0 of the budget in force (the approved
+    plan's, else `fallback`), unless it is not `budgeted`."""
+    if not config.budgeted:
+        return config
+    found = budget.settings_for(conn, model, fallback)
+    return replace(
+        config,
+        alpha=found["performance_alpha"],
+        open_after=found["performance_open_after"],
+        cusum_arl0=found["cusum_arl0"],
+    )
 
 
 def _run_model(
@@ -334,6 +408,10 @@ def _run_model(
         return None
     ref_hash = reference_hash(report.reference.window.studies)
     stored = store(conn, report)
+    seq = sequential.evaluate(report, config) if config.cusum else None
+    for chart in seq.designs if seq else ():
+        if chart.design is None:
+            log.info("model %s: no CUSUM chart %s (%s)", name, chart.name, chart.reason)
     trail.record(conn, actor=actor, action="performance.evaluate", entity_type="model",
                  entity_id=name, refs={"reference_sha256": ref_hash},
                  detail={"windows": len(report.windows), "rows": stored,
@@ -342,7 +420,13 @@ def _run_model(
                          "reference": (report.reference_choice.as_dict()
                                        if report.reference_choice else None),
                          "calibration": config.calibration, "alpha": config.alpha,
-                         "margin": config.margin})  # fmt: skip
-    changes = observe_alerts(conn, report, actor=actor, observer=observer) if alert else []
+                         "open_after": config.open_after, "budgeted": config.budgeted,
+                         "margin": config.margin,
+                         "cusum": seq.as_dict() if seq else None})  # fmt: skip
+    changes = (observe_alerts(conn, report, actor=actor, observer=observer,
+                              open_after=config.open_after) if alert else [])  # fmt: skip
+    if alert and seq is not None:
+        changes += observe_cusum(conn, name, seq, [w.window for w in report.windows],
+                                 actor=actor, observer=observer)  # fmt: skip
     conn.commit()
     return replace(report, alert_changes=tuple(changes))

@@ -103,7 +103,7 @@ def detection_jobs(
 
     def performance_pass() -> object:
         with db.connect(database_url) as conn:
-            return watch.run(conn, config=config)
+            return watch.run(conn, config=config, fallback=settings.false_alarm_budget())
 
     jobs.append(("performance watch", performance_pass))
     if checkpoint_interval is not None:

@@ -24,7 +24,6 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from detectors.drift.contract import STRATUM_KINDS
-from monitor.alerts.grouping import RECOMMENDED_ACTIONS, SHIFT_TYPES  # noqa: F401 (re-exported)
 from monitor.errors import RadwatchError
 
 SCHEMA_VERSION = 1
@@ -42,6 +41,27 @@ Name = Annotated[str, Field(min_length=1, max_length=200)]
 Probability = Annotated[float, Field(gt=0, lt=1)]
 PositiveInt = Annotated[int, Field(gt=0)]
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+SHIFT_TYPES = ("acquisition", "population", "prevalence", "integration", "performance",
+               "unknown")  # fmt: skip
+# The default plan's recommended action per shift type (monitor/alerts/grouping.py names the
+# shift type; an approved plan's incident_types override these).
+RECOMMENDED_ACTIONS: Mapping[str, str] = {
+    "acquisition": "Confirm the device, software or protocol change with the modality's owner; "
+    "check the model's performance there on labelled studies; rebuild the reference once the "
+    "change is validated, or suspend the model for that stratum if performance dropped.",
+    "population": "Check whether the new patient or view mix is intended and within the model's "
+    "indications; route out-of-scope studies (children, lateral views) away from the model.",
+    "prevalence": "Confirm the case-mix change with the clinical lead (e.g. a screening "
+    "programme); sensitivity and specificity should hold but positive predictive value moves: "
+    "review the operating threshold and the reading workflow.",
+    "integration": "Check the integration pipeline (MONOCHROME1 handling, missing DICOM tags, "
+    "routing, the feed); stop sending the affected studies to the model until it is fixed.",
+    "performance": "Review the discrepant studies with the radiologists; consider suspending the "
+    "model for the affected stratum (EU AI Act Art. 26) and inform the manufacturer.",
+    "unknown": "Review the alerts' evidence and the most atypical studies, then acknowledge the "
+    "incident with what was found.",
+}
 
 # Who is told by default, per shift type (Alertmanager receivers of deploy/alertmanager).
 DEFAULT_OWNERS: Mapping[str, str] = {

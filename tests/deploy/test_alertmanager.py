@@ -105,10 +105,12 @@ def alertmanager(tmp_path: Path) -> Iterator[tuple[str, Receiver]]:
     receiver = Receiver()
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
     config = yaml.safe_load(CONFIG.read_text())
-    (hook,) = {r["name"]: r for r in config["receivers"]}["qa-team"]["webhook_configs"]
-    hook["url"] = f"http://127.0.0.1:{receiver.server_port}/alertmanager/webhook"
     (tmp_path / "webhook-token").write_text(TOKEN + "\n")
-    hook["http_config"]["authorization"]["credentials_file"] = str(tmp_path / "webhook-token")
+    receivers = {r["name"]: r for r in config["receivers"]}
+    for name in ("qa-team", "governance"):  # both notify radwatch's webhook: here, this test's
+        (hook,) = receivers[name]["webhook_configs"]
+        hook["url"] = f"http://127.0.0.1:{receiver.server_port}/alertmanager/webhook"
+        hook["http_config"]["authorization"]["credentials_file"] = str(tmp_path / "webhook-token")
     # Same routes, grouping and inhibition; only the waits shortened for a test.
     for route in [config["route"], *config["route"]["routes"]]:
         route.update(group_wait="1s", group_interval="1s")
@@ -200,3 +202,21 @@ def test_an_acknowledged_incident_does_not_notify(alertmanager: tuple[str, Recei
     post(base, [incident_alert("21"), incident_alert("22")])
     (only,) = settled(receiver, 1)
     assert only["groupLabels"]["incident"] == "22"
+
+
+def test_a_stop_rule_reaches_the_governance_receiver(alertmanager: tuple[str, Receiver]) -> None:
+    """RadwatchSuspendRecommended (a plan's stop rule held) notifies the governance receiver,
+    once per incident; the incident's RadwatchIncident still goes to the QA team."""
+    base, receiver = alertmanager
+    stop = {"labels": {"alertname": "RadwatchSuspendRecommended", "model": "cxr-nodule",
+                       "incident": "7", "stop_rule": "integration-fault",
+                       "severity": "critical", "team": "governance"},
+            "annotations": {"summary": "cxr-nodule: suspend use recommended"}}  # fmt: skip
+    post(base, [stop, incident_alert("7", shift_type="integration", severity="critical")])
+    posts = settled(receiver, 2)
+    by_receiver = {p["receiver"]: p for p in posts}
+    assert set(by_receiver) == {"governance", "qa-team"}, [p["receiver"] for p in posts]
+    governance = by_receiver["governance"]
+    assert governance["groupLabels"] == {"alertname": "RadwatchSuspendRecommended",
+                                         "model": "cxr-nodule", "incident": "7"}  # fmt: skip
+    assert len(governance["alerts"]) == 1

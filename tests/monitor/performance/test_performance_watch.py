@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import psycopg
+import pytest
 from psycopg.types.json import Jsonb
 from scipy import stats
 
@@ -49,10 +50,13 @@ def _insert_label(conn, *, model, study, at, labels):
 
 
 def _hospital(conn, *, n: int, seed: int, harmful_from: int | None, model: str = "cxr-nodule",
-              label_share: float = 0.7, with_labels: bool = True) -> list[tuple]:  # fmt: skip
+              label_share: float = 0.7, with_labels: bool = True,
+              false_calls_from: int | None = None) -> list[tuple]:  # fmt: skip
     """numpy hospital: binormal scores (AUROC ~0.94); from `harmful_from` on, the model fails
-    at scanner ACME X2 (scores no longer separate: a shift that harms performance). Returns
-    the label rows, inserted only when `with_labels` (else the caller delivers them later)."""
+    at scanner ACME X2 (scores no longer separate: a shift that harms performance); from
+    `false_calls_from` on, label-negative scores rise by 0.5 SD everywhere (false calls
+    0.136 → 0.274: specificity 0.86 → 0.73, the discrepancy rate doubles). Returns the label
+    rows, inserted only when `with_labels` (else the caller delivers them later)."""
     rng = np.random.default_rng(seed)
     inferences, labels = [], []
     for i in range(n):
@@ -61,7 +65,8 @@ def _hospital(conn, *, n: int, seed: int, harmful_from: int | None, model: str =
         d = 2.2
         if harmful_from is not None and i >= harmful_from and scanner == "X2":
             d = 0.2
-        score = float(stats.norm.cdf(rng.normal() + d * y - 0.5 * d))
+        rise = 0.5 * (1 - y) if false_calls_from is not None and i >= false_calls_from else 0.0
+        score = float(stats.norm.cdf(rng.normal() + d * y - 0.5 * d + rise))
         at = START + timedelta(minutes=10 * i)
         study = f"s{seed}-{i}"
         event_id = f"{model}-{seed}-{i}"
@@ -374,3 +379,64 @@ def test_simulator_prevalence_change_flags_the_estimate(tmp_path) -> None:
         assert cell.estimated.reliability.prevalence_shift, cell.estimated.reliability
         assert not cell.estimated.reliability.reliable
     assert not any(firing for *_, firing, _ in evaluation.window_decisions(report))
+
+
+def test_cusum_alerts_once_when_specificity_drops_and_it_is_a_performance_incident(
+    database_url: str,
+) -> None:
+    # numpy hospital seeds 11 (false calls double from study 1500: specificity 0.86 → 0.73)
+    # and 12 (no shift); 3000 studies 10 min apart each, reference = first 1000, windows of
+    # 500, 70% read 30 h later. The CUSUM channel (default ARL0 = 50,400 labelled studies,
+    # shift ×2) opens one whole-model `performance_cusum` alert for the shifted model, with
+    # its design, alarm and onset, in an incident of shift type performance; none for the
+    # other; a second pass opens nothing more.
+    config = PerformanceConfig(window=500, reference_size=1000)
+    with psycopg.connect(database_url) as conn:
+        _hospital(conn, n=3000, seed=11, harmful_from=None, model="worse",
+                  false_calls_from=1500)  # fmt: skip
+        _hospital(conn, n=3000, seed=12, harmful_from=None, model="steady")
+        first = {r.model: r for r in watch.run(conn, config=config)}
+        again = watch.run(conn, config=config)
+        rows = conn.execute(
+            """SELECT model_name, stratum_kind, stratum_value, onset, details, incident_id
+               FROM alerts WHERE signal = 'performance_cusum'"""
+        ).fetchall()
+        (model, kind, value, onset, details, incident_id), *others = rows
+        incident = conn.execute(
+            "SELECT shift_type, summary FROM incidents WHERE id = %s", (incident_id,)
+        ).fetchone()
+        designs = conn.execute(
+            """SELECT detail->'cusum' FROM audit_events WHERE action = 'performance.evaluate'
+               AND entity_id = 'worse' ORDER BY seq LIMIT 1"""
+        ).fetchone()
+        opened = conn.execute(
+            """SELECT count(*) FROM audit_events WHERE action = 'alert.opened'
+               AND refs->>'signal' = 'performance_cusum'"""
+        ).fetchone()
+    assert others == [] and (model, kind, value) == ("worse", "all", "all")
+    assert opened == (1,)
+    assert [(c.signal, c.action) for c in first["worse"].alert_changes
+            ].count(("performance_cusum", "opened")) == 1  # fmt: skip
+    assert not any(c.signal == "performance_cusum" for c in first["steady"].alert_changes)
+    # Spans already judged are not fed again (nor their alarms).
+    assert not any(c.signal == "performance_cusum" for r in again for c in r.alert_changes)
+    assert details["method"] == "cusum" and details["metric"] in ("false_positive", "discrepancy")
+    keys = "p0 p0_guard p1 arl0_target arl0_achieved arl1 arl1_steady alarm_at statistic"
+    for key in (*keys.split(), "indicators", "window_end", "onset", "summary"):
+        assert details[key] is not None, key
+    assert details["p0"] < details["p0_guard"] < details["p1"] == pytest.approx(2 * details["p0"])
+    assert details["arl0_achieved"] >= details["arl0_target"]
+    assert details["arl1_steady"] <= details["arl1"]
+    assert "CUSUM crossed its limit" in details["summary"]
+    # The onset (the chart's last reset) lies within a day of the first shifted study's read,
+    # and the alarm after it.
+    change_read = START + timedelta(minutes=10 * 1500, hours=30)
+    assert onset == datetime.fromisoformat(details["onset"])
+    assert abs(onset - change_read) < timedelta(hours=24), (onset, change_read)
+    assert datetime.fromisoformat(details["alarm_at"]) > onset
+    # It joins the windowed test's alerts of the same drop (their scanner is the root cause).
+    assert incident_id is not None and incident is not None and incident[0] == "performance"
+    assert designs is not None
+    charts = {c["metric"]: c for c in designs[0]["charts"]}
+    assert charts["false_positive"]["status"] == "ok"
+    assert charts["false_positive"]["design"]["arl1_steady"] > 0
