@@ -48,14 +48,15 @@ IMAGE_SIGNALS = frozenset({"image_quality", "image_embedding"})  # the pixels th
 OUTPUT_SIGNALS = frozenset({"scores", "model_embedding"})  # what the model made of them
 PERFORMANCE = "performance"
 # The windowed test's alerts and the sequential channel's (monitor/performance/sequential.py).
-PERFORMANCE_SIGNALS = frozenset({PERFORMANCE, "performance_cusum"})
+PERFORMANCE_SIGNALS = frozenset({PERFORMANCE, "performance_cusum", "performance_floor"})
 INPUT_KINDS = ("acquisition", "population", "integration")  # what a finding can say of inputs
 MATERIAL_P = 1e-3  # evidence that names an input shift (adjusted p), see shift_type
 
 _READABLE = {"acquisition": "acquisition tags", "image_quality": "image quality",
              "image_embedding": "images", "model_embedding": "model embeddings",
              "scores": "scores", "online": "the online detector",
-             PERFORMANCE: "performance", "performance_cusum": "performance"}  # fmt: skip
+             PERFORMANCE: "performance", "performance_cusum": "performance",
+             "performance_floor": "performance"}  # fmt: skip
 _MEDIAN = re.compile(r"median\s+(-?[\d.]+(?:e-?\d+)?)")
 
 

@@ -11,10 +11,7 @@ go to the pure evaluation (monitor/performance/evaluation.py), its results are u
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import datetime
-from functools import partial
 from typing import Any
 
 import psycopg
@@ -23,27 +20,23 @@ from psycopg.types.json import Jsonb
 from detectors.drift.results import Status
 from detectors.false_alarm_budget import FalseAlarmBudget
 from monitor import model_status
-from monitor.alerts import budget, lifecycle
+from monitor.alerts import budget
 from monitor.audit import trail
-from monitor.performance import sequential
+from monitor.performance import observe, sequential
 from monitor.performance.evaluation import (
-    ALL,
     ModelReport,
     PerformanceConfig,
     PerformanceWatchError,
     ReferenceChoice,
     Study,
-    Window,
     WindowReport,
     evaluate_model,
     reference_hash,
-    window_decisions,
 )
+from monitor.performance.observe import ACTOR, AlertObserver
+from monitor.plan import store as plans
 
 log = logging.getLogger(__name__)
-
-ACTOR = "radwatch.performance"
-SIGNAL = "performance"
 
 
 # --- loading -----------------------------------------------------------------------------
@@ -221,107 +214,7 @@ def store(conn: psycopg.Connection, report: ModelReport) -> int:
     return len(rows)
 
 
-# --- alerts and the whole run ------------------------------------------------------------
-
-AlertObserver = Callable[..., Any]
-
-
-def observe_alerts(
-    conn: psycopg.Connection,
-    report: ModelReport,
-    *,
-    actor: str = ACTOR,
-    observer: AlertObserver | None = None,
-    open_after: int = 2,
-) -> list[Any]:
-    """Feed each newly decidable window, in order, to the alert lifecycle; once per window;
-    an alert opens after `open_after` consecutive degraded windows (the budget's)."""
-    policy = lifecycle.AlertPolicy(open_after=open_after)
-    changes = []
-    for wr, (kind, value), firing, details in window_decisions(report):
-        w = wr.window
-        change = _observe(conn, report.model, (kind, value), w.kind, w.index, w.end, firing,
-                          details, signal=SIGNAL, actor=actor, observer=observer,
-                          policy=policy)  # fmt: skip
-        if change is not None:
-            changes.append(change)
-    return changes
-
-
-def observe_cusum(
-    conn: psycopg.Connection,
-    model: str,
-    seq: sequential.SequentialReport,
-    windows: Sequence[Window],
-    *,
-    actor: str = ACTOR,
-    observer: AlertObserver | None = None,
-) -> list[Any]:
-    """Feed the CUSUM channel's decided spans to the lifecycle as `performance_cusum` (whole
-    model), once per span. A CUSUM alarm is already its own persistence (its limit is set for
-    the ARL0), so one firing span opens the alert (`immediate`); quiet spans resolve it by
-    the usual hysteresis. The alert's onset is the chart's last reset before it crossed."""
-    changes = []
-    for span in sequential.decisions(seq, windows):
-        change = _observe(conn, model, ALL, sequential.WINDOW_KIND, span.index, span.end,
-                          span.firing, span.details, signal=sequential.SIGNAL, actor=actor,
-                          observer=observer, immediate=True,
-                          enrich=partial(dict, onset=span.onset) if span.onset else None)  # fmt: skip
-        if change is not None:
-            changes.append(change)
-    return changes
-
-
-def _observe(
-    conn: psycopg.Connection,
-    model: str,
-    stratum: tuple[str, str],
-    window_kind: str,
-    index: int,
-    end: datetime,
-    firing: bool,
-    details: dict[str, Any],
-    *,
-    signal: str,
-    actor: str,
-    observer: AlertObserver | None,
-    **extra: Any,
-) -> Any:
-    """One window's decision for one stratum: recorded, audited and fed to the lifecycle, unless
-    a window of this kind ending no earlier was judged already (None then)."""
-    observe = observer or lifecycle.observe
-    kind, value = stratum
-    with conn.transaction():
-        # Once per window, by time: a rebuilt reference renumbers the windows after it,
-        # so an index says nothing across rebuilds, but a window that ends no later than
-        # one already judged was judged (and its alert fed) before.
-        last = conn.execute(
-            """SELECT max(window_end) FROM performance_observations
-               WHERE model_name = %s AND stratum_kind = %s AND stratum_value = %s
-                 AND window_kind = %s""",
-            (model, kind, value, window_kind),
-        ).fetchone()
-        if last and last[0] is not None and last[0] >= end:
-            return None
-        details = lifecycle.audit_safe(details)  # jsonb rejects NaN
-        conn.execute(
-            """INSERT INTO performance_observations (model_name, stratum_kind, stratum_value,
-                   window_kind, window_index, window_end, firing, details)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
-               ON CONFLICT (model_name, stratum_kind, stratum_value, window_kind,
-                            window_index)
-               DO UPDATE SET window_end = EXCLUDED.window_end, firing = EXCLUDED.firing,
-                   details = EXCLUDED.details, observed_at = now()""",
-            (model, kind, value, window_kind, index, end, firing, Jsonb(details)),
-        )
-        trail.record(conn, actor=actor, action="performance.window",
-                     entity_type="performance_window",
-                     entity_id=f"{model}/{window_kind}/{index}/{kind}={value}",
-                     outcome="degraded" if firing else "ok", refs={"model": model},
-                     detail=details)  # fmt: skip
-        return observe(conn, model=model, stratum_kind=kind, stratum_value=value,
-                       signal=signal, firing=firing, details=details, window_end=end,
-                       actor=actor, **extra)  # fmt: skip
+# --- the whole run -------------------------------------------------------------------------
 
 
 def run(
@@ -423,10 +316,14 @@ def _run_model(
                          "open_after": config.open_after, "budgeted": config.budgeted,
                          "margin": config.margin,
                          "cusum": seq.as_dict() if seq else None})  # fmt: skip
-    changes = (observe_alerts(conn, report, actor=actor, observer=observer,
-                              open_after=config.open_after) if alert else [])  # fmt: skip
+    changes = (observe.observe_alerts(conn, report, actor=actor, observer=observer,
+                                      open_after=config.open_after) if alert else [])  # fmt: skip
     if alert and seq is not None:
-        changes += observe_cusum(conn, name, seq, [w.window for w in report.windows],
-                                 actor=actor, observer=observer)  # fmt: skip
+        changes += observe.observe_cusum(conn, name, seq, [w.window for w in report.windows],
+                                         actor=actor, observer=observer)  # fmt: skip
+    if alert:
+        # The plan's metric stop rules (a performance floor), on the whole model's windows.
+        rules = [r for r in plans.in_force(conn, name).plan.stop_rules if r.metric]
+        changes += observe.observe_floors(conn, report, rules, actor=actor, observer=observer)
     conn.commit()
     return replace(report, alert_changes=tuple(changes))

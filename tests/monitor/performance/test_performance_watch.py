@@ -440,3 +440,33 @@ def test_cusum_alerts_once_when_specificity_drops_and_it_is_a_performance_incide
     charts = {c["metric"]: c for c in designs[0]["charts"]}
     assert charts["false_positive"]["status"] == "ok"
     assert charts["false_positive"]["design"]["arl1_steady"] > 0
+
+
+def test_a_specificity_floor_stop_rule_recommends_suspension(database_url: str) -> None:
+    # The same hospitals as above (seed 11: specificity 0.86 → 0.73 from study 1500; seed 12:
+    # no shift). The default plan's stop rule "specificity below 0.80 with 95% confidence"
+    # holds in the shifted model's later windows (~280 label-negative studies each: the
+    # one-sided Wilson upper bound of 0.73 is ~0.77) and never in the steady one (0.86).
+    config = PerformanceConfig(window=500, reference_size=1000)
+    with psycopg.connect(database_url) as conn:
+        _hospital(conn, n=3000, seed=11, harmful_from=None, model="worse",
+                  false_calls_from=1500)  # fmt: skip
+        _hospital(conn, n=3000, seed=12, harmful_from=None, model="steady")
+        watch.run(conn, config=config)
+        floors = conn.execute(
+            """SELECT a.model_name, a.details, i.shift_type, i.stop_rule
+               FROM alerts a JOIN incidents i ON i.id = a.incident_id
+               WHERE a.signal = 'performance_floor'"""
+        ).fetchall()
+        judged = conn.execute(
+            """SELECT model_name, count(*), count(*) FILTER (WHERE firing)
+               FROM performance_observations WHERE window_kind = 'floor:specificity-floor'
+               GROUP BY model_name ORDER BY model_name"""
+        ).fetchall()
+    assert [(m, shift, rule) for m, _, shift, rule in floors] == [
+        ("worse", "performance", "specificity-floor")]  # fmt: skip
+    details = floors[0][1]
+    assert details["upper"] < 0.80 and details["metric"] == "specificity", details
+    assert details["summary"].startswith("specificity 0.7"), details["summary"]
+    steady = dict((m, fired) for m, _, fired in judged)["steady"]
+    assert steady == 0 and all(n >= 3 for _, n, _ in judged), judged
