@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from detectors.drift import registry
 from detectors.drift.contract import WindowDetector
 from detectors.drift.score import NullMoments
 from detectors.drift.suite import Calibration, DetectorSuite, FittedStratum, SuiteConfig
@@ -126,6 +125,7 @@ def _suite(doc: dict[str, Any], data: dict[str, np.ndarray]) -> DetectorSuite:
         )  # fmt: skip
     online = doc["online"]
     if online is not None:
+        registry = _registry()
         if online["kind"] != registry.ONLINE.kind:
             raise ArtifactError(f"unknown online detector kind {online['kind']!r}")
         suite.online = registry.ONLINE.from_state(online["params"], _arrays(online, data), config)
@@ -133,7 +133,7 @@ def _suite(doc: dict[str, Any], data: dict[str, np.ndarray]) -> DetectorSuite:
 
 
 def _detector(entry: dict[str, Any], data: dict[str, np.ndarray]) -> WindowDetector:
-    cls = registry.windowed(entry["kind"])
+    cls = _registry().windowed(entry["kind"])
     if cls is None:
         raise ArtifactError(f"unknown detector kind {entry['kind']!r}")
     return cls.from_state(entry["params"], _arrays(entry, data))
@@ -151,3 +151,11 @@ def _config(doc: dict[str, Any]) -> SuiteConfig:
         raise ArtifactError(f"artifact configuration has unknown keys {sorted(unknown)}")
     values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in doc.items()}
     return SuiteConfig(**values)
+
+
+def _registry() -> Any:
+    """The detector list, imported when a suite is unpacked: it brings alibi-detect and torch
+    (seconds), which reading a manifest (`read_manifest`, `content_hash`) does not need."""
+    from detectors.drift import registry
+
+    return registry

@@ -59,8 +59,13 @@ def _performance(args: argparse.Namespace, settings: Settings) -> int:
         config = dataclasses.replace(config, alpha=args.alpha, budgeted=False)
     with db.connect(endpoints.database_url) as conn:
         try:
-            reports = run(conn, model=args.model, config=config, alert=not args.no_alerts,
-                          fallback=settings.false_alarm_budget())
+            reports = run(
+                conn,
+                model=args.model,
+                config=config,
+                alert=not args.no_alerts,
+                fallback=settings.false_alarm_budget(),
+            )
         except PerformanceWatchError as exc:
             raise UsageError(str(exc)) from exc
     if args.json:

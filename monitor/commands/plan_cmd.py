@@ -11,6 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
+from monitor.commands.arguments import out_file, positive_float
 from monitor.commands.incidents_cmd import someone
 from monitor.config import Settings
 from monitor.errors import UsageError
@@ -40,20 +41,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     approve.add_argument("--by", required=True, type=someone, help="who approves")
     approve.add_argument("--note")
     approve.set_defaults(handler=_approve)
-
-
-def read_plan(path: Path, model: str | None = None):  # -> Plan
-    from monitor.plan.document import MAX_PLAN_BYTES, PlanError, parse
-
-    try:
-        with path.open("rb") as fh:
-            raw = fh.read(MAX_PLAN_BYTES + 1)
-    except OSError as exc:
-        raise UsageError(f"cannot read plan file {path}: {exc.strerror or exc}") from None
-    try:
-        return parse(raw, model=model)
-    except PlanError as exc:
-        raise UsageError(f"{path}: {exc}") from None
+    check = actions.add_parser("check", help="the smallest shift each signal and stratum can "
+                               "show in time, and the strata too small to watch")  # fmt: skip
+    check.add_argument("--model", required=True)
+    check.add_argument("--within-days", type=positive_float, default=7.0,
+                       help="the stated time to detect within (default 7 days)")  # fmt: skip
+    check.add_argument("--seed", type=int, default=0, help="of the resampling (default 0)")
+    check.add_argument("--json", action="store_true")
+    check.set_defaults(handler=_check)
+    render = actions.add_parser("render", help="the plan in force as an HTML or PDF document")
+    render.add_argument("--model", required=True)
+    render.add_argument("--out", required=True, type=out_file, metavar="FILE.html|FILE.pdf")
+    render.set_defaults(handler=_render)
 
 
 def _conn(settings: Settings, *, write: bool = False):
@@ -80,7 +79,9 @@ def _show(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _validate(args: argparse.Namespace, settings: Settings) -> int:
-    plan = read_plan(args.file)
+    from monitor.plan.document import read_file
+
+    plan = read_file(args.file)
     print(f"{args.file}: a valid plan, version {plan.version}, for model {plan.model} "
           f"({len(plan.clauses())} clauses, {len(plan.stop_rules)} stop rules)")  # fmt: skip
     return 0
@@ -88,9 +89,9 @@ def _validate(args: argparse.Namespace, settings: Settings) -> int:
 
 def _diff(args: argparse.Namespace, settings: Settings) -> int:
     from monitor.plan import store
-    from monitor.plan.document import diff
+    from monitor.plan.document import diff, read_file
 
-    plan = read_plan(args.file, args.model)
+    plan = read_file(args.file, model=args.model)
     with _conn(settings) as conn:
         current = store.in_force(conn, args.model, budget=_budget(settings))
     change = diff(current.plan, plan)
@@ -100,17 +101,42 @@ def _diff(args: argparse.Namespace, settings: Settings) -> int:
 
 def _approve(args: argparse.Namespace, settings: Settings) -> int:
     from monitor.plan import store
-    from monitor.plan.document import PlanError
+    from monitor.plan.document import read_file
 
-    plan = read_plan(args.file, args.model)
+    plan = read_file(args.file, model=args.model)  # a PlanError is one line, exit 2
     with _conn(settings, write=True) as conn:
-        try:
-            change = store.approve(conn, plan, by=args.by, note=args.note)
-        except PlanError as exc:
-            raise UsageError(str(exc)) from None
+        change = store.approve(conn, plan, by=args.by, note=args.note)
     lines = change.count("\n")
     print(f"plan {plan.version} for {plan.model} approved by {args.by}: in force now "
           f"({lines} diff lines in the audit trail)")  # fmt: skip
+    return 0
+
+
+def _render(args: argparse.Namespace, settings: Settings) -> int:
+    from monitor.reports import plan_document
+    from monitor.reports.printing import PrintError
+
+    with _conn(settings) as conn:
+        doc = plan_document.load(conn, args.model, settings)
+    try:
+        print(plan_document.write(doc, args.out))
+    except PrintError as exc:  # not .html/.pdf, or no Chromium
+        raise UsageError(str(exc)) from exc
+    return 0
+
+
+def _check(args: argparse.Namespace, settings: Settings) -> int:
+    from monitor.plan import store
+    from monitor.plan.check import detectability
+
+    with _conn(settings) as conn:
+        plan = store.in_force(conn, args.model, budget=_budget(settings)).plan
+        found = detectability(conn, args.model, plan, within_days=args.within_days,
+                              seed=args.seed)  # fmt: skip
+    if args.json:
+        print(json.dumps(found.as_dict(), indent=2, default=str))
+    else:
+        print("\n".join(found.lines()))
     return 0
 
 

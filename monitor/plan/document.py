@@ -6,7 +6,7 @@ strata, windows, the reference, the false-alarm budget, one clause per incident 
 recommended action), stop rules, review cadence and log retention. It is the document EU AI
 Act Art. 72 asks for inside the technical documentation, and the one FDA's PCCP guidance
 (Dec 2024) asks to pre-specify; here it is also what radwatch runs (monitor/plan/store.py
-keeps the approved versions). Pure: no database, no file system beyond the text given.
+keeps the approved versions). No database; `read_file` reads the one file it is given.
 
 Every part of the plan is a *clause* with a stable dotted name (`incident_types.acquisition`,
 `stop_rules.inverted-images`): an incident names the clause it fired under, so a reader goes
@@ -18,13 +18,14 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from detectors.drift.contract import STRATUM_KINDS
-from monitor.errors import RadwatchError
+from monitor.errors import UsageError
 
 SCHEMA_VERSION = 1
 MAX_PLAN_BYTES = 256 * 1024  # a plan is a page or two; a larger file is a mistake or hostile
@@ -74,8 +75,9 @@ DEFAULT_OWNERS: Mapping[str, str] = {
 }
 
 
-class PlanError(RadwatchError):
-    """A plan file that cannot be used: not YAML, not the schema, or not this model's."""
+class PlanError(UsageError):
+    """A plan file that cannot be used: unreadable, not YAML, not the schema, or not this
+    model's (the command line prints it on one line, exit 2)."""
 
 
 class _Part(BaseModel):
@@ -230,6 +232,19 @@ def parse(text: str | bytes, *, model: str | None = None) -> Plan:
     if model is not None and plan.model != model:
         raise PlanError(f"plan file is for model {plan.model!r}, not {model!r}")
     return plan
+
+
+def read_file(path: Path, *, model: str | None = None) -> Plan:
+    """A plan from a file (at most MAX_PLAN_BYTES are read); PlanError naming the file."""
+    try:
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_PLAN_BYTES + 1)
+    except OSError as exc:
+        raise PlanError(f"cannot read plan file {path}: {exc.strerror or exc}") from None
+    try:
+        return parse(raw, model=model)
+    except PlanError as exc:
+        raise PlanError(f"{path}: {exc}") from None
 
 
 def dump(plan: Plan) -> str:

@@ -20,7 +20,8 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 
 def test_help_lists_the_walking_skeleton_commands():
     out = run("--help").stdout
-    for command in ("services", "db", "collect", "status", "simulate", "demo"):
+    for command in ("services", "db", "collect", "status", "simulate", "demo", "incidents",
+                    "plan", "models", "budget"):  # fmt: skip
         assert command in out
 
 
