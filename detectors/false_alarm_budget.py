@@ -61,7 +61,8 @@ class FalseAlarmBudget:
     def __post_init__(self) -> None:
         for name in ("incidents", "days"):
             value = getattr(self, name)
-            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if not (number and math.isfinite(value) and value > 0):
                 raise BudgetError(f"false-alarm budget {name} must be a positive number")
 
     @property
@@ -78,6 +79,10 @@ class Volume:
     basis: str  # e.g. "2,880 studies over 1.0 days of event time"
 
     def __post_init__(self) -> None:
+        for name in ("studies_per_day", "labels_per_day"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                raise BudgetError(f"volume {name} must be a number")
         if not (math.isfinite(self.studies_per_day) and self.studies_per_day > 0):
             raise BudgetError("the observed volume must be a positive number of studies a day")
         if not (math.isfinite(self.labels_per_day) and self.labels_per_day >= 0):
@@ -158,10 +163,12 @@ def windowed_rule(daily_rate: float, studies_per_day: float, window: int) -> Win
     q = min(daily_rate / per_day, 1.0)
     k = next((k for k in range(2, MAX_PERSISTENCE + 1) if q ** (1 / k) >= ALPHA_FLOOR),
              MAX_PERSISTENCE)  # fmt: skip
-    alpha = min(ALPHA_CAP, q ** (1 / k))
+    # Rounded down (three significant digits): the rule detection runs with never spends more
+    # than its allowance, and the recorded bound is that rule's.
+    alpha = _round(min(ALPHA_CAP, q ** (1 / k)), down=True)
     bound = alpha**k
     return WindowedRule(window=window, windows_per_day=per_day, daily_rate=daily_rate,
-                        per_window=q, alpha=_round(alpha), open_after=k,
+                        per_window=q, alpha=alpha, open_after=k,
                         resolve_after=RESOLVE_AFTER, per_window_bound=bound,
                         per_period_bound=0.0)  # fmt: skip
 
@@ -181,10 +188,10 @@ def derive(
     rate = {k: budget.per_day * s for k, s in shares.items()}
     drift = windowed_rule(rate[DRIFT], volume.studies_per_day, drift_window)
     perf = windowed_rule(rate[PERFORMANCE], volume.studies_per_day, performance_window)
-    cusum_arl0 = _round(max(volume.labels_per_day, 1.0) / rate[CUSUM])
+    cusum_arl0 = _round(max(volume.labels_per_day, 1.0) / rate[CUSUM], up=True)
     online_ert: int | None = None
     if online:
-        online_ert = int(_round(volume.studies_per_day / rate[ONLINE]))
+        online_ert = int(_round(volume.studies_per_day / rate[ONLINE], up=True))
         note = f"on, ERT {online_ert:,} studies (= studies/day ÷ its share of the budget)"
         if online_ert > ONLINE_MAX_ERT:
             note += (
@@ -217,9 +224,15 @@ def _with_period(rule: WindowedRule, per_period: float) -> WindowedRule:
     return WindowedRule(**{**asdict(rule), "per_period_bound": per_period})
 
 
-def _round(x: float) -> float:
-    """Three significant digits: a small change of volume does not change the settings'
-    printed values, and the audit trail records a new derivation only when they change."""
+def _round(x: float, *, down: bool = False, up: bool = False) -> float:
+    """Three significant digits (a small change of volume does not change the settings'
+    printed values); `down` / `up` round towards the safe side of a false-alarm allowance."""
     if x == 0 or not math.isfinite(x):
         return x
-    return round(x, 2 - int(math.floor(math.log10(abs(x)))))
+    digits = 2 - int(math.floor(math.log10(abs(x))))
+    scale = 10.0**digits
+    if down:
+        return math.floor(x * scale * (1 + 1e-12)) / scale
+    if up:
+        return math.ceil(x * scale * (1 - 1e-12)) / scale
+    return round(x, digits)

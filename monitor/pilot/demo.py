@@ -72,6 +72,8 @@ def run_demo(settings: Settings, *, events: int, scenario: str, seed: int, out: 
     # (issue 7).
     by_volume = sorted(stored["models"], key=lambda m: -stored["models"][m]["inferences"])
     report_step(settings, url, by_volume, out)
+    # The plan it ran under (issue 16): written out as a file and a document, and printed.
+    plan_step(settings, url, by_volume[:1], out)
     # LAST (issue 8): seal, verify and export the demo's own audit trail (audit.ndjson), so
     # that it covers every step above.
     verdict = audit_step(settings, url, out)
@@ -235,6 +237,23 @@ def incidents_step(database_url: str) -> None:
     print(f"incidents: {len(found)} (from {n_alerts} alerts)")
     for i in found:
         print(incidents.format_incident(i))
+
+
+def plan_step(settings: Settings, database_url: str, models: list[str], out_dir: Path) -> None:
+    """The monitoring plan each model ran under (the default plan: none is approved in a
+    demo) as DIR/plan.yaml, the file to edit and approve, and DIR/plan.html, the document with
+    what it derived and what it cannot see; its summary printed."""
+    from monitor.plan.document import dump
+    from monitor.reports import plan_document
+
+    with db.connect(database_url) as conn:
+        for model in models:
+            doc = plan_document.load(conn, model, settings)
+            (out_dir / "plan.yaml").write_text(dump(doc.shown.plan))
+            plan_document.write(doc, out_dir / "plan.html")
+            print("\n".join(doc.shown.lines()))
+            print(f"plan: {out_dir / 'plan.yaml'} (edit, then radwatch plan approve --model "
+                  f"{model} FILE --by WHO), {out_dir / 'plan.html'}")  # fmt: skip
 
 
 def report_step(settings: Settings, database_url: str, models: list[str], out_dir: Path) -> None:

@@ -17,17 +17,18 @@ scenario changes: eight scenarios cost about twice one stream, not eight times.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
+from types import MappingProxyType
 
 import numpy as np
 
 from collectors.events import INFERENCE_SCHEMA, InferenceEvent, parse_record
 from collectors.images.dicom_reader import DEFAULT_SIZE, read_dicom_bytes
 from collectors.pseudonym import Pseudonymiser
-from collectors.simulator.fleet import SCANNERS
+from collectors.simulator.fleet import NEW_VENDOR, SCANNERS
 from collectors.simulator.scenarios import scenario as scenario_named
 from collectors.simulator.study import StudyPlan, dicom_bytes, plan_study
 from detectors.drift.contract import CALL_PREFIX
@@ -189,19 +190,40 @@ class ScenarioStreams:
         return out
 
 
+# The kind of shift each scenario is (the incident's shift type, monitor/alerts/grouping.py),
+# read from its description in collectors.simulator.scenarios, not from grouping's rules: a
+# device, software or protocol change is acquisition; images that reach the model inverted are
+# integration; who or what is imaged (views, ages) is population; a case-mix change with
+# unchanged images is prevalence. A scenario missing here is a KeyError, not a silent pass.
+EXPECTED_SHIFT_TYPE: Mapping[str, str] = MappingProxyType({
+    "none": "unknown",  # no shift: any incident is a false one, nothing to name
+    "software_update": "acquisition",  # SoftwareVersions and the tone curve of one scanner
+    "new_vendor": "acquisition",  # another manufacturer's scanner at one site
+    "dose_change": "acquisition",  # exposure lowered on one scanner
+    "resolution_change": "acquisition",  # binned read-out on one scanner
+    "inversion_bug": "integration",  # MONOCHROME1 fed to a pipeline that ignores it
+    "lateral_leak": "population",  # lateral views routed to a frontal-only model
+    "paediatric": "population",  # children at an adult service
+    "prevalence_change": "prevalence",  # more nodules, the same images per class
+})  # fmt: skip
+
+
 @dataclass(frozen=True)
 class ExpectedFinding:
-    """How a scenario should look to detection: where, which signal, which features lead."""
+    """How a scenario should look to detection: where, which signal, which features lead, and
+    which kind of shift its incident should name."""
 
     strata: frozenset[tuple[str, str]]  # (kind, value), as monitor.drift.windows names strata
     signal: str
     features: frozenset[str]
+    shift_type: str
 
 
 def expected_finding(name: str) -> ExpectedFinding:
     """Read from the scenario table (collectors.simulator.scenarios): the site and/or scanner
     it names (the whole model when it names neither), the DICOM attributes it changes under
-    the "acquisition" signal, or, when it changes none (prevalence), the model's score."""
+    the "acquisition" signal, or, when it changes none (prevalence), the model's score; the
+    shift type from EXPECTED_SHIFT_TYPE."""
     sc = scenario_named(name)
     where: set[tuple[str, str]] = set()
     site, model = sc.stratum.get("site"), sc.stratum.get("ManufacturerModelName")
@@ -211,9 +233,24 @@ def expected_finding(name: str) -> ExpectedFinding:
         where |= {("scanner", f"{s.manufacturer} {s.model}") for s in SCANNERS
                   if s.model == model and (site is None or s.site == site)}  # fmt: skip
     strata = frozenset(where or {("all", "all")})
+    kind = EXPECTED_SHIFT_TYPE[name]
     if sc.attributes:
-        return ExpectedFinding(strata, "acquisition", frozenset(sc.attributes))
-    return ExpectedFinding(strata, "scores", frozenset({"nodule", CALL_PREFIX + "nodule"}))
+        return ExpectedFinding(strata, "acquisition", frozenset(sc.attributes), kind)
+    return ExpectedFinding(strata, "scores", frozenset({"nodule", CALL_PREFIX + "nodule"}), kind)
+
+
+def names_scenario(name: str, root: tuple[str, str], shift_type: str) -> bool:
+    """Whether an incident's root cause and shift type are the scenario's: its stratum or one
+    inside it (a scanner at its site, as monitor/alerts/grouping.py nests them), and its
+    EXPECTED_SHIFT_TYPE."""
+    want = expected_finding(name)
+    if shift_type != want.shift_type:
+        return False
+    if root in want.strata or ("all", "all") in want.strata:
+        return True
+    sites = {value for kind, value in want.strata if kind == "site"}
+    return root[0] == "scanner" and any(root[1] == f"{s.manufacturer} {s.model}" and s.site in sites
+                                        for s in (*SCANNERS, NEW_VENDOR))  # fmt: skip
 
 
 def rows_of(items: Sequence[SimulatedRow]) -> list[EventRow]:

@@ -104,12 +104,20 @@ def test_commands_are_thin_and_hold_no_sql():
 def test_demo_runs_end_to_end_and_ends_with_its_incident(settings, tmp_path):
     """The README's first command, on the test session's servers (its own database): the
     default scenario (an inverted-image bug at one scanner, seed 1, 2,000 studies) ends with
-    one integration incident at that scanner, and the three files are written."""
+    one integration incident at that scanner, under the default plan's clause, with its stop
+    rule holding ("suspend use recommended"); the plan is printed and written out."""
     out = tmp_path / "demo-out"
     result = run_radwatch(settings, "demo", "--out", str(out), timeout=600)
-    tail = result.stdout.splitlines()[-4:]
+    lines = result.stdout.splitlines()
+    at = max(i for i, line in enumerate(lines) if line.startswith("incidents: "))
+    tail = lines[at:]
     assert tail[0].startswith("incidents: 1 (from "), result.stdout[-3000:]
     assert "scanner=ACME X2 · integration" in tail[1], tail
-    assert tail[-1].startswith("    recommended: Check the integration pipeline"), tail
-    assert {p.name for p in out.iterdir()} >= {"summary.json", "report.html", "audit.ndjson"}
+    assert tail[3].startswith("    recommended: Check the integration pipeline"), tail
+    assert tail[4] == "    plan: incident_types.integration (plan default)", tail
+    assert tail[5].startswith("    SUSPEND USE RECOMMENDED: stop rule integration-fault"), tail
+    assert any(line.startswith("cxr-nodule monitoring plan default (the default plan")
+               for line in lines), result.stdout[-3000:]  # fmt: skip
+    written = {p.name for p in out.iterdir()}
+    assert written >= {"summary.json", "report.html", "audit.ndjson", "plan.yaml", "plan.html"}
     assert "most atypical studies" not in result.stdout  # one line per alert, not a wall
