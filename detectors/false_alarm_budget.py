@@ -18,7 +18,7 @@ How (every step is in the derivation's `as_dict`, so a reader can redo it):
   Σᵢ αᵢ ≈ α for the family). The smallest k whose α = q^(1/k) stays at or above ALPHA_FLOOR
   is chosen and α is capped at ALPHA_CAP: a weak shift loses more power below α = 0.02 than
   one more window of persistence costs in delay. Windows share one reference, which
-  correlates them; tests/monitor/drift/test_false_alarm_budget.py measures the rate.
+  correlates them; tests/monitor/drift/test_budget_calibration.py measures the rate.
 - The CUSUM reads one indicator per labelled study: ARL0 = labelled studies a day / r.
 - The online detector reads every study: ERT = studies a day / r. alibi-detect calibrates
   its thresholds by simulating about 3·d·ERT streams (d features), so at a hospital's

@@ -62,7 +62,7 @@ SLOW = {
     "tests/monitor/test_misconfiguration.py::test_read_only_commands_never_start_stopped_services",
     "tests/collectors/images/test_dicom_reader.py::test_a_deflate_bomb_is_refused_without_inflating_it",
     # Issues 15 and 16.
-    "tests/monitor/drift/test_false_alarm_budget.py",  # 44 no-shift streams, one budget period
+    "tests/monitor/drift/test_budget_calibration.py",  # 44 no-shift streams, one budget period
     "tests/monitor/plan/test_plan_check.py",  # the simulator through collect and reference build
     "tests/monitor/reports/test_plan_document.py::test_default_and_approved_plans_render_to_html_and_pdf",
     "tests/monitor/plan/test_plan_commands.py",

@@ -30,6 +30,14 @@ class Rules:
     policy: lifecycle.AlertPolicy
     window: int  # studies per window
     plan_version: str
+    signals: frozenset[str] = frozenset()  # the plan's: others are tested but never alert
+    strata: frozenset[str] = frozenset()  # stratum kinds the plan watches (the whole model always)
+
+    def watches(self, kind: str, signal: str) -> bool:
+        """Does the plan watch this stratum kind and signal? (The online detector is the
+        reference's, switched on at build.)"""
+        in_strata = kind == "all" or not self.strata or kind in self.strata
+        return in_strata and (signal == "online" or not self.signals or signal in self.signals)
 
 
 @dataclass
@@ -66,7 +74,8 @@ class RuleBook:
             alpha=self.alpha if self.alpha is not None else derived.drift.alpha,
             policy=self.policy or lifecycle.AlertPolicy(
                 open_after=derived.drift.open_after, resolve_after=derived.drift.resolve_after),
-            window=size, plan_version=plan.version,
+            window=size, plan_version=plan.version, signals=frozenset(plan.signals),
+            strata=frozenset(plan.strata),
         )  # fmt: skip
         self._cache[key] = (now, rules)
         return rules

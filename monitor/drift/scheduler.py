@@ -308,6 +308,8 @@ class Scheduler:
             ).fetchone()[0]  # type: ignore[index]
             if suite.online is not None:
                 window_decisions.append(("all", "all", ONLINE_SIGNAL, bool(online_fired), []))
+            # What the plan does not watch is tested and stored, but opens no alert.
+            window_decisions = [d for d in window_decisions if rules.watches(d[0], d[2])]
             for kind, value, signal, fire, results in window_decisions:
                 if fire:
                     firing.append((kind, value, signal))

@@ -316,14 +316,18 @@ def _run_model(
                          "open_after": config.open_after, "budgeted": config.budgeted,
                          "margin": config.margin,
                          "cusum": seq.as_dict() if seq else None})  # fmt: skip
-    changes = (observe.observe_alerts(conn, report, actor=actor, observer=observer,
-                                      open_after=config.open_after) if alert else [])  # fmt: skip
-    if alert and seq is not None:
+    # The plan in force says which performance signals alert (the rest are stored only)
+    # and which metric stop rules apply.
+    plan = plans.in_force(conn, name).plan
+    changes: list[Any] = []
+    if alert and "performance" in plan.signals:
+        changes += observe.observe_alerts(conn, report, actor=actor, observer=observer,
+                                          open_after=config.open_after)  # fmt: skip
+    if alert and seq is not None and "performance_cusum" in plan.signals:
         changes += observe.observe_cusum(conn, name, seq, [w.window for w in report.windows],
                                          actor=actor, observer=observer)  # fmt: skip
     if alert:
-        # The plan's metric stop rules (a performance floor), on the whole model's windows.
-        rules = [r for r in plans.in_force(conn, name).plan.stop_rules if r.metric]
+        rules = [r for r in plan.stop_rules if r.metric]
         changes += observe.observe_floors(conn, report, rules, actor=actor, observer=observer)
     conn.commit()
     return replace(report, alert_changes=tuple(changes))

@@ -2,7 +2,7 @@
 
 No randomness: the volumes are a fixed geometric grid (1 to 10⁶ studies a day, 400 points);
 the measured false-incident rate of the derived settings is tests/monitor/drift/
-test_false_alarm_budget.py's.
+test_budget_calibration.py's.
 """
 
 from __future__ import annotations

@@ -86,3 +86,29 @@ def test_a_bad_plan_file_is_a_one_line_error(settings, tmp_path):
     assert "windows.drift" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     missing = run_radwatch(settings, "plan", "validate", str(tmp_path / "nope.yaml"), check=False)
     assert missing.returncode == 2 and "cannot read plan file" in missing.stderr
+
+
+def test_what_the_plan_does_not_watch_opens_no_alert(database_url):
+    # The same vendor shift at south-clinic (tests/drift_streams.py) under an approved plan
+    # watching only the scores and only site strata: no alert of another signal or stratum
+    # kind opens (their tests are still run and stored).
+    insert_stream(database_url, 1400, seed=5, onset=ONSET)
+    with psycopg.connect(database_url) as conn:
+        reference.build(conn, model=MODEL, first=600, config=CONFIG, actor="test")
+        plan = default_plan(MODEL).model_copy(
+            update={"version": "scores-only", "signals": ("scores",), "strata": ("site",)}
+        )
+        store.approve(conn, plan, by="qa.lead")
+    with Scheduler(database_url, DetectionConfig(), actor="test-detect") as scheduler:
+        run = scheduler.run_once()
+    with psycopg.connect(database_url) as conn:
+        alerts = conn.execute("SELECT stratum_kind, signal FROM alerts").fetchall()
+        tested = conn.execute("SELECT DISTINCT signal FROM drift_results").fetchall()
+        fired = conn.execute(
+            "SELECT DISTINCT signal FROM drift_results WHERE status = 'drift' AND feature = ''"
+        ).fetchall()
+    assert run.windows and {s for (s,) in tested} >= {"acquisition", "model_embedding"}
+    # The unwatched signals did fire (under the default plan they alert, test_incidents.py).
+    assert "acquisition" in {s for (s,) in fired}, fired
+    assert all(signal in ("scores", "online") for _, signal in alerts), alerts
+    assert all(kind in ("all", "site") for kind, _ in alerts), alerts
