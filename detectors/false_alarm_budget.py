@@ -32,6 +32,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from detectors.errors import DetectorError
+
 ALPHA_CAP = 0.05  # never looser than the suite's historical default
 ALPHA_FLOOR = 0.02  # below this a longer persistence is preferred (see the docstring)
 MAX_PERSISTENCE = 4
@@ -47,7 +49,7 @@ ONLINE_SHARE = 0.2  # taken from the others in proportion when the online detect
 ONLINE_MAX_ERT = 20_000
 
 
-class BudgetError(ValueError):
+class BudgetError(DetectorError, ValueError):
     """A budget or volume that cannot be turned into settings (non-positive, not finite)."""
 
 
