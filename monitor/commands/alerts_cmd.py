@@ -9,6 +9,7 @@ import argparse
 import json
 
 from monitor.commands.arguments import positive_int
+from monitor.commands.incidents_cmd import someone
 from monitor.config import Settings
 
 
@@ -26,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     for name, help_ in (("ack", "acknowledge an alert"), ("resolve", "resolve an alert")):
         p = actions.add_parser(name, help=help_)
         p.add_argument("id", type=positive_int)
-        p.add_argument("--by", required=True, help="who (a person's pseudonymous handle)")
+        p.add_argument("--by", required=True, type=someone,
+                       help="who (a person's pseudonymous handle)")  # fmt: skip
         p.add_argument("--note", required=True)
         p.set_defaults(handler=_act, act=name)
 

@@ -51,8 +51,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     check.set_defaults(handler=_check)
     render = actions.add_parser("render", help="the plan in force as an HTML or PDF document")
     render.add_argument("--model", required=True)
-    render.add_argument("--out", required=True, type=out_file, metavar="FILE.html|FILE.pdf")
+    render.add_argument("--out", required=True, type=document_file, metavar="FILE.html|FILE.pdf")
     render.set_defaults(handler=_render)
+
+
+def document_file(text: str) -> Path:
+    """--out of `plan render`: a writable .html or .pdf file, checked before any work."""
+    path = out_file(text)
+    if path.suffix.lower() not in (".html", ".htm", ".pdf"):
+        raise argparse.ArgumentTypeError(f"{text}: give a file ending in .html or .pdf")
+    return path
 
 
 def _conn(settings: Settings, *, write: bool = False):

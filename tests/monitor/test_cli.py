@@ -46,12 +46,20 @@ def test_incidents_commands_refuse_an_empty_by_in_one_line():
     # Who acknowledged or resolved is the audit trail's point: a blank name is a usage error,
     # found while parsing (before any database is reached).
     assert "incidents" in run("--help").stdout
-    for action in ("ack", "resolve"):
+    for command, action in (("incidents", "ack"), ("incidents", "resolve"), ("alerts", "ack"),
+                            ("alerts", "resolve")):  # fmt: skip
         for who in ("", "   "):
-            result = run("incidents", action, "3", "--by", who, "--note", "looked")
+            result = run(command, action, "3", "--by", who, "--note", "looked")
             assert result.returncode == 2, result.stderr
             lines = result.stderr.strip().splitlines()
             assert len(lines) == 1 and "--by: must name who acts" in lines[0], result.stderr
+
+
+def test_plan_render_refuses_another_file_type_before_any_work(tmp_path):
+    result = run("plan", "render", "--model", "m", "--out", str(tmp_path / "plan.docx"))
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "give a file ending in .html or .pdf" in lines[0], result.stderr
 
 
 def test_services_up_status_migrate_down():
