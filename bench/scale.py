@@ -1,5 +1,6 @@
-"""Scale-out throughput: 1 and 2 `radwatch collect` worker processes in one consumer group,
-beside a bare kafka-python consumer reading the same topic (the limit for this client).
+"""Scale-out throughput: 1, 2 and 4 `radwatch collect` worker processes in one consumer group,
+beside a bare kafka-python consumer reading the same topic (the limit for this client),
+then a paper estimate for a health system from what the run measured.
 
 Runs on the embedded broker and PostgreSQL in a temporary data dir. Each worker is a real
 `radwatch collect` process. The clock starts once every worker holds its final share of
@@ -7,9 +8,19 @@ the 4 partitions and the backlog is published (the workers are paused meanwhile;
 joins and interpreter start-up are not counted) and stops when the last event is in
 PostgreSQL; the bare consumer's clock starts at its first record.
 On a 2-core machine shared with the broker and PostgreSQL, 2 workers cannot double the
-throughput; the table says how much of the extra core they turn into events/s.
+throughput and 4 can only show that oversubscription does not lose events or collapse the
+rate; the table says how much of the extra core they turn into events/s. What the run shows
+on any machine: partitions spread over the group, every event stored once, the per-worker
+rate. What it cannot show here: linear scaling, which needs a core per worker plus the
+broker's and PostgreSQL's.
 
-    python bench/scale.py [--events 30000] [--workers 1 2]
+The paper estimate multiplies out a health system (`--studies-per-day`, `--models`, a peak
+hour of `--peak-factor` × the mean rate) against the measured 1-worker rate (with 50%
+headroom) and the measured on-disk bytes per stored inference (the inferences table, its
+indexes and the counters, from pg_total_relation_size after the 1-worker run), kept for the
+monitoring plan's default retention (730 days of events; monitor/plan/document.py).
+
+    python bench/scale.py [--events 30000] [--workers 1 2 4] [--studies-per-day 6000]
 """
 
 from __future__ import annotations
@@ -171,7 +182,21 @@ def settle(procs: list[Worker], topic: str, timeout: float = 240) -> None:
         time.sleep(0.1)
 
 
-def collect_with(stack: Stack, n: int, workers: int, dim: int, log_dir: Path) -> tuple[float, int]:
+def bytes_per_inference(url: str) -> float:
+    """On-disk bytes per stored inference: every table that grows with inferences, indexes included."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            """SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c
+               JOIN pg_namespace n ON n.oid = c.relnamespace
+               WHERE n.nspname = 'public' AND c.relkind = 'r'"""
+        ).fetchone()
+        (n,) = conn.execute("SELECT count(*) FROM inferences").fetchone() or (0,)
+    return float(row[0] or 0) / max(1, int(n))
+
+
+def collect_with(
+    stack: Stack, n: int, workers: int, dim: int, log_dir: Path
+) -> tuple[float, int, str]:
     """events/s of `workers` processes in one group, from resume to the last event stored.
 
     The workers join on empty topics and are paused (SIGSTOP) while the events are
@@ -195,7 +220,7 @@ def collect_with(stack: Stack, n: int, workers: int, dim: int, log_dir: Path) ->
             if time.monotonic() > deadline:
                 raise RuntimeError(f"only {stored(url)} of {n} stored")
             time.sleep(0.1)
-        return n / (time.perf_counter() - t0), size
+        return n / (time.perf_counter() - t0), size, url
     finally:
         for w in procs:
             w.proc.send_signal(signal.SIGCONT)
@@ -205,8 +230,21 @@ def collect_with(stack: Stack, n: int, workers: int, dim: int, log_dir: Path) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=30_000)
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--embedding-dim", type=int, default=16)
+    parser.add_argument(
+        "--studies-per-day",
+        type=int,
+        default=6000,
+        help="imaging studies a day across the health system (2.2 M a year)",
+    )
+    parser.add_argument("--models", type=int, default=5, help="AI models reading each study")
+    parser.add_argument(
+        "--peak-factor",
+        type=float,
+        default=4.0,
+        help="busiest hour's rate over the day's mean rate",
+    )
     args = parser.parse_args()
     stack = Stack.start()
     try:
@@ -214,10 +252,12 @@ def main() -> None:
         size = publish(stack.bootstrap, topics["inference"], args.events, args.embedding_dim)
         bare = bare_consumer(stack.bootstrap, topics["inference"], args.events, 1000)
         print(f"bare consumer: {bare:,.0f}/s", file=sys.stderr)
-        results = {}
+        results, per_row = {}, 0.0
         for k in args.workers:
-            rate, _ = collect_with(stack, args.events, k, args.embedding_dim, stack.data_dir)
+            rate, _, url = collect_with(stack, args.events, k, args.embedding_dim, stack.data_dir)
             results[k] = rate
+            if not per_row:
+                per_row = bytes_per_inference(url)
             print(f"{k} worker(s): {rate:,.0f}/s", file=sys.stderr)
         load = os.getloadavg()[0]
         print(f"\nScale-out, {args.events:,} events of ~{size} B, 4 partitions, "
@@ -232,8 +272,31 @@ def main() -> None:
             scaling = f"{rate / one:.2f}" if one else ""
             print(f"| radwatch collect × {k} (→ PostgreSQL, committed) | {rate:,.0f} | "
                   f"{rate / bare:.2f} | {scaling} |")  # fmt: skip
+        paper_estimate(args, results[min(results)], per_row)
     finally:
         stack.close()
+
+
+def paper_estimate(args: argparse.Namespace, one_worker: float, per_row: float) -> None:
+    """A health system on paper, from the rate and the row size this run measured."""
+    retention_days = 730  # the plan's default `retention.events_days`
+    per_day = args.studies_per_day * args.models
+    peak = per_day / 86_400 * args.peak_factor
+    workers = max(1, -(-peak * 1.5 // one_worker))  # 50% headroom, rounded up
+    year_gb = per_day * 365 * per_row / 1e9
+    print(f"\nPaper estimate: {args.studies_per_day:,} studies/day × {args.models} models, "
+          f"peak {args.peak_factor:g}× the mean, {per_row:,.0f} B per stored inference "
+          f"(measured, embedding dim {args.embedding_dim}; images and 512-d encoder "
+          "embeddings add their own rows)")  # fmt: skip
+    print("| quantity | value |")
+    print("|---|---:|")
+    print(f"| inference events/day | {per_day:,} |")
+    print(f"| peak events/s | {peak:,.1f} |")
+    print(f"| one worker, measured here | {one_worker:,.0f} events/s |")
+    print(f"| workers for the peak with 50% headroom | {workers:.0f} |")
+    print(f"| PostgreSQL growth per year | {year_gb:,.1f} GB |")
+    print(f"| PostgreSQL at the plan's retention ({retention_days} days) | "
+          f"{year_gb * retention_days / 365:,.1f} GB |")  # fmt: skip
 
 
 if __name__ == "__main__":
