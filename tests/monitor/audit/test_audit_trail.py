@@ -12,6 +12,7 @@ import io
 import json
 import uuid
 from dataclasses import asdict, replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -20,6 +21,7 @@ from conftest import TEST_KEY, produce, run_radwatch
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from psycopg.types.json import Jsonb
 
+from monitor.alerts import lifecycle
 from monitor.audit import trail
 from monitor.audit.checkpoint import (
     Checkpoint,
@@ -29,14 +31,13 @@ from monitor.audit.checkpoint import (
     merkle_root,
     read_checkpoint_file,
 )
-from monitor.audit.export import parse_time, read_ndjson
+from monitor.audit.export import read_ndjson
 from monitor.audit.trail import GENESIS, AuditRecord, chain_hash, read_records, record
 from monitor.audit.verify import verify
 from monitor.cli import UsageError
 from monitor.commands import audit_cmd, compliance_report_cmd
 from monitor.ingest.wiring import build_worker
 from monitor.pilot.demo import audit_step
-from monitor.reports.compliance import _discovered, build_sections
 from monitor.store import db
 
 N_ROWS = 30  # rows in every tampering scenario; tampering lands in the middle (seq 12..17)
@@ -439,7 +440,7 @@ def test_exports_validate_as_fhir_r4_and_carry_no_phi(settings, tmp_path):
     code, _ = radwatch(settings, "compliance-report", "--model", "cxr-nodule",
                        "--period", "2026-11-01/2026-11-30", "--out", str(report))  # fmt: skip
     html_text = report.read_text()
-    assert code == 0 and "audit trail intact" in html_text and "<td>1.4.2</td>" in html_text
+    assert code == 0 and "hash chain intact; 0 of" in html_text and "1.4.2 (" in html_text
     for text in (fhir.read_text(), table.read_text(), json.dumps([r.content() for r in trail]),
                  html_text):  # fmt: skip
         for secret in (*SECRETS, TEST_KEY):
@@ -468,30 +469,25 @@ def test_verify_without_the_public_key_cannot_trust_checkpoints(settings):
     assert code == 1 and "bad signature" in out and "no trusted public key" in out
 
 
-def test_compliance_report_reads_what_exists_and_says_what_does_not(settings, tmp_path):
+def test_compliance_report_names_who_did_what_for_this_model_only(settings, tmp_path):
+    """The workflow in the report: the acknowledgement of this model's alert (who, note), not
+    the other model's; an ill-formed period is a one-line usage error."""
+    at, now = datetime(2026, 11, 10, tzinfo=UTC), lifecycle.AlertPolicy(open_after=1)
     with db.connect(settings.database_url, autocommit=True) as conn:
-        # Stands in for another layer's table, found through information_schema by its name.
-        conn.execute("""CREATE TABLE qa_alert_log (id int, model_name text, opened_at timestamptz,
-                        state text, acked_by text, embedding real[])""")  # fmt: skip
-        conn.execute("""INSERT INTO qa_alert_log VALUES
-                        (1, 'cxr-nodule', '2026-11-10T10:00Z', 'resolved', 'qa.lead', '{1,2}'),
-                        (2, 'cxr-nodule', '2025-01-10T10:00Z', 'resolved', 'old.lead', NULL),
-                        (3, 'other-model', '2026-11-10T10:00Z', 'open', 'other.lead', NULL)""")
-        record(conn, actor="qa.lead", action="alert.acknowledged", entity_type="alert",
-               entity_id="1", outcome="acknowledged", refs={"model": "cxr-nodule"},
-               detail={"note": "new scanner"})  # fmt: skip
-        sections = build_sections(conn, "cxr-nodule", parse_time("2026-11-01"),
-                                  parse_time("2026-11-30", end=True))  # fmt: skip
-        [absent] = _discovered(conn, "Nothing", ["%no_such_table%"], "cxr-nodule",
-                               parse_time("2026-11-01"), parse_time("2026-11-02"),
-                               in_period=True)  # fmt: skip
-    assert not absent.available and absent.note.startswith("not available")
-    alerts = next(s for s in sections if s.title == "Alerts: qa_alert_log")
-    assert [r[0] for r in alerts.rows] == [1] and "embedding" not in alerts.columns
+        for model in ("cxr-nodule", "other-model"):
+            lifecycle.observe(conn, model=model, stratum_kind="all", stratum_value="all",
+                              signal="scores", firing=True, window_end=at, actor="radwatch",
+                              policy=now, details={"window_end": at.isoformat()})  # fmt: skip
+        for alert in lifecycle.list_alerts(conn):
+            mine = alert.model == "cxr-nodule"
+            lifecycle.acknowledge(conn, alert.id, by="qa.lead" if mine else "other.lead",
+                                  note="new scanner" if mine else "elsewhere")  # fmt: skip
     code, out = radwatch(settings, "compliance-report", "--model", "cxr-nodule", "--period",
                          "2026-11-01/2026-11-30", "--out", str(tmp_path / "r.html"))  # fmt: skip
     text = (tmp_path / "r.html").read_text()
-    assert code == 0 and "qa.lead" in text and "new scanner" in text and "other.lead" not in text
+    assert code == 0 and "1 incidents, 1 alerts" in out, out
+    assert "qa.lead" in text and "new scanner" in text
+    assert "other.lead" not in text and "elsewhere" not in text
     code, out = radwatch(settings, "compliance-report", "--model", "x", "--period", "2026-11-01",
                          "--out", str(tmp_path / "bad.html"))  # fmt: skip
     assert code == 2 and "FROM/TO" in out
