@@ -268,9 +268,17 @@ class Database:
                      for a in i.alerts}  # fmt: skip
         rows = []
         for a in found:
-            doc = {**a.__dict__, "incident": owner.get(a.id),
-                   "top_features": [str(f.get("feature")) for f in
-                                    a.details.get("top_features", []) if isinstance(f, dict)]}
+            opened = a.details.get("window_end")  # the opening window's, as stored
+            doc = {
+                **a.__dict__,
+                "incident": owner.get(a.id),
+                "window_end": pd.Timestamp(opened) if opened else None,
+                "top_features": [
+                    str(f.get("feature"))
+                    for f in a.details.get("top_features", [])
+                    if isinstance(f, dict)
+                ],
+            }
             rows.append(doc)
         columns = [c for c in ALERT_COLUMNS if c != "window"]
         extra = [k for k in (rows[0] if rows else {}) if k not in columns]

@@ -73,7 +73,9 @@ RESULT_COLUMNS: Mapping[str, str] = {
 ALERT_COLUMNS: Mapping[str, str] = {
     "id": "alert id", "model": "model name", "stratum_kind": "where", "stratum_value": "where",
     "signal": "what moved", "state": "open, acknowledged or resolved",
-    "opened_at": "end of the window it opened at", "onset": "estimated change point",
+    "opened_at": "when it opened (offline: its window's end; online: when it was stored)",
+    "window_end": "end of the window it opened at (event time)",
+    "onset": "estimated change point (event time)",
     "window": "the window it opened at (offline only)", "incident": "its incident's id",
     "top_features": "the features it leads with", "details": "what the QA team reads (dict)",
 }  # fmt: skip
@@ -103,16 +105,22 @@ def read_events(data: pd.DataFrame | str | os.PathLike[str]) -> pd.DataFrame:
     if isinstance(data, pd.DataFrame):
         return data
     if not isinstance(data, str | os.PathLike):
-        raise FrameError(f"expected a pandas DataFrame or a parquet path, not {type(data).__name__}")
+        raise FrameError(
+            f"expected a pandas DataFrame or a parquet path, not {type(data).__name__}"
+        )
     path = Path(data)
     if not path.is_file():
         raise FrameError(f"no parquet file at {path}")
     try:
         return pd.read_parquet(path)
     except ImportError as exc:
-        raise FrameError(f"reading {path.name} needs a parquet engine: {_first_line(exc)}") from None
+        raise FrameError(
+            f"reading {path.name} needs a parquet engine: {_first_line(exc)}"
+        ) from None
     except (OSError, ValueError) as exc:
-        raise FrameError(f"{path.name} is not a readable parquet file: {_first_line(exc)}") from None
+        raise FrameError(
+            f"{path.name} is not a readable parquet file: {_first_line(exc)}"
+        ) from None
 
 
 def rows_from_frame(frame: pd.DataFrame) -> list[EventRow]:
@@ -249,7 +257,9 @@ def _vector(rec: Mapping[str, Any], name: str, i: int) -> list[float] | None:
     try:
         array = np.asarray(value, dtype=np.float32)
     except (TypeError, ValueError):
-        raise FrameError(f"column {name!r} must hold an array of numbers per row (row {i})") from None
+        raise FrameError(
+            f"column {name!r} must hold an array of numbers per row (row {i})"
+        ) from None
     if array.ndim != 1:
         raise FrameError(f"column {name!r} must hold one flat array per row (row {i})")
     # PostgreSQL stores vectors as real[] (float32): the same values as the running system.
@@ -304,7 +314,8 @@ def alerts_frame(found: Replay, model: str, resolved: Set[int]) -> pd.DataFrame:
     rows = [{"id": a.facts.id, "model": model, "stratum_kind": a.facts.stratum_kind,
              "stratum_value": a.facts.stratum_value, "signal": a.facts.signal,
              "state": "resolved" if a.facts.id in resolved else "open",
-             "opened_at": a.opened_at, "onset": a.facts.onset, "window": a.seq,
+             "opened_at": a.opened_at, "window_end": a.opened_at, "onset": a.facts.onset,
+             "window": a.seq,
              "incident": a.incident + 1, "top_features": list(a.lead),
              "details": dict(a.facts.details)} for a in found.alerts]  # fmt: skip
     return _frame(rows, ALERT_COLUMNS)
