@@ -156,10 +156,30 @@ def _states(data: ComplianceData) -> str:
     note = ("<div class='box warning'><b>Suspend use recommended, no decision yet:</b> "
             + ", ".join(f"incident #{i.id} (stop rule {_e(i.stop_rule)})" for i in waiting)
             + ".</div>") if waiting else ""  # fmt: skip
+    active = [i for i in data.incidents if i.state != "resolved"]
+    items = "".join(f"<li>{_unresolved(i)}</li>" for i in active)
+    still = (f"<p><b>Not resolved at the time of writing:</b></p><ul>{items}</ul>"
+             if active else "<p>Every incident of the period is resolved.</p>")  # fmt: skip
     return (
         f"<p class='muted small'>Of the period: active at some time in it, or describing "
-        f"data from it (see section 4).</p>{table}{note}"
+        f"data from it (see section 4).</p>{table}{note}{still}"
     )
+
+
+def _unresolved(i: IncidentRow) -> str:
+    """One line for an incident still open: what, where, since when, and who holds it."""
+    line = (f"<b>Incident #{i.id}</b>, {_e(SHIFT_TITLES.get(i.shift_type, i.shift_type))} at "
+            f"{_e(stratum(i.root_cause_kind, i.root_cause_value))}, {_e(i.state)} since "
+            f"{_e(_utc(i.opened_at))} UTC")  # fmt: skip
+    if i.decision and i.decided_at:
+        verdict = "use suspended" if i.decision == "suspend" else "use continued"
+        line += f"; <span class='flag'>{verdict}</span> by {_e(i.decided_by)} on " \
+                f"{_e(_utc(i.decided_at))} UTC"  # fmt: skip
+    elif i.acknowledged_by:
+        line += f"; acknowledged by {_e(i.acknowledged_by)}"
+    else:
+        line += "; <span class='flag'>nobody has acknowledged it</span>"
+    return line + "."
 
 
 def _subgroup_table(data: ComplianceData) -> str:
@@ -187,7 +207,7 @@ def _subgroup_table(data: ComplianceData) -> str:
         *(METRIC_NAMES[m] for m in METRICS),
         "Flag",
     )
-    widths = (23, 11, 15, 15, 15, 21) if one else (10, 19, 11, 14, 14, 14, 18)
+    widths = (21, 13, 15, 15, 15, 21) if one else (10, 19, 11, 14, 14, 14, 18)
     what = f"Finding {findings[0]}: realised" if one else "Realised"
     return (f"<p class='muted small'>{_e(what)} values (radiologist reads) with 95% intervals, "
             f"in each subgroup's latest window of the period (windows of "

@@ -242,6 +242,11 @@ def test_compliance_report_is_a_document(settings, database_url, tmp_path):
     for state, n_incidents, n_alerts in (("Open", 1, 1), ("Acknowledged", 0, 0),
                                          ("Resolved", 1, 2), ("All", 2, 3)):  # fmt: skip
         assert re.search(rf"{state}\s+{n_incidents}\s+{n_alerts}\n", summary), state
+    assert re.search(
+        r"Incident #\d+, Integration fault at whole model, open since .* UTC; use "
+        r"suspended by ai.governance on ",
+        summary,
+    )
     assert "scanner (make and model) = ACME X1" in summary and "0.74\n(0.69–0.78)" in summary
     assert "worse than the other strata; degraded in 1 of 2 windows" in summary
     assert "Audit trail: hash chain intact; 0 of" in summary and "rows under a signed " \
