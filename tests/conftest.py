@@ -65,6 +65,7 @@ SLOW = {
     "tests/monitor/drift/test_budget_calibration.py",  # 44 no-shift streams, one budget period
     "tests/monitor/plan/test_plan_check.py",  # the simulator through collect and reference build
     "tests/monitor/reports/test_plan_document.py::test_default_and_approved_plans_render_to_html_and_pdf",
+    "tests/monitor/reports/test_compliance_document.py::test_compliance_report_is_a_document",
     "tests/monitor/plan/test_plan_commands.py",
 }
 # `integration`: the test uses the embedded broker/PostgreSQL (the `embedded` fixture), or its
