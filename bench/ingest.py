@@ -5,20 +5,29 @@ Runs on the embedded broker and PostgreSQL in a temporary data dir. Both clocks 
 the first record received to the last record handled (stored, for radwatch), so group
 joins and idle waits are not counted. Target: ratio ≥ 0.5 on a 2-core machine.
 
-    python bench/ingest.py [--events 50000] [--repeats 3]
+    python bench/ingest.py [--events 50000] [--repeats 3] [--profile]
+
+`--profile` adds one more radwatch pass (not timed) under cProfile, every thread of the
+worker included, and prints its top functions by cumulative and by own time.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import cProfile
+import io
 import json
+import pstats
 import random
 import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 from kafka import KafkaConsumer, TopicPartition
@@ -85,7 +94,16 @@ def bare_consumer(bootstrap: str, topic: str, n: int, max_poll_records: int = 50
     return (n - first_n) / elapsed
 
 
-def radwatch_collect(options: KafkaOptions, url: str, topic: str, n: int, data_dir: Path) -> float:
+def radwatch_collect(
+    options: KafkaOptions,
+    url: str,
+    topic: str,
+    n: int,
+    data_dir: Path,
+    around_run: contextlib.AbstractContextManager[None] | None = None,
+) -> float:
+    """Events stored per second by the worker `radwatch collect` builds (`around_run` wraps
+    only its run: the profile leaves out building it, imports included)."""
     marks: dict[str, float] = {}
     stored = 0
 
@@ -106,7 +124,8 @@ def radwatch_collect(options: KafkaOptions, url: str, topic: str, n: int, data_d
         batch_size=1000, poll_timeout_ms=200,
     )  # fmt: skip
     worker = build_worker(settings, on_batch=on_batch)
-    worker.run(until_idle=30)
+    with around_run or contextlib.nullcontext():
+        worker.run(until_idle=30)
     if "last" not in marks:
         raise RuntimeError(f"radwatch stored only {stored} of {n}")
     # From the end of the first batch: its records are excluded from the count too, so the
@@ -114,10 +133,57 @@ def radwatch_collect(options: KafkaOptions, url: str, topic: str, n: int, data_d
     return (n - marks["first_n"]) / (marks["last"] - marks["first"])
 
 
+@contextlib.contextmanager
+def profiled(top: int = 15) -> Iterator[None]:
+    """cProfile over the block, threads started inside it included; prints the top functions.
+
+    Each thread is timed by its own CPU clock (time.thread_time), so waits on the broker,
+    PostgreSQL and queues cost nothing and the list shows where the CPU goes.
+    """
+    profiles = [cProfile.Profile(time.thread_time)]
+    original_run = threading.Thread.run
+
+    def run(self: threading.Thread) -> None:
+        profile = cProfile.Profile(time.thread_time)
+        profiles.append(profile)
+        profile.runcall(original_run, self)
+
+    threading.Thread.run = run  # type: ignore[method-assign]
+    profiles[0].enable()
+    try:
+        yield
+    finally:
+        profiles[0].disable()
+        threading.Thread.run = original_run  # type: ignore[method-assign]
+        out = io.StringIO()
+        stats = pstats.Stats(profiles[0], stream=out)
+        for profile in profiles[1:]:
+            stats.add(profile)
+        stats.strip_dirs()
+        for key in ("cumulative", "tottime"):
+            print(f"\nTop {top} by {key} (CPU seconds, all threads):", file=out)
+            stats.sort_stats(key).print_stats(top)
+        print(out.getvalue())
+
+
+def fresh_run(options: KafkaOptions, owner: str, events: int, tag: str) -> tuple[str, str]:
+    """A new topic holding `events` records and a new migrated database: (topic, url)."""
+    topic = f"bench{tag}.{uuid.uuid4().hex[:6]}"
+    ensure_topics(options, [topic, topic + ".labels", topic + ".dlq"], 4)
+    publish(options, topic, events)
+    url = owner.rsplit("/", 1)[0] + f"/bench{tag}_{uuid.uuid4().hex[:6]}"
+    with db.connect(owner, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{url.rsplit("/", 1)[1]}"')
+    runtime.migrate_schema(url)
+    return topic, url
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--profile", action="store_true",
+                        help="one more radwatch pass under cProfile; print its top functions")  # fmt: skip
     args = parser.parse_args()
     data_dir = Path(tempfile.mkdtemp(prefix="radwatch-bench-"))
     try:
@@ -126,32 +192,32 @@ def main() -> None:
         owner = state.owner_database_url
         assert state.bootstrap and owner
         options = KafkaOptions(state.bootstrap)
+        size = len(event(0, random.Random(11))[1])
         rows = []
         for repeat in range(args.repeats):
-            topic = f"bench{repeat}.{uuid.uuid4().hex[:6]}"
-            ensure_topics(options, [topic, topic + ".labels", topic + ".dlq"], 4)
-            size = publish(options, topic, args.events)
-            url = owner.rsplit("/", 1)[0] + f"/bench{repeat}_{uuid.uuid4().hex[:6]}"
-            with db.connect(owner, autocommit=True) as conn:
-                conn.execute(f'CREATE DATABASE "{url.rsplit("/", 1)[1]}"')
-            runtime.migrate_schema(url)
+            topic, url = fresh_run(options, owner, args.events, str(repeat))
+            # Both in the same run, one after the other, on the same topic: the ratio is
+            # meaningful even on a loaded machine (each number alone is not).
             bare = bare_consumer(options.bootstrap, topic, args.events)
             ours = radwatch_collect(options, url, topic, args.events, data_dir)
-            rows.append((bare, ours))
+            rows.append((bare, ours, ours / bare))
             print(f"run {repeat + 1}: bare {bare:,.0f}/s, radwatch {ours:,.0f}/s, "
                   f"ratio {ours / bare:.2f}", file=sys.stderr)  # fmt: skip
-        bare_m = statistics.median(r[0] for r in rows)
-        ours_m = statistics.median(r[1] for r in rows)
-        print(
-            f"\nIngest, {args.events:,} events of ~{size} B, 4 partitions, median of {args.repeats}"
-        )
-        print("| path | events/s |")
-        print("|---|---:|")
-        print(f"| bare kafka-python consumer (poll + json.loads), the limit | {bare_m:,.0f} |")
-        print(
-            f"| radwatch collect → PostgreSQL (validated, pseudonymised, COPY, committed) | {ours_m:,.0f} |"
-        )
-        print(f"| ratio radwatch / bare (target ≥ 0.5) | {ours_m / bare_m:.2f} |")
+        print(f"\nIngest, {args.events:,} events of ~{size} B, 4 partitions, "
+              f"{args.repeats} repeats")  # fmt: skip
+        print("| repeat | bare kafka-python (poll + json.loads) events/s "
+              "| radwatch collect → PostgreSQL events/s | ratio |")  # fmt: skip
+        print("|---|---:|---:|---:|")
+        for i, (bare, ours, ratio) in enumerate(rows, 1):
+            print(f"| {i} | {bare:,.0f} | {ours:,.0f} | {ratio:.2f} |")
+        if rows:
+            print(f"| median | {statistics.median(r[0] for r in rows):,.0f} "
+                  f"| {statistics.median(r[1] for r in rows):,.0f} "
+                  f"| **{statistics.median(r[2] for r in rows):.2f}** |")  # fmt: skip
+        print("(ratio: radwatch / bare in the same repeat; target ≥ 0.5, aim 0.7)")
+        if args.profile:
+            topic, url = fresh_run(options, owner, args.events, "p")
+            radwatch_collect(options, url, topic, args.events, data_dir, around_run=profiled())
     finally:
         embedded.services_down(data_dir)
         shutil.rmtree(data_dir, ignore_errors=True)

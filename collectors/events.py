@@ -114,7 +114,30 @@ def parse_record(
     max_bytes: int,
     limits: ParseLimits = DEFAULT_LIMITS,
 ) -> Event | Rejection:
-    """Validate one Kafka record value. Never raises for bad input."""
+    """Validate one Kafka record value. Never raises for bad input.
+
+    A well-formed record takes the typed fast path (collectors.typed_events, C decoding);
+    every other one the reference path below, which alone decides rejections and their
+    reason codes. Both return the same event for a record both accept.
+    """
+    fast = typed_events.parse_fast(raw, default_schema, pseudonym, max_bytes, limits)
+    if fast is not None:
+        return fast
+    return parse_reference(
+        raw, default_schema=default_schema, pseudonym=pseudonym, max_bytes=max_bytes,
+        limits=limits,
+    )  # fmt: skip
+
+
+def parse_reference(
+    raw: bytes,
+    *,
+    default_schema: str,
+    pseudonym: Pseudonymiser,
+    max_bytes: int,
+    limits: ParseLimits = DEFAULT_LIMITS,
+) -> Event | Rejection:
+    """The reference path: bounded decoding, then each field checked in Python."""
     try:
         return _parse(raw, default_schema, pseudonym, max_bytes, limits)
     except InvalidEvent as exc:
@@ -180,7 +203,11 @@ def _nonempty_str(doc: Mapping[str, Any], key: str, path: str, limit: int = 256)
 
 
 def _timestamp(doc: Mapping[str, Any], limits: ParseLimits) -> datetime:
-    value = _require(doc, "occurred_at", str, "occurred_at")
+    return parse_timestamp(_require(doc, "occurred_at", str, "occurred_at"), limits)
+
+
+def parse_timestamp(value: str, limits: ParseLimits) -> datetime:
+    """`occurred_at` text → a UTC instant inside the limits' window, or InvalidEvent."""
     if len(value) > 64:
         raise InvalidEvent(Reason.BAD_TIMESTAMP, "occurred_at is not ISO 8601")
     try:
@@ -438,3 +465,8 @@ def _numbers_only(value: Any) -> Any:
         else None
         for v in value.values()
     ]  # fmt: skip
+
+
+# Last, and as a module: collectors.typed_events builds this module's events, and
+# parse_record reaches it by attribute at call time, so either module may be imported first.
+from collectors import typed_events  # noqa: E402
