@@ -52,6 +52,10 @@ IDENTIFIER_KEYS = frozenset(
         "uri",
     }
 )
+# Distinct (kind, value) pairs remembered: more than a batch holds (500 records × 6
+# identifiers by default), so each distinct identifier of a batch is computed once; the memo
+# is emptied when full, so raw identifiers never pile up in memory.
+PSEUDONYM_CACHE_SIZE = 16_384
 # Deeper than this, redact() drops the value instead of descending (the parser already
 # refuses deeper documents; this keeps redact total on anything it is handed).
 MAX_REDACT_DEPTH = 64
@@ -76,12 +80,20 @@ class Pseudonymiser:
         if len(key) < 16:
             raise ValueError("the pseudonym key must be at least 16 bytes")
         self._key = key
+        self._memo: dict[tuple[str, str], str] = {}
 
     def __call__(self, kind: str, value: str) -> str:
-        # One-shot C HMAC: this runs several times per event on the ingest hot path.
-        mac = hmac.digest(self._key, f"{kind}\x00{value}".encode(), "sha256")
-        # 128 bits is ample against collisions for any hospital's volume and keeps rows small.
-        return mac[:16].hex()
+        memo = self._memo
+        pseudonym = memo.get((kind, value))
+        if pseudonym is None:
+            # One-shot C HMAC: this runs several times per event on the ingest hot path.
+            mac = hmac.digest(self._key, f"{kind}\x00{value}".encode(), "sha256")
+            # 128 bits is ample against collisions for any hospital's volume; keeps rows small.
+            pseudonym = mac[:16].hex()
+            if len(memo) >= PSEUDONYM_CACHE_SIZE:
+                memo.clear()
+            memo[(kind, value)] = pseudonym
+        return pseudonym
 
     def redact(self, value: Any, _depth: int = 0) -> Any:
         """A copy of a JSON value without identifier-looking keys (key and value dropped).
