@@ -14,7 +14,7 @@ is monitor/api_frames.py.
     from monitor import api
     ref = api.build_reference(history)          # a DataFrame, or a parquet path
     scoring = api.score(ref, this_week)         # results, windows, alerts, incidents
-    scoring.results.query("drift")              # one row per window × stratum × test/feature
+    scoring.results.query("drift == True")      # one row per window × stratum × test/feature
     api.incidents(scoring)                      # what the QA team would be told
 
 Errors are one line: a bad frame is a `FrameError` (a ValueError) naming the column.
