@@ -1,17 +1,26 @@
-"""CPU benchmark: DICOM file → embedding throughput beside forward-only throughput.
+"""CPU benchmark: DICOM file → embedding throughput beside what the cores allow.
 
-Measures whether decoding in worker processes hides behind the default encoder's forward
-pass (issue 4 target: end-to-end / forward-only ≥ 0.8). Forward-only embeds pre-decoded
-tensors; end-to-end reads synthetic DICOM files through collectors.images.dicom_reader in a torch
-DataLoader (monitor.ingest.embedding_stage.decoded_batches), exactly as `radwatch embed` does.
+Forward-only embeds pre-decoded pixels (TorchEmbedder.embed: CPU lanes); decode-only reads and
+decodes the files in this process (collectors.images.dicom_reader through the fenced
+ImageFetcher); end-to-end goes from files to vectors through
+monitor.ingest.embedding_stage.decoded_batches and stack_pixels, exactly as `radwatch embed`
+does. Forward and decode are CPU work that cannot overlap beyond the cores, so the limit is
 
-    python bench/embed.py [--images 96] [--rows 512] [--workers 1] [--batch-size 32] [--repeats 3]
+    cores / (forward CPU-seconds per image + decode CPU-seconds per image)
+
+with both CPU times measured in this run (time.process_time; the DataLoader workers'
+CPU from getrusage(RUSAGE_CHILDREN) is printed beside it). Target (issue 19): end-to-end ≥ 0.9
+of that limit. On a loaded machine the wall-clock rates drop and the CPU times rise; the
+"CPU efficiency" line (useful CPU / CPU the end-to-end run spent) stays meaningful there.
+
+    python bench/embed.py [--images 192] [--rows 512] [--workers N] [--batch-size 32] [--repeats 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -25,7 +34,7 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-TARGET = 0.8
+TARGET = 0.9  # end-to-end / cores limit
 
 
 def write_dicoms(folder: Path, n: int, rows: int, cols: int, seed: int = 0) -> list[str]:
@@ -55,13 +64,22 @@ def write_dicoms(folder: Path, n: int, rows: int, cols: int, seed: int = 0) -> l
     return uris
 
 
+def _cpu() -> tuple[float, float]:
+    """(this process's CPU seconds, its reaped children's CPU seconds)."""
+    me, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return me.ru_utime + me.ru_stime, kids.ru_utime + kids.ru_stime
+
+
 def end_to_end(
     embedder, uris: list[str], fetcher=None, *, batch_size: int, workers: int,
     forward: bool = True,
 ) -> float:  # fmt: skip
     """Seconds to go from files to embeddings (or, without `forward`, to pixels only)."""
     from collectors.images.resolver import FetchPolicy, ImageFetcher
-    from monitor.ingest.embedding_stage import decoded_batches, stack_pixels
+    from monitor.ingest.decoding import decoded_batches, stack_pixels
 
     if fetcher is None:  # the files' own folder is the one root (bench/gpu_embed.py)
         folders = {str(Path(urllib.request.url2pathname(u[len("file://") :])).parent) for u in uris}
@@ -92,12 +110,39 @@ def forward_only(embedder, pixels: np.ndarray, *, batch_size: int) -> float:
     return time.perf_counter() - start
 
 
+def decode_only(fetcher, uris: list[str], size: int) -> np.ndarray:
+    """Read and decode every file in this process, one after another: [N, size, size].
+
+    With one intra-op thread, as a DataLoader worker decodes (its resize is a torch op).
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return np.stack([fetcher.load(u, size=size).pixels for u in uris])
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _timed(fn, *args, **kwargs) -> tuple[float, float, float, object]:
+    """(wall s, own CPU s, children's CPU s, result) of one call."""
+    cpu0, wall0 = _cpu(), time.perf_counter()
+    result = fn(*args, **kwargs)
+    wall, cpu1 = time.perf_counter() - wall0, _cpu()
+    return wall, cpu1[0] - cpu0[0], cpu1[1] - cpu0[1], result
+
+
 def main(argv: list[str] | None = None) -> int:
+    from monitor.ingest.decoding import decode_workers
+
+    cores = len(os.sched_getaffinity(0))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=96)
+    parser.add_argument("--images", type=int, default=192)
     parser.add_argument("--rows", type=int, default=512, help="stored image size (square)")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) // 2))
+    parser.add_argument("--workers", type=int, default=decode_workers(cores),
+                        help="decoding processes (default: monitor.ingest.decoding.decode_workers)")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=3,
                         help="interleaved repetitions; the best of each is reported")  # fmt: skip
     args = parser.parse_args(argv)
@@ -105,37 +150,56 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from collectors.images.resolver import FetchPolicy, ImageFetcher
+    from detectors.embedding.contract import cpu_lanes
     from detectors.embedding.device import select_device
     from detectors.embedding.encoders import default_encoder
 
     embedder = default_encoder(select_device("cpu", batch_size=args.batch_size))
+    n = args.images
     with tempfile.TemporaryDirectory(prefix="radwatch-bench-") as tmp:
-        uris = write_dicoms(Path(tmp), args.images, args.rows, args.rows)
+        uris = write_dicoms(Path(tmp), n, args.rows, args.rows)
         fetcher = ImageFetcher(FetchPolicy.create(roots=[tmp]))  # the fence, as in production
         size = embedder.spec.input_size[0]
-        pixels = np.stack([fetcher.load(u, size=size).pixels for u in uris])
+        pixels = decode_only(fetcher, uris, size)
         embedder.embed(pixels[: args.batch_size])  # warm-up (allocator, oneDNN primitives)
+        end_to_end(embedder, uris[: args.batch_size], fetcher, batch_size=args.batch_size,
+                   workers=args.workers)  # fmt: skip
         # Interleaved and best-of-N: on a shared machine, other load only ever slows a run
-        # down, so the fastest repetition is the closest to the code's own speed.
-        t_fwd = t_e2e = t_dec = float("inf")
+        # down (and adds CPU time: cache misses, preemptions), so the fastest repetition and
+        # the least CPU per image are the closest to the code's own cost.
+        fwd = dec = e2e = (float("inf"),) * 3
         for _ in range(args.repeats):
-            t_fwd = min(t_fwd, forward_only(embedder, pixels, batch_size=args.batch_size))
-            t_e2e = min(t_e2e, end_to_end(embedder, uris, fetcher, batch_size=args.batch_size,
-                                          workers=args.workers))  # fmt: skip
-            t_dec = min(t_dec, end_to_end(embedder, uris, fetcher, batch_size=args.batch_size,
-                                          workers=args.workers, forward=False))  # fmt: skip
-    fwd, e2e, dec = args.images / t_fwd, args.images / t_e2e, args.images / t_dec
-    ratio = e2e / fwd
-    print(f"default encoder on CPU ({torch.get_num_threads()} torch threads, {args.workers} "
-          f"decode worker(s), {os.cpu_count()} cores); {args.images} DICOM files "
-          f"{args.rows}×{args.rows} 12-bit → {size}×{size}, batch {args.batch_size}, "
-          f"best of {args.repeats}")  # fmt: skip
-    print(f"{'path':<34} {'seconds':>8} {'images/s':>9} {'ratio':>6}")
-    print(f"{'forward-only (pre-decoded tensors)':<34} {t_fwd:>8.2f} {fwd:>9.1f} {1.0:>6.2f}")
-    print(f"{'end-to-end (DICOM file → vector)':<34} {t_e2e:>8.2f} {e2e:>9.1f} {ratio:>6.2f}")
-    print(f"{'decode only (workers, no forward)':<34} {t_dec:>8.2f} {dec:>9.1f} "
-          f"{dec / fwd:>6.2f}")  # fmt: skip
-    print(f"target ratio ≥ {TARGET}: {'met' if ratio >= TARGET else 'NOT met'}")
+            t = _timed(forward_only, embedder, pixels, batch_size=args.batch_size)
+            fwd = min(fwd, t[:3], key=lambda r: r[1])  # least CPU: the work itself
+            t = _timed(decode_only, fetcher, uris, size)
+            dec = min(dec, t[:3], key=lambda r: r[1])
+            t = _timed(end_to_end, embedder, uris, fetcher, batch_size=args.batch_size,
+                       workers=args.workers)  # fmt: skip
+            e2e = min(e2e, t[:3], key=lambda r: r[0])  # fastest wall clock
+    fwd_cpu, dec_cpu = fwd[1] / n, dec[1] / n
+    limit = cores / (fwd_cpu + dec_cpu)
+    rate = n / e2e[0]
+    ratio = rate / limit
+    e2e_cpu = (e2e[1] + e2e[2]) / n
+    print(f"default encoder on CPU: {cpu_lanes()} forward lane(s) of 1 thread "
+          f"({torch.get_num_threads()} intra-op threads allowed), {args.workers} decoding "
+          f"process(es), {cores} cores; {n} DICOM files {args.rows}×{args.rows} 12-bit → "
+          f"{size}×{size}, batch {args.batch_size}, best of {args.repeats}; "
+          f"load average {os.getloadavg()[0]:.2f} at the end")  # fmt: skip
+    print(f"{'path':<40} {'seconds':>8} {'images/s':>9} {'CPU ms/img':>11}")
+    print(f"{'forward-only (pre-decoded pixels)':<40} {fwd[0]:>8.2f} {n / fwd[0]:>9.1f} "
+          f"{fwd_cpu * 1e3:>11.2f}")  # fmt: skip
+    print(f"{'decode-only (1 process, in order)':<40} {dec[0]:>8.2f} {n / dec[0]:>9.1f} "
+          f"{dec_cpu * 1e3:>11.2f}")  # fmt: skip
+    print(f"{'end-to-end (DICOM file → vector)':<40} {e2e[0]:>8.2f} {rate:>9.1f} "
+          f"{e2e_cpu * 1e3:>11.2f}  (this process {e2e[1] / n * 1e3:.2f} + decoders "
+          f"{e2e[2] / n * 1e3:.2f})")  # fmt: skip
+    print(f"{'cores limit: cores / (fwd + dec CPU)':<40} {'':>8} {limit:>9.1f} "
+          f"{(fwd_cpu + dec_cpu) * 1e3:>11.2f}")  # fmt: skip
+    print(f"end-to-end / cores limit = {ratio:.2f} (target ≥ {TARGET}: "
+          f"{'met' if ratio >= TARGET else 'NOT met'}); end-to-end / forward-only = "
+          f"{rate * fwd[0] / n:.2f}; CPU efficiency (useful / spent) = "
+          f"{(fwd_cpu + dec_cpu) / e2e_cpu:.2f}")  # fmt: skip
     return 0
 
 

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import os
+import threading
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Literal, Protocol, runtime_checkable
 
@@ -33,6 +37,9 @@ _INTENSITY: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
 }
 NO_WEIGHTS = "0" * 64
+# Fewer images than this per lane and a batch is not split (the split would cost more than
+# the second core gives back).
+MIN_LANE_IMAGES = 4
 
 
 class EmbeddingError(DetectorError, ValueError):
@@ -146,6 +153,14 @@ class TorchEmbedder:
 
     def prepare(self, batch: np.ndarray | torch.Tensor | Sequence[np.ndarray]) -> torch.Tensor:
         """Host float32 [N, C, H, W] at the spec's size and channels (before intensity map)."""
+        tensor = self._host(batch)
+        if tensor.shape[1] != self._spec.channels:
+            tensor = tensor.expand(-1, self._spec.channels, -1, -1)
+        return tensor.contiguous()
+
+    def _host(self, batch: np.ndarray | torch.Tensor | Sequence[np.ndarray]) -> torch.Tensor:
+        """As `prepare`, but a grayscale batch stays 1-channel for a 3-channel model: the
+        copies to the device move a third of the bytes and `forward` expands it there."""
         rows, cols = self._spec.input_size
         if isinstance(batch, torch.Tensor | np.ndarray):
             tensor = torch.as_tensor(batch, dtype=torch.float32)
@@ -170,22 +185,26 @@ class TorchEmbedder:
                 if resized
                 else torch.empty((0, 1, rows, cols), dtype=torch.float32)
             )
-        if tensor.shape[1] == 1 and self._spec.channels == 3:
-            tensor = tensor.expand(-1, 3, -1, -1)
-        if tensor.shape[1] != self._spec.channels:
+        if tensor.shape[1] not in (1, self._spec.channels):
             raise EmbeddingError(
                 f"{self._spec.name}: input has {tensor.shape[1]} channels, "
                 f"the spec says {self._spec.channels}"
             )
+        # Contiguous already for a stacked batch (no copy): a pinned one stays pinned.
         return tensor.contiguous()
 
     def forward(self, host: torch.Tensor) -> torch.Tensor:
-        """One forward pass of a prepared host batch; returns float32 [N, D] on the host."""
+        """One forward pass of a prepared host batch; returns float32 [N, D] on the host.
+
+        A 1-channel batch for a 3-channel model is expanded on the device, after the copy.
+        """
         cfg = self.device
         if cfg.pin_memory and not host.is_pinned():
             host = host.pin_memory()
         x = host.to(cfg.torch_device, non_blocking=cfg.non_blocking)
         x = (x - self._mean.to(x.device)) / self._std.to(x.device)
+        if x.shape[1] != self._spec.channels:
+            x = x.expand(-1, self._spec.channels, -1, -1)
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
@@ -198,16 +217,26 @@ class TorchEmbedder:
         return out.to("cpu")
 
     def embed(self, batch: np.ndarray | torch.Tensor | Sequence[np.ndarray]) -> np.ndarray:
-        host = self.prepare(batch)
+        """float32 [N, D]; on CPU the chunks run in `cpu_lanes()` single-threaded lanes."""
+        host = self._host(batch)
         dim = self._spec.output_dim
         if host.shape[0] == 0:
             return np.empty((0, dim), dtype=np.float32)
-        chunks = []
-        for start in range(0, host.shape[0], self.device.batch_size):
-            out = self.forward(host[start : start + self.device.batch_size])
-            _check_output(self._spec, out, host[start : start + self.device.batch_size].shape[0])
-            chunks.append(out.numpy())
-        return np.ascontiguousarray(np.concatenate(chunks), dtype=np.float32)
+        step = self.device.batch_size
+        lanes = 1 if self.device.is_cuda else cpu_lanes()
+        if lanes > 1 and host.shape[0] >= 2 * MIN_LANE_IMAGES:
+            # Each lane takes an equal share of a device batch, so N images keep every lane
+            # busy (a 32-image batch on 2 lanes: two chunks of 16 at once).
+            per_lane = max(MIN_LANE_IMAGES, math.ceil(min(step, host.shape[0]) / lanes))
+            step = min(step, per_lane)
+        pieces = [host[start : start + step] for start in range(0, host.shape[0], step)]
+        if lanes > 1 and len(pieces) > 1:
+            outs = list(_lane_pool(lanes).map(self.forward, pieces))
+        else:
+            outs = [self.forward(piece) for piece in pieces]
+        for piece, out in zip(pieces, outs, strict=True):
+            _check_output(self._spec, out, piece.shape[0])
+        return np.ascontiguousarray(np.concatenate([o.numpy() for o in outs]), dtype=np.float32)
 
     def verify(self) -> None:
         """Run a dummy batch through at start-up; raise EmbeddingError on a wrong output shape."""
@@ -222,6 +251,64 @@ class TorchEmbedder:
                 f"embedder {self._spec.name!r} failed on a dummy {tuple(dummy.shape)} batch: {exc}"
             ) from exc
         _check_output(self._spec, out, 2)
+
+
+# -- CPU lanes: independent single-threaded forward passes instead of one OpenMP team --------
+#
+# An OpenMP team meets at a barrier after every operator; when anything else on the machine
+# (the decoding processes that feed it) takes one of its cores, the team's other threads spin
+# at the barrier and the forward pass slows by more than the CPU it lost. Lanes share nothing:
+# each runs whole chunks on one thread, the scheduler gives an idle core to whichever lane or
+# decoder is runnable, and no CPU is spent waiting (measured in bench/embed.py).
+
+_lanes_lock = threading.Lock()
+_pools: dict[int, ThreadPoolExecutor] = {}
+
+
+def _forget_pools_in_child() -> None:
+    # A forked child has none of the parent's threads: it starts its own lanes if it embeds.
+    global _lanes_lock
+    _lanes_lock = threading.Lock()
+    _pools.clear()
+
+
+os.register_at_fork(after_in_child=_forget_pools_in_child)
+
+
+def cpu_lanes() -> int:
+    """Lanes for CPU forward passes: the intra-op threads torch was given (torch.set_num_threads,
+    OMP_NUM_THREADS, else the cores), so the process never runs more forward threads than it
+    was allowed."""
+    return max(1, torch.get_num_threads())
+
+
+def _lane_pool(lanes: int) -> ThreadPoolExecutor:
+    """`lanes` threads, each with one intra-op thread; the process's own setting is kept."""
+    with _lanes_lock:
+        pool = _pools.get(lanes)
+        if pool is not None:
+            return pool
+        saved = torch.get_num_threads()
+        ready = threading.Barrier(lanes + 1)
+
+        def single_threaded() -> None:
+            # torch.get_num_threads() first: it runs the thread's one lazy initialisation,
+            # which would otherwise later copy the process-wide count back into this thread.
+            torch.get_num_threads()
+            torch.set_num_threads(1)  # this thread's OpenMP and MKL settings
+            ready.wait()
+
+        pool = ThreadPoolExecutor(lanes, thread_name_prefix="radwatch-lane",
+                                  initializer=single_threaded)  # fmt: skip
+        # Start every lane now (each blocks in the barrier until all have set their count),
+        # then give the process its own count back: set_num_threads also sets a global.
+        started = [pool.submit(lambda: None) for _ in range(lanes)]
+        ready.wait()
+        for future in started:
+            future.result()
+        torch.set_num_threads(saved)
+        _pools[lanes] = pool
+        return pool
 
 
 def _check_output(spec: EmbedderSpec, out: torch.Tensor, n: int) -> None:

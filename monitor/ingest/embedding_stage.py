@@ -6,7 +6,8 @@ skipping those already stored under the same fingerprint (cache hit: no forward 
 stores embeddings, image features and the sealed image URI idempotently. Images the image
 stage parked (the PACS was down) are queued in `image_fetch_queue` with their sealed URI in
 `image_locators`. The backfill (`radwatch embed`, also `--parked`) reuses the storage helpers
-and the worker-process decoding here, reading images only through the fenced `ImageFetcher`.
+and the worker-process decoding (monitor/ingest/decoding.py, re-exported here), reading images
+only through the fenced `ImageFetcher`.
 """
 
 from __future__ import annotations
@@ -15,13 +16,12 @@ import hashlib
 import hmac
 import logging
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import psycopg
-import torch
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -31,11 +31,18 @@ from psycopg.types.json import Jsonb
 from detectors.embedding.contract import EmbedderSpec, EmbeddingError, TorchEmbedder
 from detectors.embedding.device import DeviceConfig, DeviceError, select_device
 from detectors.embedding.encoders import default_encoder, load_checkpoint
-from detectors.embedding.image_features import ImageFeatureError, image_features, spacing_from_tags
+from detectors.embedding.image_features import ImageFeatureError
 from monitor.audit import trail
 from monitor.config import Settings
 from monitor.errors import ConfigError
 from monitor.ingest.batch_store import Batch
+
+# The decoding half of the image path lives in monitor.ingest.decoding (importable without
+# PostgreSQL or key material, so bench/gpu_embed.py runs it on a bare GPU machine).
+from monitor.ingest.decoding import Decoded as Decoded
+from monitor.ingest.decoding import decoded_batches as decoded_batches
+from monitor.ingest.decoding import features_of
+from monitor.ingest.decoding import stack_pixels as stack_pixels
 
 log = logging.getLogger(__name__)
 
@@ -232,15 +239,6 @@ def store(
             )  # fmt: skip
 
 
-def features_of(image: Any) -> dict[str, Any]:
-    """Image-quality features of a `LoadedImage` (pixels, original_shape, tags)."""
-    return image_features(
-        image.pixels,
-        original_shape=getattr(image, "original_shape", None),
-        spacing=spacing_from_tags(getattr(image, "tags", None)),
-    ).as_dict()
-
-
 # -- the collector stage -------------------------------------------------------------------
 
 
@@ -315,79 +313,3 @@ class EmbeddingStage:
                 log.warning("no image features for event %s: %s", event.event_id, exc)
         store(conn, self.embedder.fingerprint, embeddings, features, list(locators.values()),
               list(parked.values()))  # fmt: skip
-
-
-# -- decoding in worker processes (backfill and benchmarks) ---------------------------------
-
-
-@dataclass(frozen=True)
-class Decoded:
-    """One image decoded by a worker: pixels and features, or the reason it failed."""
-
-    index: int
-    pixels: np.ndarray | None
-    features: dict[str, Any] | None
-    error: str | None
-    parkable: bool = False  # the PACS failed, not the image: keep it queued
-
-
-class _ImageDataset(torch.utils.data.Dataset):
-    def __init__(self, uris: Sequence[str], fetcher: Any, size: int, with_features: bool) -> None:
-        self.uris = list(uris)
-        self.fetcher = fetcher  # an ImageFetcher: pickled into each worker process
-        self.size = size
-        self.with_features = with_features
-
-    def __len__(self) -> int:
-        return len(self.uris)
-
-    def __getitem__(self, index: int) -> Decoded:
-        from collectors.errors import ImageError, ResolveError
-
-        try:
-            # Decoded in this (worker) process with the time budget checked between steps:
-            # DataLoader workers are daemonic and cannot start a decode pool of their own.
-            image = self.fetcher.load(self.uris[index], size=self.size)
-            feats = features_of(image) if self.with_features else None
-        except (ImageError, ImageFeatureError) as exc:
-            # The reason code only: an ImageError message never carries the URI.
-            parkable = isinstance(exc, ResolveError) and exc.parkable
-            return Decoded(index, None, None, str(exc), parkable)
-        return Decoded(index, image.pixels, feats, None)
-
-
-def _keep(items: list[Decoded]) -> list[Decoded]:
-    # No torch ops in workers (collation stays numpy), so forked workers never touch the
-    # parent's OpenMP pool.
-    return items
-
-
-def decoded_batches(
-    uris: Sequence[str],
-    fetcher: Any,
-    *,
-    size: int,
-    batch_size: int,
-    workers: int,
-    with_features: bool = True,
-    prefetch: int = 4,
-) -> Iterator[list[Decoded]]:
-    """Decode `uris` in `workers` processes, `prefetch` batches ahead of the consumer.
-
-    The main process runs forward passes on batch k while the workers decode k+1…k+prefetch,
-    so decoding hides behind compute (torch DataLoader; order is kept).
-    """
-    dataset = _ImageDataset(uris, fetcher, size, with_features)
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
-        collate_fn=_keep, prefetch_factor=prefetch if workers > 0 else None,
-        persistent_workers=False,
-    )  # fmt: skip
-    yield from loader
-
-
-def stack_pixels(items: Sequence[Decoded], pin: bool) -> torch.Tensor:
-    """[N, H, W] host tensor of the decoded items (page-locked when the device is CUDA)."""
-    arr = np.stack([d.pixels for d in items if d.pixels is not None])
-    tensor = torch.from_numpy(arr)
-    return tensor.pin_memory() if pin else tensor
