@@ -1,8 +1,12 @@
-"""Ingest instruments fed: each durable batch counted and timed (the collector's last step).
+"""Ingest instruments fed: each durable batch timed and counted (the collector's last step).
 
-The instruments and their names live in monitor.metrics.names (dashboards and rules read the
-names there); this module is the ingest side that observes them, so metrics does not import
-ingest.
+Two records of a batch. In PostgreSQL, in the batch's own transaction: the counters of
+migration 0012 (events, dead letters, latency histograms, kept by triggers) and the batch's
+time since parsing (`start_batch_timer` marks it, monitor.store.counters.batch_written
+records it); every `radwatch metrics` serves those. In this process: what this worker stored
+and how long its batches took up to the offset commit (monitor.metrics.names `worker_*`),
+counted once per batch, not per event, so the hot path pays nothing per record. The names live
+in monitor.metrics.names; metrics does not import ingest.
 """
 
 from __future__ import annotations
@@ -12,13 +16,12 @@ import weakref
 
 from monitor.ingest.batch_store import Batch, WriteOutcome
 from monitor.metrics.names import (
-    dead_letters,
-    events_ingested,
-    ingest_batch_seconds,
-    ingest_delay,
     label_budget,
-    model_latency,
+    worker_batch_seconds,
+    worker_dead_letters,
+    worker_events,
 )
+from monitor.store import counters
 
 # Batches are timed from the first pre-write stage to `record_batch`, keyed by id (a Batch is
 # not hashable); a finaliser forgets a batch dropped on a failed write, so nothing leaks.
@@ -30,23 +33,18 @@ def start_batch_timer(batch: Batch) -> Batch:
     key = id(batch)
     _batch_started[key] = time.monotonic()
     weakref.finalize(batch, _batch_started.pop, key, None)
+    counters.batch_started(batch)
     return batch
 
 
 def record_batch(batch: Batch, outcome: WriteOutcome) -> None:
-    """Count a durable batch. A batch replayed after a crash is counted again (at least once)."""
-    now = time.time()
+    """This process's share of a durable batch: new rows only (a replay adds nothing)."""
     started = _batch_started.pop(id(batch), None)
     if started is not None:
-        ingest_batch_seconds.observe(time.monotonic() - started)
-    for event, _ in batch.inferences:
-        model = label_budget("model", event.model_name)
-        events_ingested.labels("inference", model).inc()
-        ingest_delay.observe(max(0.0, now - event.occurred_at.timestamp()))
-        if event.latency_ms is not None and event.latency_ms >= 0:
-            model_latency.labels(model).observe(event.latency_ms / 1000.0)
-    for label, _ in batch.labels:
-        events_ingested.labels("label", label_budget("model", label.model_name)).inc()
+        worker_batch_seconds.observe(time.monotonic() - started)
+    if outcome.inferences_new:
+        worker_events.labels("inference").inc(outcome.inferences_new)
+    if outcome.labels_new:
+        worker_events.labels("label").inc(outcome.labels_new)
     for letter in outcome.dead_letters:
-        dead_letters.labels(label_budget("topic", letter.position.topic),
-                            label_budget("reason", letter.reason)).inc()  # fmt: skip
+        worker_dead_letters.labels(label_budget("reason", letter.reason)).inc()

@@ -27,6 +27,7 @@ from psycopg.types.json import Jsonb, set_json_dumps
 from collectors.errors import Reason
 from collectors.events import InferenceEvent, LabelEvent, dead_letter_skeleton
 from collectors.pseudonym import Pseudonymiser
+from monitor.store import counters
 
 E = TypeVar("E", InferenceEvent, LabelEvent)
 
@@ -254,6 +255,7 @@ class IngestStore:
                         for d in dead
                     ],
                 )
+            counters.batch_written(self._conn, batch)  # the batch timer, in this transaction
         return WriteOutcome(n_inf, n_lab, tuple(dead))
 
 

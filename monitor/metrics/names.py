@@ -1,7 +1,8 @@
 """Prometheus metric names, the ingest instruments, and the rule that keeps labels bounded.
 
-Sits at the output edge: the collector calls `record_batch` after each durable batch, the
-scrape-time collector (metrics_collector) exposes values read from PostgreSQL, and the
+Sits at the output edge: the collector calls `record_batch` after each durable batch (this
+process's own instruments), the scrape-time collector (monitor.metrics.scrape) exposes values
+read from PostgreSQL, ingest counters included, and the
 alert rules (deploy/prometheus) and dashboards (dashboards/) are built from these names.
 Labels are bounded (model, model_version, site, stratum kind/value, signal, detector,
 feature, topic, reason, incident id, shift type); never an identifier, a URL or anything from a patient. A label
@@ -20,18 +21,26 @@ from prometheus_client import Counter, Gauge, Histogram
 
 PREFIX = "radwatch"
 
-# -- ingest instruments (live in the process that collects) ---------------------------------
-EVENTS_INGESTED = f"{PREFIX}_events_ingested"  # counter: _total suffix added by the client
-DEAD_LETTERS = f"{PREFIX}_dead_letters"
-INGEST_BATCH_SECONDS = f"{PREFIX}_ingest_batch_seconds"  # parse → durable write, per batch
-INGEST_LAG_SECONDS = f"{PREFIX}_ingest_delay_seconds"  # occurred_at → stored, per inference
+# -- ingest, read from the counters of migration 0012 at scrape time (monitor.store.counters):
+# every `radwatch metrics` process serves them, whichever worker stored the events.
+EVENTS_INGESTED = f"{PREFIX}_events_ingested"  # counter (_total) by kind, model
+DEAD_LETTERS = f"{PREFIX}_dead_letters"  # counter (_total) by topic, reason
+INGEST_BATCH_SECONDS = f"{PREFIX}_ingest_batch_seconds"  # histogram: parse → write, per batch
+INGEST_LAG_SECONDS = f"{PREFIX}_ingest_delay_seconds"  # histogram: occurred_at → stored
 MODEL_LATENCY_SECONDS = f"{PREFIX}_model_latency_seconds"  # the inference service's own latency
 CONSUMER_LAG = f"{PREFIX}_consumer_lag"  # gauge, sampled from Kafka (records behind)
+
+# -- in-process instruments of one ingest worker (`radwatch collect --metrics-addr`, `run`):
+# what this process did, apart from the database-backed families above (never the same name:
+# one process serves both in `radwatch run`).
+WORKER_EVENTS = f"{PREFIX}_worker_events_stored"  # counter (_total) by kind
+WORKER_DEAD_LETTERS = f"{PREFIX}_worker_dead_letters"  # counter (_total) by reason
+WORKER_BATCH_SECONDS = f"{PREFIX}_worker_batch_seconds"  # parse → durable write + offsets
 
 # -- values read from PostgreSQL at scrape time (metrics_collector) --------------------------
 BUILD_INFO = f"{PREFIX}_build_info"
 SOURCE_UP = f"{PREFIX}_metrics_source_up"  # 1 when a section of the scrape-time read succeeded
-INFERENCES_STORED = f"{PREFIX}_inferences_stored"  # counter (_total) from count(*)
+INFERENCES_STORED = f"{PREFIX}_inferences_stored"  # counter (_total) by model, site
 LABELS_STORED = f"{PREFIX}_labels_stored"
 DEAD_LETTERS_STORED = f"{PREFIX}_dead_letters_stored"
 LAST_INFERENCE_RECEIVED = f"{PREFIX}_last_inference_received_timestamp_seconds"
@@ -137,29 +146,18 @@ def incident_label(value: object) -> str:
     return str(value)
 
 
-# -- ingest instruments --------------------------------------------------------------------------
+# -- ingest instruments (this process's own) ------------------------------------------------------
 
-events_ingested = Counter(
-    EVENTS_INGESTED,
-    "Events accepted into PostgreSQL (replays after a crash count again).",
-    ["kind", "model"],
+worker_events = Counter(
+    WORKER_EVENTS, "Events this process stored in PostgreSQL (new rows only).", ["kind"]
 )
-dead_letters = Counter(DEAD_LETTERS, "Records dead-lettered, by reason code.", ["topic", "reason"])
-ingest_delay = Histogram(
-    INGEST_LAG_SECONDS,
-    "Seconds from an inference's occurred_at to its storage.",
-    buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800, 3600, 86400),
+worker_dead_letters = Counter(
+    WORKER_DEAD_LETTERS, "Records this process dead-lettered, by reason code.", ["reason"]
 )
-ingest_batch_seconds = Histogram(
-    INGEST_BATCH_SECONDS,
-    "Seconds from a parsed batch to its durable write and offset commit.",
+worker_batch_seconds = Histogram(
+    WORKER_BATCH_SECONDS,
+    "Seconds from a parsed batch to its durable write and offset commit, in this process.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-)
-model_latency = Histogram(
-    MODEL_LATENCY_SECONDS,
-    "The deployed model's own inference latency, as reported in its events.",
-    ["model"],
-    buckets=(0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 5, 10),
 )
 consumer_lag = Gauge(
     CONSUMER_LAG, "Records on the topic not yet committed by the consumer group.", ["topic"]

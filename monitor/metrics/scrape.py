@@ -1,6 +1,7 @@
 """Scrape-time Prometheus collector: radwatch's state in PostgreSQL as metrics.
 
-Sits between the store and Prometheus: on every scrape it reads the stored counts, the
+Sits between the store and Prometheus: on every scrape it reads the ingest counters (kept by
+migration 0012 in the write transaction: a scrape never scans the event tables), the
 latest drift and performance results, the open alerts and incidents, and yields metric families
 named in monitor.metrics.names. Each section is read on its own; a section whose table does not
 exist yet (an older schema) or whose read fails yields nothing but `radwatch_metrics_source_up
@@ -18,13 +19,19 @@ from dataclasses import dataclass, field
 from importlib import metadata
 
 import psycopg
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from monitor.errors import RadwatchError
 from monitor.metrics import names
 from monitor.metrics.names import OTHER, bounded_label, incident_label, stratum_kind
-from monitor.store import db
+from monitor.store import counters, db
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +101,40 @@ class _Family:
         return family
 
 
-Section = Callable[[psycopg.Connection], list[_Family]]
+@dataclass
+class _Histogram:
+    """A histogram family (Prometheus classic: cumulative `le` buckets, `_count`, `_sum`)
+    with the same label bounding as _Family; label sets that collapse together are summed."""
+
+    name: str
+    doc: str
+    labels: Sequence[str]
+    rows: dict[tuple[str, ...], tuple[tuple[float, ...], list[float], float, float]] = field(
+        default_factory=dict
+    )
+    _bounder: _Family = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._bounder = _Family(self.name, self.doc, self.labels)
+
+    def add(self, values: Sequence[object], h: counters.Histogram) -> None:
+        key = tuple(self._bounder._bound(n, v) for n, v in zip(self.labels, values, strict=True))
+        old = self.rows.get(key)
+        if old is None or old[0] != h.bounds:
+            self.rows[key] = (h.bounds, [float(c) for c in h.cumulative], float(h.count), h.sum)
+        else:
+            cumulative = [a + b for a, b in zip(old[1], h.cumulative, strict=True)]
+            self.rows[key] = (h.bounds, cumulative, old[2] + h.count, old[3] + h.sum)
+
+    def metric(self) -> Metric:
+        family = HistogramMetricFamily(self.name, self.doc, labels=list(self.labels))
+        for key, (bounds, cumulative, count, total) in sorted(self.rows.items()):
+            buckets = [(floatToGoString(b), c) for b, c in zip(bounds, cumulative, strict=True)]
+            family.add_metric(list(key), [*buckets, ("+Inf", count)], total)
+        return family
+
+
+Section = Callable[[psycopg.Connection], Sequence[_Family | _Histogram]]
 
 
 class DatabaseCollector(Collector):
@@ -122,7 +162,7 @@ class DatabaseCollector(Collector):
         with self._lock:
             up = GaugeMetricFamily(names.SOURCE_UP, "1 when the scrape-time read of a "
                                    "section of radwatch's state succeeded.", labels=["source"])  # fmt: skip
-            families: list[_Family] = []
+            families: list[_Family | _Histogram] = []
             for name, section in self.sections.items():
                 try:
                     families.extend(self._read(name, section))
@@ -143,7 +183,7 @@ class DatabaseCollector(Collector):
                 self._conn.close()
                 self._conn = None
 
-    def _read(self, name: str, section: Section) -> list[_Family]:
+    def _read(self, name: str, section: Section) -> Sequence[_Family | _Histogram]:
         try:
             conn = self._connection()
             result = section(conn)
@@ -187,41 +227,57 @@ def _version() -> str:
 # -- sections: one query each (or a few), returning bounded families -------------------------
 
 
-def ingest_section(conn: psycopg.Connection) -> list[_Family]:
+def ingest_section(conn: psycopg.Connection) -> list[_Family | _Histogram]:
+    """Ingest from the counter tables of migration 0012 (monitor.store.counters): a few
+    hundred rows whatever the number of stored events; the event tables are never read."""
+    read = counters.read(conn)
     stored = _Family(names.INFERENCES_STORED, "Inferences stored in PostgreSQL.",
                      ("model", "site"), counter=True)  # fmt: skip
     last = _Family(names.LAST_INFERENCE_RECEIVED, "When the latest inference of a model was "
                    "stored (Unix seconds).", ("model",))  # fmt: skip
-    # Busiest first: when a label's budget runs out, the small sites are the ones that
-    # collapse into "other", and the same ones on every scrape.
-    for model, site, n, newest in conn.execute(
-        """SELECT model_name, site, count(*), extract(epoch FROM max(received_at))
-           FROM inferences GROUP BY model_name, site ORDER BY count(*) DESC, model_name, site"""
-    ).fetchall():
-        stored.add((model, site), n)
-        last.add((model,), float(newest))
     labels = _Family(names.LABELS_STORED, "Radiologist labels stored in PostgreSQL.",
                      ("model",), counter=True)  # fmt: skip
-    for model, n in conn.execute(
-        "SELECT model_name, count(*) FROM labels GROUP BY model_name"
-    ).fetchall():
-        labels.add((model,), n)
+    ingested = _Family(names.EVENTS_INGESTED, "Events stored in PostgreSQL by kind (a replay "
+                       "of stored events adds nothing).", ("kind", "model"),
+                       counter=True)  # fmt: skip
+    inferences: dict[str, int] = {}
+    # Busiest first (read orders them so): when a label's budget runs out, the small sites
+    # are the ones that collapse into "other", and the same ones on every scrape.
+    for row in read.events:
+        ingested.add((row.kind, row.model), row.events)
+        if row.kind == "inference":
+            stored.add((row.model, row.site or None), row.events)
+            last.add((row.model,), row.newest_received)
+            inferences[row.model] = inferences.get(row.model, 0) + row.events
+        else:
+            labels.add((row.model,), row.events)
     coverage = _Family(names.LABEL_COVERAGE, "Share of stored inferences with a label.",
                        ("model",))  # fmt: skip
-    for model, share in conn.execute(
-        """SELECT i.model_name, avg(CASE WHEN EXISTS (SELECT 1 FROM labels l
-                  WHERE l.model_name = i.model_name AND l.study_pseudo = i.study_pseudo)
-                  THEN 1.0 ELSE 0.0 END)
-           FROM inferences i GROUP BY i.model_name"""
-    ).fetchall():
-        coverage.add((model,), float(share))
+    for share in read.coverage:
+        if inferences.get(share.model):
+            coverage.add((share.model,), share.labelled_inferences / inferences[share.model])
     dead = _Family(names.DEAD_LETTERS_STORED, "Records dead-lettered, stored by reason.",
                    ("reason",), counter=True)  # fmt: skip
-    for reason, n in conn.execute(
-        "SELECT reason, count(*) FROM dead_letters GROUP BY reason"
-    ).fetchall():
-        dead.add((reason,), n)
-    return [stored, last, labels, coverage, dead]
+    dead_by_topic = _Family(names.DEAD_LETTERS, "Records dead-lettered, stored by topic and "
+                            "reason code.", ("topic", "reason"), counter=True)  # fmt: skip
+    for letter in read.dead_letters:
+        dead.add((letter.reason,), letter.letters)
+        dead_by_topic.add((letter.topic, letter.reason), letter.letters)
+    histograms = {
+        counters.MODEL_LATENCY_SERIES: _Histogram(
+            names.MODEL_LATENCY_SECONDS, "The deployed model's own inference latency, as "
+            "reported in its events.", ("model",)),
+        counters.INGEST_DELAY_SERIES: _Histogram(
+            names.INGEST_LAG_SECONDS, "Seconds from an inference's occurred_at to its "
+            "storage.", ("model",)),
+        counters.BATCH_SERIES: _Histogram(
+            names.INGEST_BATCH_SECONDS, "Seconds from a parsed batch to the last statement "
+            "of its write transaction.", ()),
+    }  # fmt: skip
+    for h in read.histograms:
+        if (family := histograms.get(h.series)) is not None:
+            family.add((h.model,) if family.labels else (), h)
+    return [stored, last, labels, coverage, dead, ingested, dead_by_topic, *histograms.values()]
 
 
 def drift_section(conn: psycopg.Connection) -> list[_Family]:
@@ -378,14 +434,14 @@ def health_section(conn: psycopg.Connection) -> list[_Family]:
     return [errors, failing, parked]
 
 
-def model_status(families: list[_Family]) -> Iterator[Metric]:
+def model_status(families: Sequence[_Family | _Histogram]) -> Iterator[Metric]:
     """One series per model and status: 1 for the model's current status, 0 for the others.
 
     error: the model's latest detection or performance pass failed; drift: an open alert;
     no_reference: stored inferences but no drift result yet; insufficient_data: drift
     results exist but none has a p-value; ok otherwise.
     """
-    by_name = {f.name: f for f in families}
+    by_name = {f.name: f for f in families if isinstance(f, _Family)}
     models: set[str] = set()
     if stored := by_name.get(names.INFERENCES_STORED):
         models |= {k[0] for k in stored.rows}
