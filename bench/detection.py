@@ -4,7 +4,7 @@ Every scenario (collectors.simulator.scenarios) at medium severity (0.5). The re
 hospital seed 0's first --ref studies with no shift; each seeded run (hospital seeds 1..
 --seeds) starts the scenario at its first study, and the first w studies after the onset
 form the window judged at size w (w = 50, 100, 200, 500). The studies go through the
-collector's path in memory (monitor.testing.simulated_rows). For each method the table gives the
+collector's path in memory (monitor.pilot.simulated_rows). For each method the table gives the
 share of runs flagged; the "none" rows are the same methods on no-shift runs, i.e. each
 method's false-alarm rate at its nominal level (α = 0.05 everywhere):
 
@@ -12,7 +12,7 @@ method's false-alarm rate at its nominal level (α = 0.05 everywhere):
   image-quality and numeric DICOM features, Chi-square + never-seen values on categorical
   DICOM attributes and the model's calls), weighted BH at α = 0.05, localised as the
   scheduler does; "radwatch (right place)" counts only firings in a stratum, signal and
-  leading feature the scenario names (monitor.testing.simulated_rows.expected_finding, the rule
+  leading feature the scenario names (monitor.pilot.simulated_rows.expected_finding, the rule
   of tests/monitor/drift/test_drift_power.py);
 - Evidently DataDriftPreset on the same scalar features (dataset drift when ≥ 50% of the
   columns drift, its default), on the first --evidently-seeds runs (~5 s a report);
@@ -52,7 +52,7 @@ from detectors.drift.fitting import fit_suite  # noqa: E402
 from detectors.drift.suite import SuiteConfig  # noqa: E402
 from monitor.drift.decisions import decide, top_features  # noqa: E402
 from monitor.drift.windows import CATEGORICAL_ATTRIBUTES, to_sample  # noqa: E402
-from monitor.testing.simulated_rows import (  # noqa: E402
+from monitor.pilot.simulated_rows import (  # noqa: E402
     ScenarioStreams,
     SimulatedRow,
     expected_finding,

@@ -3,7 +3,7 @@ and alibi-detect's online detector; the CUSUM's run lengths designed vs measured
 markdown tables; not a test).
 
 Every stream is replayed through detection's pure steps as the scheduler decides
-(monitor.testing.replay: windows of 200 judged by decisions.decide at the rule's α, the
+(monitor.drift.replay: windows of 200 judged by decisions.decide at the rule's α, the
 persistence rule lifecycle.step, opened alerts grouped into incidents by grouping). Settings
 come from detectors/false_alarm_budget.py's `derive` with the default budget (at most one
 false incident per model per 90 days).
@@ -12,12 +12,12 @@ false incident per model per 90 days).
    first study of each run; hospital seeds 1..--seeds, --studies studies each, a study every
    30 s: 2,880 a day; reference: hospital seed 0's first 1,000 studies, default SuiteConfig,
    online off): alerts vs incidents opened, how many runs' incidents name the scenario's
-   stratum and shift type (monitor.testing.simulated_rows.names_scenario), and the median
+   stratum and shift type (monitor.pilot.simulated_rows.names_scenario), and the median
    delay from the onset to the first incident (studies, hours), under the budget's settings
    at the simulator's 2,880 a day (α 0.05, 3 windows) and at a typical site's 200 a day
    (α 0.05, 2 windows; that rule's delay in hours would be at 200 a day: studies × 0.12 h).
 2. False incidents per 10,000 no-shift studies: --runs seeded exchangeable streams
-   (monitor.testing.replay.exchangeable_rows: seed r's 1,000-study reference and 6,000-study
+   (monitor.drift.replay.exchangeable_rows: seed r's 1,000-study reference and 6,000-study
    stream, 2,880 a day), under (a) radwatch's budget-derived policy, (b) the previous policy
    (α 0.05, 2 windows, and the online CVM at ERT 2,000 opening an alert at its first firing),
    (c) alibi-detect's CVMDriftOnline as its documentation initialises it (ert=150,
@@ -60,8 +60,7 @@ from detectors.drift.suite import DetectorSuite, SuiteConfig  # noqa: E402
 from detectors.false_alarm_budget import FalseAlarmBudget, Volume, derive  # noqa: E402
 from detectors.performance.cusum import design_bernoulli  # noqa: E402
 from monitor.alerts.lifecycle import AlertPolicy  # noqa: E402
-from monitor.drift.windows import CATEGORICAL_ATTRIBUTES, EventRow, to_sample  # noqa: E402
-from monitor.testing.replay import (  # noqa: E402
+from monitor.drift.replay import (  # noqa: E402
     JudgedWindow,
     Settings,
     exchangeable_rows,
@@ -69,7 +68,8 @@ from monitor.testing.replay import (  # noqa: E402
     judge,
     replay,
 )
-from monitor.testing.simulated_rows import ScenarioStreams, names_scenario, rows_of  # noqa: E402
+from monitor.drift.windows import CATEGORICAL_ATTRIBUTES, EventRow, to_sample  # noqa: E402
+from monitor.pilot.simulated_rows import ScenarioStreams, names_scenario, rows_of  # noqa: E402
 
 BUDGET = FalseAlarmBudget()
 HOSPITAL = Volume(2880, 576, "the simulator: a study every 30 s, a fifth labelled")

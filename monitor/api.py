@@ -5,7 +5,7 @@ of inference events (the columns collection stores: `EVENT_COLUMNS`) becomes a r
 fitted as `radwatch reference build` fits one (detectors/drift/fitting.py), and a later
 DataFrame is cut into windows, judged at the false-alarm budget's α, and its alerts and
 incidents formed exactly as `radwatch detect` does (the scheduler's pure steps, replayed by
-monitor/testing/replay.py: windows.next_window, decisions.decide, lifecycle.step,
+monitor/drift/replay.py: windows.next_window, decisions.decide, lifecycle.step,
 grouping.choose / assess) — no Kafka, no PostgreSQL. Online, `connect` reads the running
 system's references, drift results, alerts, incidents and performance into the same shapes,
 and renders the model report. Nothing here computes a statistic of its own; the reshaping
@@ -50,9 +50,9 @@ from monitor.api_frames import (
     ApiError,
     FrameError,
 )
+from monitor.drift import replay
 from monitor.drift.reference import ReferenceInfo
 from monitor.drift.windows import CATEGORICAL_ATTRIBUTES, stratum_values, to_sample
-from monitor.testing import replay
 
 if TYPE_CHECKING:
     from monitor.config import Settings
@@ -207,10 +207,10 @@ def simulate(
 ) -> pd.DataFrame:
     """`n` studies of the synthetic hospital as collection would store them (EVENT_COLUMNS):
     each study rendered, scored by the deployed CNN, read by radwatch's DICOM reader and
-    embedded by the default encoder (monitor/testing/simulated_rows.py). `scenario`
+    embedded by the default encoder (monitor/pilot/simulated_rows.py). `scenario`
     (collectors/simulator/scenarios.py) changes the studies from index `onset` on."""
     from collectors.simulator.scenarios import SCENARIOS
-    from monitor.testing.simulated_rows import ScenarioStreams, rows_of
+    from monitor.pilot.simulated_rows import ScenarioStreams, rows_of
 
     if scenario not in SCENARIOS:
         raise ApiError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")

@@ -3,7 +3,7 @@
 At the notebook edge of the data flow. In: a pandas DataFrame (or a parquet file) with the
 columns an inference event carries after collection becomes the `EventRow`s that
 monitor/drift/windows.py `fetch_events` returns from PostgreSQL, so detection runs on it
-unchanged. Out: judged windows, opened alerts and incidents (monitor/testing/replay.py) become
+unchanged. Out: judged windows, opened alerts and incidents (monitor/drift/replay.py) become
 DataFrames whose columns are the stored tables' (drift_results, alerts, incidents), and the
 running system's tables are read into the same shapes. No statistics here: only reshaping.
 """
@@ -24,10 +24,10 @@ import psycopg
 from collectors.dicom_tags import CATEGORICAL, NUMERIC, SPACING
 from detectors.drift.results import Status
 from detectors.false_alarm_budget import Volume
+from monitor.drift.replay import JudgedWindow, Replay
 from monitor.drift.windows import EventRow
 from monitor.errors import RadwatchError
 from monitor.store.volume import ASSUMED_PER_DAY, MIN_EVENTS, MIN_SPAN, VOLUME_SPAN, two_figures
-from monitor.testing.replay import JudgedWindow, Replay
 
 SCORE_PREFIX, THRESHOLD_PREFIX = "score_", "threshold_"
 # DICOM keywords accepted as columns of their own (merged into `dicom`): the attributes

@@ -24,10 +24,10 @@ from drift_streams import CONFIG, MODEL, ONSET, insert_stream
 from monitor import api
 from monitor.api_frames import frame_from_rows
 from monitor.drift import reference
+from monitor.drift.replay import exchangeable_rows
 from monitor.drift.scheduler import DetectionConfig, Scheduler
 from monitor.drift.windows import fetch_events
 from monitor.errors import ConfigError
-from monitor.testing.replay import exchangeable_rows
 
 # The online CVM detector is off: it is fed per study, not per window, and costs minutes.
 SUITE = replace(CONFIG, online=False)

@@ -1,6 +1,6 @@
 """The false-alarm budget, measured: no-shift streams open false incidents within the budget.
 
-Streams with no shift go through detection's pure steps (monitor.testing.replay: windows of
+Streams with no shift go through detection's pure steps (monitor.drift.replay: windows of
 200 judged by monitor.drift.decisions.decide at the derived α, the persistence rule
 monitor.alerts.lifecycle.step, alerts grouped into incidents by monitor.alerts.grouping), with
 the settings detectors/false_alarm_budget.py derives from the default budget (at most one false
@@ -8,7 +8,7 @@ incident per 90 days). PostgreSQL is left out; tests/monitor/drift/test_schedule
 end-to-end path.
 
 Design (seeds, sizes and tolerances are stated, nothing is tuned):
-- streams: monitor.testing.replay.exchangeable_rows, independent and identically distributed
+- streams: monitor.drift.replay.exchangeable_rows, independent and identically distributed
   studies (three sites with one scanner each, sex, age band, KVP, a 16-dimensional model
   embedding, the score and its call), dated at the synthetic hospital's 2,880 studies a day;
 - runs: seeds 1–44. Each has its own reference (1,000 studies, stream part 0) fitted with the
@@ -43,8 +43,8 @@ from detectors.drift.fitting import fit_suite
 from detectors.drift.suite import SuiteConfig
 from detectors.false_alarm_budget import FalseAlarmBudget, Volume, derive
 from monitor.alerts.lifecycle import AlertPolicy
+from monitor.drift.replay import Settings, exchangeable_rows, judge, reference_info, replay
 from monitor.drift.windows import CATEGORICAL_ATTRIBUTES, to_sample
-from monitor.testing.replay import Settings, exchangeable_rows, judge, reference_info, replay
 
 BUDGET = FalseAlarmBudget()
 HOSPITAL = Volume(2880, 0, "the synthetic hospital's rate (collectors.simulator)")

@@ -1,9 +1,9 @@
 """Power and calibration of drift detection on every scenario of the synthetic hospital.
 
 The studies are the real simulator's (phantoms, scanners, the deployed CNN), taken through
-the collector's path in memory (monitor.testing.simulated_rows: parse, pseudonymise, decode the
+the collector's path in memory (monitor.pilot.simulated_rows: parse, pseudonymise, decode the
 DICOM, image features, default-encoder embedding) and judged by the scheduler's own pure
-steps (monitor.testing.replay: monitor.drift.decisions.decide, monitor.alerts.lifecycle.step,
+steps (monitor.drift.replay: monitor.drift.decisions.decide, monitor.alerts.lifecycle.step,
 and the opened alerts grouped into incidents by monitor.alerts.grouping). PostgreSQL is left
 out here; the end-to-end path through it is tests/monitor/drift/test_scheduler.py.
 
@@ -22,7 +22,7 @@ Design (seeds, sizes and tolerances are stated, nothing is tuned per scenario):
 - detected: the first window fires in a stratum the scenario touches, with the signal it
   moves, the expected attribute leading the alert's features (DICOM attributes for the
   metadata scenarios; the nodule score or call for the prevalence change), as
-  monitor.testing.simulated_rows.expected_finding reads them from the scenario table;
+  monitor.pilot.simulated_rows.expected_finding reads them from the scenario table;
 - alert: after the second window an alert is open for such a stratum and signal;
 - incident: the alerts opened in the run, grouped as monitor/alerts/incidents.py groups them,
   form one incident (two at most), and one of them has its root cause in the scenario's
@@ -57,16 +57,16 @@ from detectors.drift.fitting import fit_suite
 from detectors.drift.suite import DetectorSuite, SuiteConfig
 from detectors.false_alarm_budget import FalseAlarmBudget, Volume, derive
 from monitor.alerts.lifecycle import AlertPolicy
+from monitor.drift import replay
 from monitor.drift.windows import CATEGORICAL_ATTRIBUTES, stratum_values, to_sample
-from monitor.plan.document import default_plan
-from monitor.testing import replay
-from monitor.testing.simulated_rows import (
+from monitor.pilot.simulated_rows import (
     ScenarioStreams,
     SimulatedRow,
     expected_finding,
     names_scenario,
     rows_of,
 )
+from monitor.plan.document import default_plan
 
 SEVERITY = 0.5  # the scenarios' medium severity
 REFERENCE_SEED, N_REFERENCE = 0, 1000

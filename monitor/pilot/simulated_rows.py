@@ -1,7 +1,7 @@
 """Simulated studies → the rows detection reads, in memory: the collector's path minus servers.
 
-Beside monitor/drift/windows.py, for statistical tests and benchmarks that need thousands of
-windows. Each study of the synthetic hospital (collectors.simulator.stream) goes through what
+Beside the demo (monitor/pilot): the Python API's `simulate`, and statistical tests and
+benchmarks that need thousands of windows. Each study of the synthetic hospital (collectors.simulator.stream) goes through what
 `radwatch collect` does to it: the event is parsed and pseudonymised (collectors.events),
 its DICOM object is decoded by radwatch's reader and its tags merged (as the image stage
 does), the image-quality features and the default encoder's embedding are computed (as the
