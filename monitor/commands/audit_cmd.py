@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from monitor.audit.trail import AuditError
 from monitor.commands.arguments import out_file
+from monitor.commands.output import add_json_flag, emit, key_values
 from monitor.config import Settings
 from monitor.store import db
 
@@ -46,6 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     export.add_argument("--from", dest="since", metavar="TIME", help="ISO 8601, inclusive")
     export.add_argument("--to", dest="until", metavar="TIME", help="ISO 8601, exclusive")
     export.add_argument("--by", help="who exports (recorded in the trail; default: actor)")
+    add_json_flag(export)
     export.set_defaults(handler=_export)
 
     checkpoint = actions.add_parser(
@@ -57,6 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     checkpoint.add_argument("--key", type=Path, help="Ed25519 private key file (created once)")
     checkpoint.add_argument("--checkpoint-file", type=Path, help="JSON-lines file to append to")
     checkpoint.add_argument("--by", help="who seals (recorded in the trail; default: actor)")
+    add_json_flag(checkpoint)
     checkpoint.set_defaults(handler=_checkpoint)
 
 
@@ -94,12 +96,9 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
             result = verify_configured(conn, settings)
     except AuditError as exc:
         raise UsageError(str(exc)) from exc
-    if args.json:
-        print(json.dumps(result.as_dict(), indent=2))
-    else:
-        print(result.summary())
-        for finding in result.findings[1:] if result.first else ():
-            print(f"  also: {finding.line()}")
+    also = result.findings[1:] if result.first else ()
+    emit(result.as_dict(), args.json, indent=2,
+         render=lambda _: [result.summary(), *(f"  also: {f.line()}" for f in also)])  # fmt: skip
     if not result.ok:
         assert result.first is not None
         print(f"radwatch: audit trail tampered: {result.first.line()}", file=sys.stderr)
@@ -121,9 +120,10 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
     with db.connect(database_url(settings)) as conn:
         result = export(conn, args.out, fmt=args.format, since=since, until=until,
                         actor=args.by or settings.actor)  # fmt: skip
-    print(json.dumps({"out": str(result.path), "format": result.format, "rows": result.rows,
-                      "first_seq": result.first_seq, "last_seq": result.last_seq,
-                      "sha256": result.sha256}))  # fmt: skip
+    doc = {"out": str(result.path), "format": result.format, "rows": result.rows,
+           "first_seq": result.first_seq, "last_seq": result.last_seq,
+           "sha256": result.sha256}  # fmt: skip
+    emit(doc, args.json, lambda d: key_values(d.items(), title="audit trail exported"))
     return EXIT_OK
 
 
@@ -138,10 +138,15 @@ def _checkpoint(args: argparse.Namespace, settings: Settings) -> int:
     except AuditError as exc:
         raise UsageError(str(exc)) from exc
     if checkpoint is None:
-        print(json.dumps({"checkpoint": None, "reason": "no rows since the last checkpoint"}))
-    else:
-        print(json.dumps({"checkpoint": checkpoint.id, "first_seq": checkpoint.first_seq,
-                          "last_seq": checkpoint.last_seq, "merkle_root": checkpoint.merkle_root,
-                          "key_id": checkpoint.key_id,
-                          "file": str(key_paths(settings).checkpoints)}))  # fmt: skip
+        doc: dict[str, object] = {"checkpoint": None,
+                                  "reason": "no rows since the last checkpoint"}  # fmt: skip
+        emit(doc, args.json, lambda d: f"no checkpoint written: {d['reason']}")
+        return EXIT_OK
+    doc = {"checkpoint": checkpoint.id, "first_seq": checkpoint.first_seq,
+           "last_seq": checkpoint.last_seq, "merkle_root": checkpoint.merkle_root,
+           "key_id": checkpoint.key_id, "file": str(key_paths(settings).checkpoints)}  # fmt: skip
+    emit(doc, args.json, lambda d: key_values(
+        [("rows", f"seq {d['first_seq']}..{d['last_seq']}"), ("merkle root", d["merkle_root"]),
+         ("signed with key", d["key_id"]), ("appended to", d["file"])],
+        title=f"audit checkpoint {d['checkpoint']} signed"))  # fmt: skip
     return EXIT_OK

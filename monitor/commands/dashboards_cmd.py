@@ -7,11 +7,11 @@ never from the command line: arguments are visible to every local user in `ps`.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from monitor.commands.output import add_json_flag, emit
 from monitor.config import Settings
 
 
@@ -36,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     # Kept only to refuse it with a clear message (argparse would just say "unrecognized").
     push.add_argument("--token", nargs="?", const="", default=None, help=argparse.SUPPRESS)
     push.add_argument("--folder", default="radwatch", help="folder title (created if missing)")
+    add_json_flag(push)
     push.set_defaults(handler=_push)
 
 
@@ -67,7 +68,8 @@ def _push(args: argparse.Namespace, settings: Settings) -> int:
                 "dashboard": dashboard, "folderUid": folder_uid, "overwrite": True,
                 "message": "radwatch dashboards push",
             })  # fmt: skip
-            print(json.dumps({"file": name, "uid": reply.get("uid"), "url": reply.get("url")}))
+            emit({"file": name, "uid": reply.get("uid"), "url": reply.get("url")}, args.json,
+                 lambda d: f"pushed {d['file']}: uid {d['uid']}, {d['url']}")  # fmt: skip
     except GrafanaException as exc:
         raise UsageError(f"Grafana refused the upload: {exc}") from exc
     except OSError as exc:

@@ -7,12 +7,14 @@ lock): with --once a second one exits 1 at once; without, it waits for the lock.
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import threading
 from datetime import timedelta
+from typing import Any
 
 from monitor.commands.arguments import positive_float, positive_int
+from monitor.commands.output import emit, table
+from monitor.commands.progress import tracked
 from monitor.config import Settings
 
 
@@ -35,8 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--flush", action="store_true", help="also evaluate a trailing partial window"
     )
-    parser.add_argument("--json", action="store_true")
-    parser.set_defaults(handler=_detect)  # fmt: skip
+    parser.add_argument("--json", action="store_true",
+                        help="print the --once summary as JSON (for scripts) instead of text")  # fmt: skip
+    parser.set_defaults(handler=_detect)
 
 
 def _detect(args: argparse.Namespace, settings: Settings) -> int:
@@ -56,14 +59,15 @@ def _detect(args: argparse.Namespace, settings: Settings) -> int:
             print("another detection scheduler is active; nothing done")
             return 1
         try:
-            run = scheduler.run_once()
+            with tracked("detect"):  # the clock only: the pass does not count
+                run = scheduler.run_once()
         finally:
             scheduler.release()
         summary = {"windows": len(run.windows), "online_firings": len(run.online_firings),
                    "alert_changes": [c.__dict__ for c in run.changes],
                    "firing": [[w.seq, list(map(list, w.firing))] for w in run.windows
                               if w.firing]}  # fmt: skip
-        print(json.dumps(summary, indent=2 if args.json else None, default=str))
+        emit(summary, args.json, lambda _: render_run(run), indent=2)
         return 0
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -74,3 +78,31 @@ def _detect(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         scheduler.release()
     return 0
+
+
+def render_run(run: Any) -> list[str]:
+    """A detection pass for people: windows per model, what fired, alert changes."""
+    models: dict[str, list[Any]] = {}
+    for window in run.windows:
+        models.setdefault(window.model, []).append(window)
+    lines = [f"detection pass: {len(run.windows)} window(s) evaluated, "
+             f"{len(run.online_firings)} online firing(s), {len(run.changes)} alert change(s)"]  # fmt: skip
+    for model, windows in models.items():
+        drifted = [w for w in windows if w.firing]
+        lines.append(f"model {model}: windows {windows[0].seq}..{windows[-1].seq}, "
+                     f"{len(drifted)} with a signal firing")  # fmt: skip
+        rows = [(w.seq, w.start.isoformat(timespec="minutes"), w.n_events,
+                 "; ".join(f"{sig} at {kind}={value}" for kind, value, sig in w.firing))
+                for w in drifted]  # fmt: skip
+        if rows:
+            lines.append(table(("window", "start", "events", "firing"), rows, indent="  "))
+    for model, signal_name, when in run.online_firings:
+        lines.append(f"online detector fired: {model} {signal_name} at {when}")
+    if run.changes:
+        lines.append("alert changes:")
+        lines.append(table(("alert", "action", "model", "stratum", "signal", "state"),
+                           [(c.alert_id, c.action, c.model, f"{c.stratum_kind}={c.stratum_value}",
+                             c.signal, c.state) for c in run.changes], indent="  "))  # fmt: skip
+    if run.failed:
+        lines.append(f"models whose pass failed (see `radwatch status`): {', '.join(run.failed)}")
+    return lines

@@ -10,11 +10,13 @@ image the PACS still cannot serve stays queued. Run it from cron or after an out
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 import os
 import sys
 from datetime import UTC, datetime
 
+from monitor.commands.output import add_json_flag, emit, key_values
+from monitor.commands.progress import tracked
 from monitor.config import Settings
 
 
@@ -36,6 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, help="images per forward pass (device default)")
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
                         help="DICOM decoding processes (0: decode in this process)")  # fmt: skip
+    add_json_flag(parser)
     parser.set_defaults(handler=_embed)
 
 
@@ -62,10 +65,15 @@ def _embed(args: argparse.Namespace, settings: Settings) -> int:
     if args.batch_size is not None and args.batch_size <= 0 or args.workers < 0:
         raise UsageError("--batch-size must be positive and --workers not negative")
     endpoints = resolve_endpoints(settings)
-    result = run_backfill(
-        settings, endpoints.database_url, embedder=args.embedder, model=args.model,
-        since=args.since, until=args.until, parked=args.parked, workers=args.workers,
-        batch_size=args.batch_size, progress=sys.stderr.isatty(),
-    )  # fmt: skip
-    print(json.dumps(result.as_dict()))
+    # On a terminal the backfill draws its own bar (it knows the total); elsewhere the
+    # periodic log line counts the images embedded so far.
+    tty = sys.stderr.isatty()
+    with contextlib.ExitStack() as stack:
+        on_batch = None if tty else stack.enter_context(tracked("embed", unit="images")).update
+        result = run_backfill(
+            settings, endpoints.database_url, embedder=args.embedder, model=args.model,
+            since=args.since, until=args.until, parked=args.parked, workers=args.workers,
+            batch_size=args.batch_size, progress=tty, on_batch=on_batch,
+        )  # fmt: skip
+    emit(result.as_dict(), args.json, lambda d: key_values(d.items(), title="embedded"))
     return 0 if result.failed == 0 else 1

@@ -13,6 +13,8 @@ import json
 from datetime import UTC, datetime
 
 from monitor.commands.arguments import positive_float, positive_int
+from monitor.commands.output import add_json_flag
+from monitor.commands.progress import tracked
 from monitor.config import Settings
 
 
@@ -45,14 +47,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     build.add_argument("--no-online", action="store_true",
                        help="no online detector (the default; kept for older scripts)")  # fmt: skip
     build.add_argument("--calibration-windows", type=positive_int, default=20)
-    build.add_argument("--json", action="store_true")
+    add_json_flag(build)
     build.set_defaults(handler=_build)  # fmt: skip
     migrate = actions.add_parser(
         "migrate-pickles", help="convert pickled references (older releases) into data, once",
         description="Example: radwatch reference migrate-pickles --model cxr-nodule",
     )  # fmt: skip
     migrate.add_argument("--model", help="only this model's references (default: all)")
-    migrate.add_argument("--json", action="store_true")
+    add_json_flag(migrate)
     migrate.set_defaults(handler=_migrate_pickles)
 
 
@@ -100,8 +102,10 @@ def _build(args: argparse.Namespace, settings: Settings) -> int:
             online=args.online,
         )  # fmt: skip
         try:
-            info = reference.build(conn, model=args.model, first=args.first, period=period,
-                                   config=config, actor=settings.actor)  # fmt: skip
+            # Fitting and calibrating takes tens of seconds and does not count: the clock.
+            with tracked(f"reference build {args.model}"):
+                info = reference.build(conn, model=args.model, first=args.first,
+                                       period=period, config=config, actor=settings.actor)  # fmt: skip
         except reference.ReferenceError as exc:
             raise UsageError(str(exc)) from exc
     doc = {"reference_id": info.id, "model": info.model, "n_events": info.n_events,

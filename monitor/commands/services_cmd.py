@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import threading
+from typing import Any
 
+from monitor.commands.output import add_json_flag, emit, key_values
 from monitor.config import Settings
 from monitor.services import embedded
 
@@ -20,9 +21,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     actions = parser.add_subparsers(dest="action", required=True)
     up = actions.add_parser("up", help="start them (foreground unless --detach)")
     up.add_argument("--detach", action="store_true", help="start and return at once")
+    add_json_flag(up)
     up.set_defaults(handler=_up)
     actions.add_parser("down", help="stop them").set_defaults(handler=_down)
-    actions.add_parser("status", help="print their addresses as JSON").set_defaults(handler=_status)
+    status = actions.add_parser("status", help="their addresses and whether they run")
+    add_json_flag(status)
+    status.set_defaults(handler=_status)
 
 
 def _up(args: argparse.Namespace, settings: Settings) -> int:
@@ -30,7 +34,7 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
 
     # Started here, so a server that does not come up is an error now, not a wait.
     resolve_endpoints(settings, retry=False)
-    print(json.dumps(embedded.services_status(settings.data_dir), indent=2))
+    emit(embedded.services_status(settings.data_dir), args.json, render_status, indent=2)
     if args.detach:
         return 0
     stop = threading.Event()
@@ -47,5 +51,19 @@ def _down(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:
-    print(json.dumps(embedded.services_status(settings.data_dir), indent=2))
+    emit(embedded.services_status(settings.data_dir), args.json, render_status, indent=2)
     return 0
+
+
+def render_status(doc: dict[str, Any]) -> str:
+    broker, postgres = doc["broker"], doc["postgres"]
+
+    def state(running: bool) -> str:
+        return "running" if running else "stopped"
+
+    return key_values([
+        ("data dir", doc["data_dir"]),
+        ("broker", f"{state(broker['running'])}, bootstrap {broker['bootstrap'] or '-'}"),
+        ("postgres", f"{state(postgres['running'])}, {postgres['url'] or '-'} "
+                     f"(user {postgres['user']})"),
+    ], title="embedded services")  # fmt: skip

@@ -7,14 +7,14 @@ the deployed CNN and yields events; this command sends them to Kafka at a rate, 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from datetime import timedelta
 from pathlib import Path
 
 from collectors.kafka_io import make_producer
 from collectors.simulator.scenarios import SCENARIOS  # light: no torch at parser build
 from monitor.commands.arguments import non_negative_int, positive_float, positive_int
+from monitor.commands.output import add_json_flag, emit, key_values
+from monitor.commands.progress import tracked
 from monitor.config import Settings
 from monitor.errors import UsageError
 
@@ -47,23 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="labels arrive this much (+0–50%%) after the study")  # fmt: skip
     parser.add_argument("--no-tags", action="store_true",
                         help="omit the event's dicom block: the collector reads the files")  # fmt: skip
+    add_json_flag(parser)
     parser.set_defaults(handler=_simulate)
-
-
-def _progress(total: int):
-    """A tqdm bar on a terminal; nothing when output is piped (logs stay clean)."""
-    if not sys.stderr.isatty():
-        return None, None
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, unit="study", desc="simulate", file=sys.stderr)
-
-    def update(n_inf: int, n_lab: int) -> None:
-        bar.n = n_inf
-        bar.set_postfix(labels=n_lab, refresh=False)
-        bar.refresh()
-
-    return update, bar
 
 
 def _simulate(args: argparse.Namespace, settings: Settings) -> int:
@@ -85,26 +70,26 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
     producer = make_producer(
         kafka_options(settings, endpoints, client_id="radwatch-simulate", one_shot=True)
     )
-    update, bar = _progress(args.events)
     try:
-        studies = stream.generate(
-            args.events, seed=args.seed, label_share=args.label_share, scenario=args.scenario,
-            onset=args.onset, severity=args.severity, images_dir=images_dir,
-            label_delay=timedelta(hours=args.label_delay_hours), include_tags=not args.no_tags,
-        )  # fmt: skip
-        n_inf, n_lab = stream.publish(
-            producer, studies, settings.inference_topic, settings.label_topic,
-            rate=args.rate, progress=update,
-        )  # fmt: skip
+        with tracked("simulate", total=args.events, unit="studies") as progress:
+            studies = stream.generate(
+                args.events, seed=args.seed, label_share=args.label_share,
+                scenario=args.scenario, onset=args.onset, severity=args.severity,
+                images_dir=images_dir, label_delay=timedelta(hours=args.label_delay_hours),
+                include_tags=not args.no_tags,
+            )  # fmt: skip
+            n_inf, n_lab = stream.publish(
+                producer, studies, settings.inference_topic, settings.label_topic,
+                rate=args.rate, progress=lambda n, labels: progress.update(n, labels=labels),
+            )  # fmt: skip
     finally:
-        if bar is not None:
-            bar.close()
         producer.close()
     onset = args.events // 2 if args.onset is None else args.onset
-    print(json.dumps({
+    doc = {
         "inferences_published": n_inf, "labels_published": n_lab, "scenario": args.scenario,
         "onset": onset if args.scenario != "none" else None, "severity": args.severity,
         "seed": args.seed,
         "images_dir": str(stream.image_dir_for(images_dir, args.seed, args.scenario)),
-    }))  # fmt: skip
+    }  # fmt: skip
+    emit(doc, args.json, lambda d: key_values(d.items(), title="published"))
     return 0

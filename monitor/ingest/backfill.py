@@ -189,7 +189,8 @@ def _requeue(conn: psycopg.Connection, failed: list, rows: list) -> None:
 def run_backfill(settings: Settings, database_url: str, *, embedder: str = "default",
                  model: str | None, since: datetime | None = None,
                  until: datetime | None = None, parked: bool = False, workers: int,
-                 batch_size: int | None = None, progress: bool = False) -> BackfillResult:  # fmt: skip
+                 batch_size: int | None = None, progress: bool = False,
+                 on_batch: Callable[[int], None] | None = None) -> BackfillResult:  # fmt: skip
     """`backfill` with the embedder (by its name in the settings), the URI sealer and the
     fenced image fetcher built from the settings, each batch committed on its own."""
     from monitor.ingest.embedding_stage import UriSealer, build_embedder
@@ -202,4 +203,4 @@ def run_backfill(settings: Settings, database_url: str, *, embedder: str = "defa
     with db.connect(database_url, autocommit=True) as conn:
         return backfill(conn, built, sealer, fetcher, model=model, since=since, until=until,
                         parked=parked, workers=workers, batch_size=batch_size,
-                        actor=settings.actor, progress=progress)  # fmt: skip
+                        actor=settings.actor, progress=progress, on_batch=on_batch)  # fmt: skip

@@ -258,6 +258,35 @@ def run(
     return reports
 
 
+def assess(
+    conn: psycopg.Connection,
+    *,
+    model: str | None = None,
+    config: PerformanceConfig | None = None,
+    fallback: FalseAlarmBudget | None = None,
+) -> list[ModelReport]:
+    """What `run` would evaluate, read-only: no label corrections synced, nothing stored,
+    audited or alerted (`radwatch performance` without `--record`). Same loading, reference
+    choice, budget and evaluation as `run`; a model not evaluable yet is skipped (logged)."""
+    config = config or PerformanceConfig()
+    fallback = fallback or FalseAlarmBudget()
+    reports = []
+    for name in [model] if model else models(conn):
+        chosen = _budgeted(conn, name, config, fallback)
+        studies = load_studies(conn, name)
+        if not studies and model:
+            raise PerformanceWatchError(f"no inferences stored for model {name!r}")
+        if chosen.reference_size is None:
+            chosen = replace(chosen, reference=frozen_reference(conn, name))
+        try:
+            reports.append(evaluate_model(studies, name, chosen))
+        except PerformanceWatchError as exc:
+            if model:
+                raise
+            log.warning("performance watch skipped %s: %s", name, exc)
+    return reports
+
+
 def _budgeted(conn: psycopg.Connection, model: str, config: PerformanceConfig,
               fallback: FalseAlarmBudget) -> PerformanceConfig:  # fmt: skip
     """`config` with α, persistence and the CUSUM's ARL0 of the budget in force (the approved

@@ -69,7 +69,7 @@ def test_services_up_status_migrate_down():
     try:
         up = run("services", "up", "--detach", env=env)
         assert up.returncode == 0, up.stderr
-        status = json.loads(run("services", "status", env=env).stdout)
+        status = json.loads(run("services", "status", "--json", env=env).stdout)
         assert status["broker"]["running"] and status["postgres"]["running"]
         assert status["broker"]["bootstrap"].startswith("127.0.0.1:")
         url = status["postgres"]["url"]
@@ -80,7 +80,7 @@ def test_services_up_status_migrate_down():
         assert "applied" not in again.stdout  # idempotent
     finally:
         assert run("services", "down", env=env).returncode == 0
-    status = json.loads(run("services", "status", env=env).stdout)
+    status = json.loads(run("services", "status", "--json", env=env).stdout)
     assert not status["broker"]["running"] and not status["postgres"]["running"]
     shutil.rmtree(data_dir, ignore_errors=True)
 

@@ -119,7 +119,7 @@ def rehash_from(conn: psycopg.Connection, start: int) -> None:
 
 def test_untouched_trail_verifies_with_checkpoints_via_the_cli(settings):
     fill(settings.database_url)
-    code, sealed = radwatch(settings, "audit", "checkpoint")
+    code, sealed = radwatch(settings, "audit", "checkpoint", "--json")
     first = json.loads(sealed.splitlines()[-1])
     assert first["checkpoint"] == 1 and first["first_seq"] == 1
     fill(settings.database_url, 5)

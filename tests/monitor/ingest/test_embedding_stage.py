@@ -191,7 +191,7 @@ def test_backfill_on_a_stored_stream_resumes_after_interruption(settings, dicoms
                      workers=1, batch_size=2, on_batch=interrupt)  # fmt: skip
         assert conn.execute("SELECT count(*) FROM embeddings").fetchone() == (2,)
     result = run_radwatch(settings, "embed", "--model", MODEL, "--since", "2026-11-01",
-                          "--until", "2026-11-10", "--workers", "2", "--batch-size", "2")  # fmt: skip
+                          "--until", "2026-11-10", "--workers", "2", "--batch-size", "2", "--json")  # fmt: skip
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["pending"] == 4 and summary["embedded"] == 4 and summary["failed"] == 0
     assert summary["fingerprint"] == stage.embedder.fingerprint

@@ -48,7 +48,8 @@ class Worker:
         self.log = log
         with open(log, "ab") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-c", _WORKER, "collect", *args], env=settings_env(settings),
+                [sys.executable, "-c", _WORKER, "collect", "--json", *args],
+                env=settings_env(settings),
                 cwd=REPO, stdout=subprocess.PIPE, stderr=err, text=True,
             )  # fmt: skip
 

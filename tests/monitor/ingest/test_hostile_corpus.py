@@ -138,7 +138,8 @@ def pg_dump() -> Path:
 def collect(settings) -> subprocess.CompletedProcess[str]:
     env = settings_env(settings) | {"RADWATCH_EXTRA_FIELDS_ALLOW": ALLOW}
     return subprocess.run(
-        radwatch_cmd("-v", "collect", "--until-idle", "3"), env=env, capture_output=True,
+        radwatch_cmd("-v", "collect", "--until-idle", "3", "--json"), env=env,
+        capture_output=True,
         text=True, timeout=300, cwd=REPO,
     )  # fmt: skip
 

@@ -76,7 +76,7 @@ def counts(url: str) -> tuple[int, int, int]:
 
 def test_simulate_feeds_a_running_collect(settings: Settings, tmp_path: Path) -> None:
     collect = subprocess.Popen(
-        radwatch_cmd("collect"), env=settings_env(settings), cwd=REPO,
+        radwatch_cmd("collect", "--json"), env=settings_env(settings), cwd=REPO,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -85,7 +85,7 @@ def test_simulate_feeds_a_running_collect(settings: Settings, tmp_path: Path) ->
         result = run_radwatch(
             settings, "simulate", "--events", "12", "--seed", "5", "--scenario", "inversion_bug",
             "--onset", "0", "--images-dir", str(settings.data_dir / "images"), "--no-tags",
-            "--label-share", "0.5",
+            "--label-share", "0.5", "--json",
         )  # fmt: skip
         published = json.loads(result.stdout.strip().splitlines()[-1])
         assert published["inferences_published"] == 12
@@ -336,7 +336,7 @@ def test_a_pacs_outage_parks_studies_and_embed_parked_fetches_them(
                "RADWATCH_DICOMWEB_USERNAME": USER[0],
                "RADWATCH_DICOMWEB_PASSWORD_FILE": str(password)}  # fmt: skip
         result = subprocess.run(
-            radwatch_cmd("embed", "--parked", "--workers", "0"), env=env, cwd=REPO,
+            radwatch_cmd("embed", "--parked", "--workers", "0", "--json"), env=env, cwd=REPO,
             capture_output=True, text=True, timeout=300,
         )  # fmt: skip
         assert result.returncode == 0, result.stderr[-3000:]

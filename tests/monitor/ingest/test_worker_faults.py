@@ -59,7 +59,7 @@ def test_sigkill_mid_stream_then_restart_stores_each_event_once(settings, tmp_pa
     stored_at_kill = count(settings.database_url)[0]
     assert stored_at_kill < total, "the kill must land mid-stream for this test to mean anything"
 
-    result = run_radwatch(settings, "collect", "--until-idle", "4", timeout=300)
+    result = run_radwatch(settings, "collect", "--until-idle", "4", "--json", timeout=300)
     assert count(settings.database_url) == (total, total)
     # The restarted worker only counts events that were new to PostgreSQL.
     assert json.loads(result.stdout.splitlines()[-1])["inferences"] == total - stored_at_kill
@@ -116,7 +116,7 @@ def test_no_raw_identifier_reaches_database_or_logs(settings, embedded, tmp_path
         [json.dumps(valid).encode(), json.dumps(invalid).encode()],
     )
     produce(settings, settings.label_topic, [json.dumps(label).encode()])
-    result = run_radwatch(settings, "-v", "collect", "--until-idle", "3")
+    result = run_radwatch(settings, "-v", "collect", "--until-idle", "3", "--json")
     assert json.loads(result.stdout.splitlines()[-1]) == {
         "inferences": 1, "labels": 1, "dead_letters": 1, "batches": json.loads(result.stdout.splitlines()[-1])["batches"]
     }  # fmt: skip
