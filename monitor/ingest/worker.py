@@ -1,7 +1,8 @@
 """The ingest worker behind `radwatch collect`: one consumer-group member, Kafka → PostgreSQL.
 
 The ingest loop of the data flow: poll a batch → parse and pseudonymise (collectors/) →
-write it in one transaction (batch_store) → publish dead letters → commit offsets.
+write it in one transaction (batch_store) → publish dead letters → commit offsets. The
+write of one batch (a second thread) overlaps the poll and parse of the next.
 Offsets are committed only after the batch is durable, and writes are idempotent on
 `event_id`, so a crash anywhere replays the batch without loss or double counting.
 
@@ -21,12 +22,15 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import TypeVar
 
 import psycopg
+from kafka import TopicPartition
 from kafka.errors import CommitFailedError, KafkaError
+from kafka.structs import OffsetAndMetadata
 
 from collectors.bounded_json import DEFAULT_LIMITS, ParseLimits
 from collectors.errors import Reason
@@ -136,46 +140,57 @@ class IngestWorker:
         last_record = time.monotonic()
         log.info("collecting %s and %s as group %s", cfg.inference_topic, cfg.label_topic,
                  cfg.kafka.group_id)  # fmt: skip
+        # Parsing overlaps the write: while one thread stores batch N (PostgreSQL and the
+        # broker work, this process mostly waits), this one polls and parses batch N+1.
+        # Offsets are committed for batch N alone (explicit offsets, never the consumer's
+        # position) and only once it is durable, so at-least-once holds as before.
+        writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="radwatch-write")
+        in_flight: tuple[Batch, dict, Future[WriteOutcome]] | None = None
         try:
-            while not self._stop.is_set():
-                polled = consumer.poll(timeout_ms=cfg.poll_timeout_ms, max_records=cfg.batch_size)
-                records = [r for batch in polled.values() for r in batch]
-                if not records:
-                    # Idle time counts only once the group has given us partitions: a join
-                    # can take a few seconds and is not idleness.
-                    if not consumer.assignment() and time.monotonic() - last_record < 60:
-                        last_record = time.monotonic()
-                    elif until_idle is not None and time.monotonic() - last_record >= until_idle:
+            while True:
+                records: list = []
+                if not self._stop.is_set():
+                    polled = consumer.poll(timeout_ms=cfg.poll_timeout_ms,
+                                           max_records=cfg.batch_size)  # fmt: skip
+                    records = [r for batch in polled.values() for r in batch]
+                batch = offsets = None
+                if records:
+                    last_record = time.monotonic()
+                    batch, offsets = self._parse(records), _next_offsets(records)
+                if in_flight is not None:
+                    done_batch, done_offsets, future = in_flight
+                    in_flight = None
+                    try:
+                        outcome = future.result()
+                    except INFRASTRUCTURE_ERRORS as exc:
+                        if isinstance(exc, psycopg.OperationalError) and db.describe(exc).permanent:
+                            # Configuration, not an outage (a revoked login, a dropped
+                            # database): waiting never fixes it. Nothing is committed; the
+                            # CLI says why on one line and exits 2, so a supervisor sees a
+                            # failed worker.
+                            raise
+                        log.warning("stopping with a batch not committed (%s); it will be "
+                                    "replayed", type(exc).__name__)  # fmt: skip
                         break
+                    self._commit(consumer, done_offsets)
+                    self._account(done_batch, outcome)
+                if batch is not None and offsets is not None:
+                    in_flight = (batch, offsets, writer.submit(self._store_batch, producer, batch))
                     continue
-                last_record = time.monotonic()
-                batch = self._parse(records)
-                try:
-                    for stage in self._pre_write:
-                        batch = self._with_backoff(
-                            functools.partial(self._run_stage, stage, batch), "a pre-write stage"
-                        )
-                    outcome = db.with_retry(
-                        functools.partial(self._write, batch), what="writing a batch",
-                        should_stop=self._stop.is_set,
-                    )  # fmt: skip
-                    self._with_backoff(
-                        functools.partial(self._publish_dead_letters, producer,
-                                          outcome.dead_letters),
-                        "publishing dead letters",
-                    )  # fmt: skip
-                except INFRASTRUCTURE_ERRORS as exc:
-                    if isinstance(exc, psycopg.OperationalError) and db.describe(exc).permanent:
-                        # Configuration, not an outage (a revoked login, a dropped database):
-                        # waiting never fixes it. Nothing is committed; the CLI says why on
-                        # one line and exits 2, so a supervisor sees a failed worker.
-                        raise
-                    log.warning("stopping with a batch not committed (%s); it will be replayed",
-                                type(exc).__name__)  # fmt: skip
+                if self._stop.is_set():
                     break
-                self._commit(consumer)
-                self._account(batch, outcome)
+                # Idle time counts only once the group has given us partitions: a join
+                # can take a few seconds and is not idleness.
+                if not consumer.assignment() and time.monotonic() - last_record < 60:
+                    last_record = time.monotonic()
+                elif until_idle is not None and time.monotonic() - last_record >= until_idle:
+                    break
         finally:
+            if in_flight is not None:
+                # Leaving on an error: let the write in flight end (its batch is not
+                # committed, so it is replayed), never close the clients under it.
+                wait([in_flight[2]])
+            writer.shutdown(wait=True)
             producer.flush(timeout=10)
             producer.close(timeout=10)
             consumer.close(autocommit=False)
@@ -211,6 +226,22 @@ class IngestWorker:
             else:
                 batch.labels.append((parsed, record))
         return batch
+
+    def _store_batch(self, producer, batch: Batch) -> WriteOutcome:
+        """The writer thread's part: pre-write stages, the write, the dead letters published."""
+        for stage in self._pre_write:
+            batch = self._with_backoff(
+                functools.partial(self._run_stage, stage, batch), "a pre-write stage"
+            )
+        outcome = db.with_retry(
+            functools.partial(self._write, batch), what="writing a batch",
+            should_stop=self._stop.is_set,
+        )  # fmt: skip
+        self._with_backoff(
+            functools.partial(self._publish_dead_letters, producer, outcome.dead_letters),
+            "publishing dead letters",
+        )
+        return outcome
 
     def _with_backoff(self, action: Callable[[], T], what: str) -> T:
         """Run `action`, retrying infrastructure errors with backoff until it works or we stop."""
@@ -354,9 +385,9 @@ class IngestWorker:
             # At-least-once on the dead-letter topic: flushed before the offsets move on.
             producer.flush(timeout=30)
 
-    def _commit(self, consumer) -> None:
+    def _commit(self, consumer, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
         try:
-            consumer.commit()
+            consumer.commit(offsets)
         except (CommitFailedError, KafkaError) as exc:
             # A rebalance took the partitions: the new owner replays, and writes are idempotent.
             log.warning("offset commit failed (%s); records will be replayed idempotently",
@@ -370,6 +401,15 @@ class IngestWorker:
         batch_metrics.record_batch(batch, outcome)
         if self._on_batch is not None:
             self._on_batch(batch, outcome)
+
+
+def _next_offsets(records: list) -> dict[TopicPartition, OffsetAndMetadata]:
+    """The offsets to commit once these records are durable: past the last one, per partition."""
+    last: dict[TopicPartition, int] = {}
+    for rec in records:
+        tp = TopicPartition(rec.topic, rec.partition)
+        last[tp] = max(last.get(tp, -1), rec.offset)
+    return {tp: OffsetAndMetadata(offset + 1, "", -1) for tp, offset in last.items()}
 
 
 def _internal_error(record: Record, exc: BaseException, where: str) -> DeadLetter:
