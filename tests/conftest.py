@@ -43,6 +43,7 @@ SLOW = {
     "tests/monitor/ingest/test_image_stage.py::test_no_phi_reaches_postgres_logs_or_metrics",
     "tests/monitor/ingest/test_image_stage.py::test_a_pacs_outage_parks_studies_and_embed_parked_fetches_them",
     "tests/monitor/reports/test_report.py::test_report_renders_in_chromium",
+    "tests/monitor/reports/test_model_report.py",  # the real engine, two reports, Chromium
     "tests/monitor/pilot/test_run.py::test_run_seals_checkpoints_when_due_and_at_shutdown",
     "tests/monitor/drift/test_scheduler.py::test_alert_opens_after_onset_names_stratum_signal_and_lifecycle",
     # From the first `-m "not slow"` run (2 cores under a load of ~3): 8 s and more.

@@ -13,6 +13,7 @@ Each opening alert joins its incident (monitor/alerts/incidents.py) in the same 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -79,9 +80,31 @@ class Alert:
                 for k, v in self.__dict__.items()}  # fmt: skip
 
 
-def format_alert(a: Alert) -> str:
+def significance_level(details: Mapping[str, Any]) -> float:
+    """The α an alert's window was judged at, for "p < α": its details' `alpha` when detection
+    stored one; else the level its own tests imply (a test marked drift had adjusted p < α,
+    so any p at or below the largest such p is below α too: just above that p; 0 when none).
+    """
+    alpha = details.get("alpha")
+    if isinstance(alpha, int | float) and not isinstance(alpha, bool):
+        return float(alpha)
+    fired = [float(t["adjusted_p"]) for t in details.get("tests", [])
+             if t.get("status") == "drift" and isinstance(t.get("adjusted_p"), int | float)]  # fmt: skip
+    return math.nextafter(max(fired), math.inf) if fired else 0.0
+
+
+def significant_features(details: Mapping[str, Any], alpha: float | None = None) -> list[dict]:
+    """The alert's top features whose adjusted p is below α (`alpha`, else the alert's own:
+    significance_level); a feature that is not significant explains nothing."""
+    level = significance_level(details) if alpha is None else alpha
+    return [f for f in details.get("top_features", [])
+            if isinstance(f.get("adjusted_p"), int | float) and f["adjusted_p"] < level]  # fmt: skip
+
+
+def format_alert(a: Alert, alpha: float | None = None) -> str:
     """An alert as the QA team reads it (`radwatch alerts list`, `radwatch demo`): the
-    stratum and signal, the onset, the strongest evidence, who acknowledged or resolved it."""
+    stratum and signal, the onset, the significant evidence (adjusted p below `alpha`, else
+    the α the alert used), who acknowledged or resolved it."""
     d = a.details
     lines = [
         f"#{a.id} [{a.state}] {a.model} · {a.signal} · {a.stratum_kind}={a.stratum_value}"
@@ -91,10 +114,14 @@ def format_alert(a: Alert) -> str:
         lines.append(
             f"    drift score {d['drift_score']:.2f} (window ending {d.get('window_end')})"
         )
-    for f in d.get("top_features", []):
+    features = d.get("top_features", [])
+    shown = significant_features(d, alpha)
+    for f in shown:
         lines.append(
             f"    {f['summary']} (adj. p={f['adjusted_p']:.2g}, effect {f['effect_size']:.2f})"
         )
+    if features and not shown:
+        lines.append("    no single contributor significant")
     for t in d.get("tests", []):
         # Whole-signal tests carry their own one-line reading (WindowDetector.summary).
         if t.get("status") == "drift" and t.get("summary"):

@@ -1,4 +1,4 @@
-"""`radwatch report --model NAME [--from T --to T] --out FILE.html`: drift and performance report."""
+"""`radwatch report --model NAME [--from T --to T] --out FILE.html`: the model's monitoring report."""
 
 from __future__ import annotations
 
@@ -12,15 +12,20 @@ from monitor.config import Settings
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "report",
-        help="write an HTML drift and performance report for a model",
-        description="Timeline, alerts, most atypical images, subgroup table and an Evidently "
-        "report in one HTML file. Example: radwatch report --model cxr-nodule "
+        help="write a model's monitoring report (HTML): verdict, incidents, plots, subgroups",
+        description="One self-contained HTML file: a verdict paragraph, one card per incident "
+        "(or alert) with its significant evidence, examples, recommended action and history, "
+        "event-time plots with the reference shaded and thresholds drawn, performance per "
+        "window with intervals, the subgroup table with outliers marked, and Evidently's "
+        "column-by-column drift and classification report. --from/--to (event time) apply to "
+        "every section. Example: radwatch report --model cxr-nodule "
         "--from 2026-11-01 --to 2026-12-01 --out report.html",
     )
     parser.add_argument("--model", required=True)
     parser.add_argument("--from", dest="start", type=iso_time, metavar="T",
                         help="ISO 8601 date or date-time (UTC when no offset)")  # fmt: skip
-    parser.add_argument("--to", dest="end", type=iso_time, metavar="T")
+    parser.add_argument("--to", dest="end", type=iso_time, metavar="T",
+                        help="end of the period (exclusive), same form as --from")  # fmt: skip
     parser.add_argument("--out", type=out_file, required=True, metavar="FILE.html",
                         help="the file to write; its folder must exist")  # fmt: skip
     parser.add_argument("--no-evidently", action="store_true",

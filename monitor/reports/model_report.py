@@ -1,43 +1,50 @@
-"""`radwatch report`: one self-contained HTML file on a model's drift and performance.
+"""`radwatch report`: one self-contained HTML file a QA engineer reads in two minutes.
 
-At the reading end of the data flow: reads inferences, labels, stored drift and
-performance results and alerts from PostgreSQL, and renders radwatch's own sections (a
-timeline figure of the unified drift score and performance with alerts marked, the most
-atypical images as thumbnails, the subgroup table) followed by an Evidently report (drift
-on scalar features and scores, classification metrics where labels exist). Telemetry off:
-DO_NOT_TRACK is set before Evidently is imported (DESIGN.md §10).
+At the reading end of the data flow: reads inferences, labels, stored drift and performance
+results, alerts, incidents and their audit history from PostgreSQL for one model and one period
+(event time: every section keeps to it), then renders, top to bottom: the verdict paragraph
+(monitor/reports/report_verdict.py), one card per incident or alert (report_cards.py), event-
+time plots with the reference shaded, thresholds and onsets (report_plots.py), the subgroup
+table with intervals and outliers, the most atypical images with captions, and Evidently's
+column-by-column drift detail and classification report (report_evidently.py).
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import io
 import logging
-import os
-import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import psycopg
 
+from monitor.alerts.incidents import Incident, list_incidents
+from monitor.alerts.lifecycle import Alert, list_alerts
 from monitor.errors import RadwatchError
 from monitor.store import db
 
 log = logging.getLogger(__name__)
 
 REFERENCE_SIZE = 1000  # the model's first N inferences, as the performance watch's reference
-TIMELINE_WINDOW = 200  # inferences per point of the fallback timeline
 THUMBNAILS = 6
+DEFAULT_ALPHA = 0.05  # when neither the budget nor the reference records one (older stores)
 STRATA = ("site", "scanner", "sex", "age_band")
 NUMERIC_TAGS = ("KVP", "Exposure", "XRayTubeCurrent", "Rows", "Columns", "WindowCenter",
                 "WindowWidth")  # fmt: skip
 CATEGORICAL_TAGS = ("Manufacturer", "ManufacturerModelName", "SoftwareVersions",
                     "PhotometricInterpretation", "ViewPosition", "PatientSex", "AgeBand")  # fmt: skip
+DRIFT_COLUMNS = ("window_start", "window_end", "stratum_kind", "stratum_value", "signal",
+                 "p_adjusted", "unified_score")  # fmt: skip
+PERFORMANCE_COLUMNS = ("window_start", "window_end", "window_kind", "stratum_kind",
+                       "stratum_value", "finding", "metric", "n_labelled", "realised",
+                       "realised_lower", "realised_upper", "estimated", "estimated_lower",
+                       "estimated_upper", "reference_value")  # fmt: skip
+HISTORY_COLUMNS = ("recorded_at", "actor", "action", "entity_type", "entity_id", "reason")
 
 
 class ReportError(RadwatchError, RuntimeError):
@@ -52,30 +59,76 @@ class ReportData:
     frame: pd.DataFrame  # one row per inference: strata, tags, score_*, label_*, embedding
     findings: tuple[str, ...]
     reference_rows: int
-    drift: pd.DataFrame  # window_end, unified_score (stratum all), may be empty
-    performance: pd.DataFrame  # window_end, metric, realised, estimated (stratum all)
-    alerts: pd.DataFrame  # opened_at, signal, stratum, state
+    drift: pd.DataFrame  # DRIFT_COLUMNS: per window × stratum × signal, the period's windows
+    performance: pd.DataFrame  # PERFORMANCE_COLUMNS: the period's windows and the reference
+    alerts: tuple[Alert, ...]  # those whose event-time span meets the period
+    incidents: tuple[Incident, ...]  # those holding one of `alerts`
+    history: pd.DataFrame  # HISTORY_COLUMNS: the audit trail of those alerts and incidents
+    # alert id → its span in event time: from its onset (else its first firing window's end,
+    # as grouping reads it) to its last window's end
+    spans: Mapping[int, tuple[datetime, datetime]] = field(default_factory=dict)
+    drift_alpha: float = DEFAULT_ALPHA
+    performance_alpha: float = DEFAULT_ALPHA
     database_url: str = ""
     notes: list[str] = field(default_factory=list)
 
     @property
     def current(self) -> pd.DataFrame:
-        rest = self.frame.iloc[self.reference_rows :]
-        if self.start is not None:
-            rest = rest[rest["occurred_at"] >= self.start]
-        if self.end is not None:
-            rest = rest[rest["occurred_at"] < self.end]
-        return rest
+        return in_period(self.frame.iloc[self.reference_rows :], self.start, self.end)
 
     @property
     def reference(self) -> pd.DataFrame:
         return self.frame.iloc[: self.reference_rows]
 
+    @property
+    def reference_span(self) -> tuple[datetime, datetime] | None:
+        ref = self.reference
+        if ref.empty:
+            return None
+        return ref["occurred_at"].min().to_pydatetime(), ref["occurred_at"].max().to_pydatetime()
+
+    @property
+    def period(self) -> tuple[datetime, datetime]:
+        """The report's period in event time: as asked, else the stored studies' span."""
+        times = self.frame["occurred_at"]
+        lo = self.start or times.min().to_pydatetime()
+        hi = self.end or times.max().to_pydatetime()
+        return lo, hi
+
+    def span(self, a: Alert) -> tuple[datetime, datetime]:
+        return self.spans.get(a.id) or (a.onset or a.opened_at, a.last_window_end or a.opened_at)
+
+    def alerts_of(self, incident: Incident) -> list[Alert]:
+        return [a for a in self.alerts if a.id in incident.alerts]
+
+    @property
+    def loose_alerts(self) -> list[Alert]:
+        """Alerts of the period that belong to no incident of the period."""
+        held = {a for i in self.incidents for a in i.alerts}
+        return [a for a in self.alerts if a.id not in held]
+
+
+def in_period(frame: pd.DataFrame, start: datetime | None, end: datetime | None,
+              column: str = "occurred_at") -> pd.DataFrame:  # fmt: skip
+    if start is not None:
+        frame = frame[frame[column] >= start]
+    if end is not None:
+        frame = frame[frame[column] < end]
+    return frame
+
+
+def span_in_period(span: tuple[datetime, datetime], start: datetime | None,
+                   end: datetime | None) -> bool:  # fmt: skip
+    """Whether an alert's event-time span meets the period [start, end)."""
+    first, last = span
+    return (end is None or first < end) and (start is None or last >= start)
+
 
 # -- reading -----------------------------------------------------------------------------------
 
 
-def _table(conn: psycopg.Connection, sql: str, params: Sequence[Any], columns: Sequence[str],
+def _table(conn: psycopg.Connection, sql: str, params: Sequence[Any] | Mapping[str, Any],
+           columns: Sequence[str],
            notes: list[str], what: str) -> pd.DataFrame:  # fmt: skip
     """A query whose table belongs to another component: an absent table is a note, not a
     failure (the report says what it could not show)."""
@@ -94,39 +147,52 @@ def load(database_url: str, model: str, start: datetime | None = None,
     with db.connect(database_url) as conn:
         rows = conn.execute(
             """SELECT i.occurred_at, i.site, i.dicom, i.scores, i.thresholds, i.image_ref,
-                      i.embedding, l.labels
+                      i.embedding, l.labels, i.study_pseudo
                FROM inferences i
                LEFT JOIN LATERAL (SELECT labels FROM labels lb
                                   WHERE lb.model_name = i.model_name
                                     AND lb.study_pseudo = i.study_pseudo
                                   ORDER BY lb.occurred_at DESC, lb.received_at DESC
                                   LIMIT 1) l ON true
-               WHERE i.model_name = %s
+               WHERE i.model_name = %s AND (%s::timestamptz IS NULL OR i.occurred_at < %s)
                ORDER BY i.occurred_at, i.event_id""",
-            (model,),
+            (model, end, end),
         ).fetchall()
         if not rows:
             raise ReportError(f"no inferences stored for model {model!r}")
-        drift = _table(conn,
-            """SELECT window_end, max(unified_score) FROM drift_results
-               WHERE model_name = %s AND stratum_kind = 'all' AND unified_score IS NOT NULL
-               GROUP BY window_end ORDER BY window_end""",
-            (model,), ("window_end", "unified_score"), notes, "drift results")  # fmt: skip
-        performance = _table(conn,
-            """SELECT window_end, metric, realised, estimated FROM performance_results
-               WHERE model_name = %s AND stratum_kind = 'all' AND window_kind <> 'reference'
-                 AND metric IN ('auroc', 'sensitivity', 'specificity')
-               ORDER BY window_end""",
-            (model,), ("window_end", "metric", "realised", "estimated"), notes,
-            "performance results")  # fmt: skip
-        alerts = _table(conn,
-            """SELECT opened_at, signal, stratum_kind || '=' || stratum_value, state
-               FROM alerts WHERE model_name = %s ORDER BY opened_at""",
-            (model,), ("opened_at", "signal", "stratum", "state"), notes, "alerts")  # fmt: skip
         frozen = _table(conn,
-            """SELECT n_events, period_from, first_n FROM drift_references
+            """SELECT id, n_events, period_from, first_n, config->>'alpha' FROM drift_references
                WHERE model_name = %s AND active""",
-            (model,), ("n_events", "period_from", "first_n"), notes, "drift reference")  # fmt: skip
+            (model,), ("id", "n_events", "period_from", "first_n", "alpha"), notes,
+            "drift reference")  # fmt: skip
+        reference_id = int(frozen["id"].iloc[0]) if len(frozen) else None
+        drift = _table(conn,
+            """SELECT w.window_start, w.window_end, r.stratum_kind, r.stratum_value, r.signal,
+                      min(r.p_adjusted), max(r.unified_score)
+               FROM drift_results r JOIN drift_windows w ON w.id = r.window_id
+               WHERE r.model_name = %(m)s AND r.feature = '' AND r.status IN ('ok', 'drift')
+                 AND (%(ref)s::bigint IS NULL OR r.reference_id = %(ref)s)
+                 AND (%(s)s::timestamptz IS NULL OR w.window_end >= %(s)s)
+                 AND (%(e)s::timestamptz IS NULL OR w.window_end < %(e)s)
+               GROUP BY 1, 2, 3, 4, 5 ORDER BY 2""",
+            {"m": model, "ref": reference_id, "s": start, "e": end}, DRIFT_COLUMNS, notes,
+            "drift results")  # fmt: skip
+        performance = _table(conn,
+            """SELECT window_start, window_end, window_kind, stratum_kind, stratum_value,
+                      finding, metric, n_labelled, realised, realised_lower, realised_upper,
+                      estimated, estimated_lower, estimated_upper, reference_value
+               FROM performance_results
+               WHERE model_name = %(m)s AND metric IN ('auroc', 'sensitivity', 'specificity')
+                 AND (window_kind = 'reference'
+                      OR ((%(s)s::timestamptz IS NULL OR window_end >= %(s)s)
+                          AND (%(e)s::timestamptz IS NULL OR window_end < %(e)s)))
+               ORDER BY window_end""",
+            {"m": model, "s": start, "e": end}, PERFORMANCE_COLUMNS, notes,
+            "performance results")  # fmt: skip
+        budget = _table(conn,
+            "SELECT settings FROM false_alarm_budgets WHERE model_name = %s", (model,),
+            ("settings",), notes, "false-alarm budget")  # fmt: skip
+        alerts, incidents, history, spans = _workflow(conn, model, start, end, notes)
     frame = _frame(rows)
     findings = tuple(sorted({k for r in rows for k in (r[3] or {})}))
     if len(frozen) and frozen["period_from"].isna().all() and len(frame) > 1:
@@ -136,16 +202,56 @@ def load(database_url: str, model: str, start: datetime | None = None,
         # No frozen first-N reference: the model's first inferences, as the performance
         # watch's reference is (at most REFERENCE_SIZE, at most 40% of what is stored).
         reference_rows = min(REFERENCE_SIZE, int(len(frame) * 0.4))
+    settings: Mapping[str, Any] = budget["settings"].iloc[0] if len(budget) else {}
+    fallback = float(frozen["alpha"].iloc[0]) if len(frozen) and frozen["alpha"].iloc[0] else (
+        DEFAULT_ALPHA)  # fmt: skip
     return ReportData(model, start, end, frame, findings, reference_rows, drift, performance,
-                      alerts, database_url, notes)  # fmt: skip
+                      alerts, incidents, history, spans,
+                      drift_alpha=float(settings.get("drift_alpha") or fallback),
+                      performance_alpha=float(settings.get("performance_alpha") or fallback),
+                      database_url=database_url, notes=notes)  # fmt: skip
+
+
+def _workflow(conn: psycopg.Connection, model: str, start: datetime | None,
+              end: datetime | None, notes: list[str]) -> tuple[
+        tuple[Alert, ...], tuple[Incident, ...], pd.DataFrame,
+        dict[int, tuple[datetime, datetime]]]:  # fmt: skip
+    """The period's alerts (event-time span meets it), the incidents holding them, the audit
+    trail of both (who opened, acknowledged, resolved, decided, with their notes), the spans."""
+    try:
+        with conn.transaction():
+            spans = {int(r[0]): (r[1], max(r[1], r[2])) for r in conn.execute(
+                """SELECT id, coalesce(onset, first_window_end, opened_at),
+                          coalesce(last_window_end, first_window_end, opened_at)
+                   FROM alerts WHERE model_name = %s""",
+                (model,),
+            ).fetchall()}  # fmt: skip
+            alerts = tuple(a for a in list_alerts(conn, model=model)
+                           if span_in_period(spans[a.id], start, end))  # fmt: skip
+            ids = {a.id for a in alerts}
+            incidents = tuple(i for i in list_incidents(conn, all=True, model=model)
+                              if ids & set(i.alerts))  # fmt: skip
+    except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn) as exc:
+        notes.append(f"alerts and incidents: not available ({exc.diag.message_primary}).")
+        return (), (), pd.DataFrame(columns=list(HISTORY_COLUMNS)), {}
+    entities = [("alert", str(a.id)) for a in alerts] + [("incident", str(i.id)) for i in incidents]
+    history = _table(conn,
+        """SELECT recorded_at, actor, action, entity_type, entity_id, reason FROM audit_events
+           WHERE (entity_type, entity_id) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
+             AND action <> 'alert.updated'
+           ORDER BY seq""",
+        ([e[0] for e in entities], [e[1] for e in entities]), HISTORY_COLUMNS, notes,
+        "audit trail")  # fmt: skip
+    return alerts, incidents, history, spans
 
 
 def _frame(rows: list[tuple]) -> pd.DataFrame:
     records = []
-    for occurred, site, dicom, scores, thresholds, image_ref, embedding, labels in rows:
+    for occurred, site, dicom, scores, thresholds, image_ref, embedding, labels, study in rows:
         dicom = dicom or {}
         rec: dict[str, Any] = {
             "occurred_at": occurred,
+            "study": study,
             "site": site or "unknown",
             "scanner": f"{dicom.get('Manufacturer') or 'unknown'} "
                        f"{dicom.get('ManufacturerModelName') or 'unknown'}",
@@ -168,130 +274,53 @@ def _frame(rows: list[tuple]) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
-# -- radwatch's own sections -----------------------------------------------------------------
+# -- atypical studies --------------------------------------------------------------------------
 
 
-def _png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    return base64.b64encode(buf.getvalue()).decode()
-
-
-def timeline_png(data: ReportData) -> str:
-    """Unified drift score and performance over time, alerts as vertical lines."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # headless: no display on servers
-    import matplotlib.pyplot as plt
-
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 5.5), sharex=True)
-    if len(data.drift):
-        top.plot(data.drift["window_end"], data.drift["unified_score"].astype(float),
-                 marker="o", color="tab:red", label="unified drift score")  # fmt: skip
-        top.set_ylabel("unified drift score")
-    else:
-        # No stored drift results: the score distribution itself, per window of inferences.
-        f = data.findings[0] if data.findings else None
-        if f:
-            w = data.frame.groupby(np.arange(len(data.frame)) // TIMELINE_WINDOW)
-            top.plot(w["occurred_at"].max(), w[f"score_{f}"].mean(), marker="o",
-                     color="tab:red", label=f"mean {f} score per {TIMELINE_WINDOW}")  # fmt: skip
-        top.set_ylabel("score (no drift results)")
-    top.legend(loc="upper left", fontsize=8)
-    auroc = data.performance[data.performance["metric"] == "auroc"]
-    if len(auroc):
-        for column, style in (("realised", "-"), ("estimated", "--")):
-            series = auroc.groupby("window_end")[column].mean().dropna()
-            bottom.plot(series.index, series.values, style, marker=".", label=f"AUROC {column}")
-        bottom.set_ylabel("AUROC")
-    else:
-        f = data.findings[0] if data.findings else None
-        if f:
-            w = data.frame.groupby(np.arange(len(data.frame)) // TIMELINE_WINDOW)
-            rate = w.apply(lambda g: float((g[f"score_{f}"] >= g[f"threshold_{f}"]).mean()))
-            bottom.plot(w["occurred_at"].max(), rate.values, marker=".",
-                        label="positive rate at the operating point")  # fmt: skip
-        bottom.set_ylabel("positive rate (no performance results)")
-    bottom.legend(loc="lower left", fontsize=8)
-    for ax in (top, bottom):
-        ax.grid(alpha=0.3)
-        if len(data.reference):
-            ax.axvspan(data.reference["occurred_at"].min(), data.reference["occurred_at"].max(),
-                       color="tab:green", alpha=0.08)  # fmt: skip
-        for opened in data.alerts["opened_at"]:
-            ax.axvline(opened, color="black", linestyle=":", linewidth=1)
-    top.set_title(f"{data.model}: drift and performance (green: reference; dotted: alerts)")
-    fig.autofmt_xdate()
-    out = _png(fig)
-    plt.close(fig)
+def atypicality(data: ReportData, frame: pd.DataFrame) -> pd.Series:
+    """Each study's distance from the reference: the Euclidean norm of its model embedding
+    standardised by the reference's per-dimension mean and spread, divided by √dimensions
+    (so 1 is a typical reference study's size; NaN without an embedding)."""
+    ref_vectors = [v for v in data.reference["embedding"] if v is not None]
+    out = pd.Series(np.nan, index=frame.index)
+    if not ref_vectors or frame.empty:
+        return out
+    ref = np.asarray(ref_vectors, dtype=float)
+    mu, sd = ref.mean(axis=0), ref.std(axis=0) + 1e-9
+    dims = ref.shape[1]
+    for idx, v in frame["embedding"].items():
+        if v is not None and len(v) == dims:
+            out[idx] = float(np.sqrt(np.mean(((np.asarray(v, float) - mu) / sd) ** 2)))
     return out
 
 
-def subgroup_table(data: ReportData) -> pd.DataFrame:
-    """Per stratum of the current period: counts, positive rate and, with labels,
-    sensitivity, specificity and AUROC of the primary finding."""
-    from sklearn.metrics import roc_auc_score
-
+def atypical_studies(data: ReportData, n: int = THUMBNAILS) -> pd.DataFrame:
+    """The period's n studies farthest from the reference (column `atypicality`); among those
+    with a stored image when any has one (the section shows their thumbnails)."""
     current = data.current
-    if not data.findings or current.empty:
-        return pd.DataFrame()
-    f = data.findings[0]
-    rows = []
-    for kind in STRATA:
-        for value, g in current.groupby(kind):
-            pred = g[f"score_{f}"] >= g[f"threshold_{f}"]
-            labelled = g[f"label_{f}"].notna()
-            y = g.loc[labelled, f"label_{f}"].astype(int)
-            p = pred[labelled]
-            row = {"stratum": kind, "value": value, "inferences": len(g),
-                   "positive rate": pred.mean(), "labelled": int(labelled.sum()),
-                   "sensitivity": np.nan, "specificity": np.nan, "AUROC": np.nan}  # fmt: skip
-            if (y == 1).sum() >= 5:
-                row["sensitivity"] = float(p[y == 1].mean())
-            if (y == 0).sum() >= 5:
-                row["specificity"] = float((~p[y == 0]).mean())
-            if (y == 1).sum() >= 5 and (y == 0).sum() >= 5:
-                row["AUROC"] = float(roc_auc_score(y, g.loc[labelled, f"score_{f}"]))
-            rows.append(row)
-    return pd.DataFrame(rows)
+    if current["image_ref"].notna().any():
+        current = current[current["image_ref"].notna()]
+    distance = atypicality(data, current)
+    have = distance.notna()
+    if not have.any():
+        return current.iloc[:0].assign(atypicality=[])
+    return current[have].assign(atypicality=distance[have]).nlargest(n, "atypicality")
 
 
-def atypical_thumbnails(data: ReportData, pseudonym_key: bytes | None,
-                        images: Any = None) -> list[tuple[str, str]]:  # fmt: skip
-    """(image_ref, base64 PNG) of the current period's images farthest from the reference.
-
-    Atypicality: Euclidean distance of the model's own embedding, standardised by the
-    reference's per-dimension mean and spread. Images are re-read through their sealed
-    locator (issue 4) with the pseudonym key; none when either is unavailable.
-    """
-    current, reference = data.current, data.reference
-    have = current["embedding"].notna() & current["image_ref"].notna()
-    ref_vectors = [v for v in reference["embedding"] if v is not None]
-    if not have.any() or not ref_vectors or pseudonym_key is None:
-        return []
-    ref = np.asarray(ref_vectors, dtype=float)
-    mu, sd = ref.mean(axis=0), ref.std(axis=0) + 1e-9
-    cur = current[have]
-    dims = ref.shape[1]
-    vecs = np.asarray([v if len(v) == dims else [np.nan] * dims for v in cur["embedding"]], float)
-    distance = np.sqrt(np.nansum(((vecs - mu) / sd) ** 2, axis=1))
-    order = np.argsort(-distance)
-    refs = [cur["image_ref"].iloc[i] for i in order[: THUMBNAILS * 3]]
-    return _thumbnails(data, refs, pseudonym_key, images)[:THUMBNAILS]
-
-
-def _thumbnails(data: ReportData, refs: list[str], key: bytes,
-                images: Any) -> list[tuple[str, str]]:  # fmt: skip
-    """Thumbnails read through `images`, the fenced ImageFetcher (None: no thumbnails)."""
+def thumbnails(data: ReportData, refs: list[str], key: bytes | None,
+               images: Any) -> dict[str, str]:  # fmt: skip
+    """image_ref → base64 PNG, read through `images` (the fenced ImageFetcher) with the sealed
+    locator (issue 4) and the pseudonym key; {} when either is unavailable."""
     from collectors.errors import ImageError
     from monitor.ingest.embedding_stage import EmbeddingError, UriSealer
 
-    if images is None:
-        data.notes.append("images: no image fetcher given, thumbnails left out.")
-        return []
-
+    refs = [r for r in refs if r]
+    if not refs:
+        return {}
+    if images is None or key is None:
+        data.notes.append("images: no image fetcher or pseudonym key given, images left out.")
+        return {}
     sealer = UriSealer(key)
-    out: list[tuple[str, str]] = []
     with db.connect(data.database_url) as conn:
         try:
             sealed: dict[str, bytes] = dict(conn.execute(
@@ -300,9 +329,10 @@ def _thumbnails(data: ReportData, refs: list[str], key: bytes,
             ).fetchall())  # fmt: skip
         except psycopg.errors.UndefinedTable:
             data.notes.append("images: no image locators in this database.")
-            return []
+            return {}
     from PIL import Image
 
+    out: dict[str, str] = {}
     for ref in refs:
         if ref not in sealed:
             continue
@@ -314,116 +344,5 @@ def _thumbnails(data: ReportData, refs: list[str], key: bytes,
         pixels = (np.clip(image.pixels, 0, 1) * 255).astype(np.uint8)
         buf = io.BytesIO()
         Image.fromarray(pixels).save(buf, format="PNG")
-        out.append((ref, base64.b64encode(buf.getvalue()).decode()))
+        out[ref] = base64.b64encode(buf.getvalue()).decode()
     return out
-
-
-# -- Evidently ---------------------------------------------------------------------------------
-
-
-def evidently_html(data: ReportData) -> str:
-    """Evidently's report: DataDriftPreset on scalar features and scores; ClassificationPreset
-    on the primary finding when both periods hold labels of both classes."""
-    os.environ["DO_NOT_TRACK"] = "1"  # before the import: Evidently's telemetry off
-    from evidently import BinaryClassification, DataDefinition, Dataset, Report
-    from evidently.presets import ClassificationPreset, DataDriftPreset
-
-    reference, current = data.reference, data.current
-    scores = [f"score_{f}" for f in data.findings]
-    numeric = [c for c in NUMERIC_TAGS if reference[c].notna().any() and current[c].notna().any()]
-    categorical = [c for c in CATEGORICAL_TAGS if c in reference]
-    columns = scores + numeric + categorical
-    metrics: list[Any] = [DataDriftPreset(columns=columns)]
-    classification = None
-    if data.findings:
-        f = data.findings[0]
-        both = all(set(frame[f"label_{f}"].dropna().astype(int)) == {0, 1}
-                   for frame in (reference, current))  # fmt: skip
-        if both:
-            classification = [BinaryClassification(target="target", prediction_probas="proba")]
-            metrics.append(ClassificationPreset())
-
-    def dataset(frame: pd.DataFrame) -> Any:
-        out = frame[columns].copy()
-        if classification:
-            f = data.findings[0]
-            labelled = frame[f"label_{f}"].notna()
-            out = out[labelled.values].copy()
-            out["target"] = frame.loc[labelled, f"label_{f}"].astype(int).values
-            out["proba"] = frame.loc[labelled, f"score_{f}"].values
-        definition = DataDefinition(numerical_columns=scores + numeric,
-                                    categorical_columns=categorical,
-                                    classification=classification)  # fmt: skip
-        return Dataset.from_pandas(out, data_definition=definition)
-
-    with warnings.catch_warnings():
-        # Evidently's statistics divide by zero on constant columns (a tag that never varies
-        # in a period) and say so on stderr; the report shows those columns as not drifted.
-        warnings.simplefilter("ignore", RuntimeWarning)
-        snapshot = Report(metrics).run(dataset(current), dataset(reference))
-    return snapshot.get_html_str(as_iframe=False)
-
-
-# -- the document ------------------------------------------------------------------------------
-
-
-def render(data: ReportData, *, pseudonym_key: bytes | None = None,
-           include_evidently: bool = True, images: Any = None) -> str:  # fmt: skip
-    esc = html.escape
-    current = data.current
-    if current.empty:
-        raise ReportError("no inferences after the reference in the requested period")
-    period = (f"{(data.start or current['occurred_at'].min()):%Y-%m-%d %H:%M} – "
-              f"{(data.end or current['occurred_at'].max()):%Y-%m-%d %H:%M} UTC")  # fmt: skip
-    timeline = timeline_png(data)
-    thumbs = atypical_thumbnails(data, pseudonym_key, images)
-    subgroups = subgroup_table(data)
-    labelled = int(current[[f"label_{f}" for f in data.findings]].notna().any(axis=1).sum()) if (
-        data.findings) else 0  # fmt: skip
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>radwatch report — {esc(data.model)}</title>",
-        "<style>body{font-family:sans-serif;margin:24px;color:#222}"
-        "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;"
-        "padding:3px 8px;text-align:right}th{background:#f3f3f3}td:first-child,td:nth-child(2)"
-        "{text-align:left}.thumbs img{width:128px;height:128px;margin:4px;border:1px solid #999}"
-        ".note{color:#a60}iframe{width:100%;height:1400px;border:1px solid #ccc}</style>",
-        "</head><body>",
-        f"<h1>radwatch report: {esc(data.model)}</h1>",
-        f"<p>Period {esc(period)} · {len(current)} inferences · {labelled} with a label · "
-        f"reference: the model's first {len(data.reference)} inferences · generated "
-        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC</p>",
-        "<h2>Timeline</h2>",
-        f"<img id='timeline' alt='timeline' src='data:image/png;base64,{timeline}'>",
-        "<h2>Alerts</h2>",
-        _alerts_html(data),
-        "<h2>Most atypical images</h2>",
-        (
-            "<div class='thumbs'>"
-            + "".join(
-                f"<img title='{esc(ref)}' src='data:image/png;base64,{png}'>" for ref, png in thumbs
-            )
-            + "</div>"
-        )
-        if thumbs
-        else "<p id='thumbnails-none'>none</p>",  # fmt: skip
-        "<h2>Subgroups</h2>",
-        subgroups.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep="–", border=0)
-        if len(subgroups)
-        else "<p>none</p>",  # fmt: skip
-    ]
-    if data.notes:
-        parts.append("<h2>Notes</h2><ul>" + "".join(
-            f"<li class='note'>{esc(n)}</li>" for n in data.notes) + "</ul>")  # fmt: skip
-    if include_evidently:
-        parts += ["<h2>Evidently: data drift and classification</h2>",
-                  f"<iframe title='evidently' srcdoc=\"{esc(evidently_html(data), quote=True)}\">"
-                  "</iframe>"]  # fmt: skip
-    parts.append("</body></html>")
-    return "\n".join(parts)
-
-
-def _alerts_html(data: ReportData) -> str:
-    if data.alerts.empty:
-        return "<p>none</p>"
-    return data.alerts.to_html(index=False, border=0)

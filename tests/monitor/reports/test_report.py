@@ -20,7 +20,8 @@ from conftest import REPO, TEST_KEY, run_radwatch
 from PIL import Image
 from psycopg.types.json import Jsonb
 
-from monitor.reports import model_report
+from monitor.reports import model_report, report_document
+from monitor.reports.report_tables import subgroup_lines
 
 SEED = 7
 N = 1500
@@ -128,11 +129,18 @@ def test_report_renders_in_chromium(settings, database_url: str, tmp_path: Path)
     out = tmp_path / "report.html"
     run_radwatch(settings, "report", "--model", "cxr-nodule", "--out", str(out), timeout=400)
     text = out.read_text()
-    for section in ("Timeline", "Alerts", "Most atypical images", "Subgroups",
-                    "Evidently: data drift and classification"):  # fmt: skip
+    for section in ("Timeline (event time)", "Performance per window", "Subgroups",
+                    "Most atypical studies of the period", "Evidently: column-by-column drift",
+                    "Evidently: classification report for nodule"):  # fmt: skip
         assert f"<h2>{section}</h2>" in text, section
-    assert "id='timeline'" in text and "data:image/png;base64," in text
-    assert text.count("class='thumbs'") == 1 and "thumbnails-none" not in text
+    # No detection ran on this store: the verdict says so, and no card is invented.
+    assert "id='verdict'" in text and "No incident or alert in this period" in text
+    assert "id='cards-none'" in text and "data-alerts=" not in text
+    assert "id='timeline'" in text and "<svg" in text and "data-axis-from=" in text
+    # The period's most atypical studies: the sealed images read back, each with its caption.
+    atypical = text[text.index("class='examples thumbs'") :]
+    assert atypical.count("data:image/png;base64,") >= 1 and "why:" in atypical
+    assert "thumbnails-none" not in text
     assert "NewVendor" in text  # the subgroup table names the new scanner
     assert "srcdoc=" in text and len(text) > 200_000  # Evidently's self-contained report
     ARTIFACTS.mkdir(exist_ok=True)
@@ -148,11 +156,16 @@ def test_report_renders_in_chromium(settings, database_url: str, tmp_path: Path)
     assert (image < 200).mean() > 0.01
 
 
-def test_without_images_the_thumbnail_section_says_none(database_url: str) -> None:
+def test_without_images_the_atypical_studies_keep_their_captions(database_url: str) -> None:
     fill(database_url, None)
     data = model_report.load(database_url, "cxr-nodule")
-    document = model_report.render(data, pseudonym_key=TEST_KEY.encode(), include_evidently=False)
-    assert "<p id='thumbnails-none'>none</p>" in document
-    table = model_report.subgroup_table(data)
-    new_vendor = table[(table["stratum"] == "scanner") & (table["value"] == "NewVendor X1")]
-    assert len(new_vendor) == 1 and new_vendor["inferences"].iloc[0] > 100
+    document = report_document.render(
+        data, pseudonym_key=TEST_KEY.encode(), include_evidently=False
+    )
+    atypical = document[document.index("class='examples thumbs'") :]
+    assert "<img" not in atypical and atypical.count("class='example'") == model_report.THUMBNAILS
+    # The shifted studies (embeddings +1.5 from study 1,000 on, NewVendor) are the most atypical.
+    assert atypical.count("scanner NewVendor X1") == model_report.THUMBNAILS
+    lines = subgroup_lines(data)
+    new_vendor = [s for s in lines if (s.kind, s.value) == ("scanner", "NewVendor X1")]
+    assert len(new_vendor) == 1 and new_vendor[0].n_studies > 100
