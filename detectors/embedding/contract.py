@@ -225,10 +225,11 @@ class TorchEmbedder:
         step = self.device.batch_size
         lanes = 1 if self.device.is_cuda else cpu_lanes()
         if lanes > 1 and host.shape[0] >= 2 * MIN_LANE_IMAGES:
-            # Each lane takes an equal share of a device batch, so N images keep every lane
-            # busy (a 32-image batch on 2 lanes: two chunks of 16 at once).
-            per_lane = max(MIN_LANE_IMAGES, math.ceil(min(step, host.shape[0]) / lanes))
-            step = min(step, per_lane)
+            # Two pieces per lane from each device batch, taken in turn by whichever lane is
+            # free: a lane slowed by a decoder leaves its second piece to the other lane, so
+            # the batch's last piece, not its last half, is what the lanes wait for.
+            per_piece = math.ceil(min(step, host.shape[0]) / (2 * lanes))
+            step = min(step, max(MIN_LANE_IMAGES, per_piece))
         pieces = [host[start : start + step] for start in range(0, host.shape[0], step)]
         if lanes > 1 and len(pieces) > 1:
             outs = list(_lane_pool(lanes).map(self.forward, pieces))

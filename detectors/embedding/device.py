@@ -39,6 +39,13 @@ class DeviceConfig:
 
 
 CPU_BATCH = 32
+# Images per CPU lane and batch (detectors/embedding/contract.py runs one single-threaded
+# forward pass per lane): a batch of 32 would leave most lanes of a 16-core machine idle.
+CPU_IMAGES_PER_LANE = 8
+
+
+def _cpu_batch() -> int:
+    return max(CPU_BATCH, CPU_IMAGES_PER_LANE * torch.get_num_threads())
 
 
 def _cuda_batch(device: torch.device) -> int:
@@ -60,7 +67,7 @@ def select_device(requested: str | None = None, *, batch_size: int | None = None
     if not name:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cpu":
-        return DeviceConfig("cpu", None, False, False, False, batch_size or CPU_BATCH)
+        return DeviceConfig("cpu", None, False, False, False, batch_size or _cpu_batch())
     if not name.startswith("cuda"):
         raise DeviceError(f"unknown device {requested!r}: use cpu, cuda or cuda:N")
     if not torch.cuda.is_available():

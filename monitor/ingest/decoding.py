@@ -103,10 +103,15 @@ class _Wire:
 
 
 def _stack_in_worker(items: list[Decoded]) -> _Wire:
-    # The only torch op in a worker is from_numpy (no threads): a tensor is what travels
-    # through shared memory; numpy arrays would be pickled and copied.
+    # A tensor is what travels through shared memory (numpy arrays would be pickled and
+    # copied); allocating it runs no parallel torch op in the worker.
     ok = [d.pixels for d in items if d.pixels is not None]
-    stacked = torch.from_numpy(np.stack(ok)) if ok else None
+    stacked = None
+    if ok:
+        stacked = torch.empty((len(ok), *ok[0].shape), dtype=torch.float32)
+        if torch.utils.data.get_worker_info() is not None:
+            stacked.share_memory_()  # stacked straight into what crosses: one copy, not two
+        np.stack(ok, out=stacked.numpy())
     return _Wire([replace(d, pixels=None) for d in items], stacked)
 
 
