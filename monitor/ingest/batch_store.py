@@ -127,26 +127,34 @@ class WriteOutcome:
     dead_letters: tuple[DeadLetter, ...]  # the batch's own plus the conflicts found here
 
 
+# Columns and their PostgreSQL types (migration 0001): COPY runs in binary format, each
+# value dumped by the C dumper of its column's type (no text formatting, no parsing there).
 _INFERENCE_COLUMNS = (
-    "event_id", "content_hash", "model_name", "model_version", "site", "occurred_at",
-    "study_pseudo", "series_pseudo", "sop_pseudo", "accession_pseudo", "patient_pseudo",
-    "image_ref", "dicom", "scores", "thresholds", "embedding", "latency_ms", "extra",
-    "kafka_topic", "kafka_partition", "kafka_offset",
+    ("event_id", "text"), ("content_hash", "text"), ("model_name", "text"),
+    ("model_version", "text"), ("site", "text"), ("occurred_at", "timestamptz"),
+    ("study_pseudo", "text"), ("series_pseudo", "text"), ("sop_pseudo", "text"),
+    ("accession_pseudo", "text"), ("patient_pseudo", "text"), ("image_ref", "text"),
+    ("dicom", "jsonb"), ("scores", "jsonb"), ("thresholds", "jsonb"), ("embedding", "float4[]"),
+    ("latency_ms", "float8"), ("extra", "jsonb"), ("kafka_topic", "text"),
+    ("kafka_partition", "int4"), ("kafka_offset", "int8"),
 )  # fmt: skip
 _LABEL_COLUMNS = (
-    "event_id", "content_hash", "model_name", "study_pseudo", "labels", "source",
-    "occurred_at", "extra", "kafka_topic", "kafka_partition", "kafka_offset",
+    ("event_id", "text"), ("content_hash", "text"), ("model_name", "text"),
+    ("study_pseudo", "text"), ("labels", "jsonb"), ("source", "text"),
+    ("occurred_at", "timestamptz"), ("extra", "jsonb"), ("kafka_topic", "text"),
+    ("kafka_partition", "int4"), ("kafka_offset", "int8"),
 )  # fmt: skip
 
 
 def _inference_row(event: InferenceEvent, record: Record) -> tuple[object, ...]:
+    # Plain dicts: the jsonb columns' dumper (set_types) encodes them with orjson.
     s, pos = event.study, record.position
     return (
         event.event_id, event.content_hash, event.model_name, event.model_version, event.site,
         event.occurred_at, s.study, s.series, s.sop, s.accession, s.patient, event.image_ref,
-        Jsonb(dict(event.dicom)), Jsonb(dict(event.scores)), Jsonb(dict(event.thresholds)),
+        dict(event.dicom), dict(event.scores), dict(event.thresholds),
         list(event.embedding) if event.embedding is not None else None, event.latency_ms,
-        Jsonb(dict(event.extra)), pos.topic, pos.partition, pos.offset,
+        dict(event.extra), pos.topic, pos.partition, pos.offset,
     )  # fmt: skip
 
 
@@ -154,7 +162,7 @@ def _label_row(event: LabelEvent, record: Record) -> tuple[object, ...]:
     pos = record.position
     return (
         event.event_id, event.content_hash, event.model_name, event.study.study,
-        Jsonb(dict(event.labels)), event.source, event.occurred_at, Jsonb(dict(event.extra)),
+        dict(event.labels), event.source, event.occurred_at, dict(event.extra),
         pos.topic, pos.partition, pos.offset,
     )  # fmt: skip
 
@@ -192,14 +200,15 @@ class IngestStore:
                 )
 
     def _copy_and_insert(
-        self, table: str, columns: Sequence[str], rows: list[tuple[object, ...]]
+        self, table: str, columns: Sequence[tuple[str, str]], rows: list[tuple[object, ...]]
     ) -> tuple[int, set[str]]:
         """COPY rows in, insert the new ones; return (inserted, ids stored with other content)."""
         if not rows:
             return 0, set()
-        cols = ", ".join(columns)
+        cols = ", ".join(name for name, _ in columns)
         cur = self._conn.cursor()
-        with cur.copy(f"COPY incoming_{table} ({cols}) FROM STDIN") as copy:
+        with cur.copy(f"COPY incoming_{table} ({cols}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types([kind for _, kind in columns])
             for row in rows:
                 copy.write_row(row)
         # The outer SELECT sees the snapshot from before the INSERT: rows it joins were stored
