@@ -110,10 +110,10 @@ def timeline(data: ReportData) -> str:
         top.plot(g["window_end"], _evidence(g["p_adjusted"]), marker="o", ms=3, lw=1.4,
                  color=SIGNAL_COLOURS.get(str(signal)), label=str(signal))  # fmt: skip
     top.axhline(threshold, color="black", lw=1, ls=":")
-    top.annotate(f"alert threshold: adjusted p < α = {data.drift_alpha:g}", (0.0, threshold),
-                 xycoords=("axes fraction", "data"), xytext=(4, 3), textcoords="offset points",
-                 fontsize=8)  # fmt: skip
-    top.set_ylabel("drift evidence\n−log10 adjusted p")
+    top.annotate(f"alert threshold: adjusted p < α = {data.drift_alpha:g}", (1.0, threshold),
+                 xycoords=("axes fraction", "data"), xytext=(-4, 3), textcoords="offset points",
+                 fontsize=8, ha="right")  # fmt: skip
+    top.set_ylabel(f"drift evidence\n−log10 adjusted p (≤ {EVIDENCE_CAP:g})")
     top.set_ylim(0, max(threshold * 2, float(_evidence(whole["p_adjusted"]).max()) * 1.08
                         if len(whole) else threshold * 2))  # fmt: skip
     if len(whole):
