@@ -144,8 +144,11 @@ def summaries(suite: DetectorSuite, key: tuple[str, str],
 def alert_details(kind: str, value: str, signal: str, results: list[DriftResult],
                    verdict: StratumVerdict | None, info: ReferenceInfo,
                    start: datetime, end: datetime, top_k: int,
-                   test_summaries: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
-    """What the QA team reads: what moved, where, how much, examples."""
+                   test_summaries: dict[str, str] | None = None,
+                   alpha: float | None = None) -> dict[str, Any]:  # fmt: skip
+    """What the QA team reads: what moved, where, how much, examples. `alpha`, the level the
+    window was judged at, is kept so an explanation lists exactly the contributors below it
+    (monitor.alerts.lifecycle.significant_features)."""
     test_summaries = test_summaries or {}
     top = [{"feature": f.feature, "test": f.test, "reference": f.reference,
             "current": f.current, "p_value": f.p_value, "adjusted_p": f.adjusted_p,
@@ -157,6 +160,7 @@ def alert_details(kind: str, value: str, signal: str, results: list[DriftResult]
     return {
         "signal": signal,
         "stratum": f"{kind}={value}",
+        "alpha": alpha,
         "window_start": start, "window_end": end,
         "n_window": verdict.n_window if verdict else None,
         "drift_score": verdict.drift_score if verdict else None,

@@ -265,7 +265,7 @@ class _Replayer:
         verdict = next((v for v in w.verdicts if (v.kind, v.value) == (kind, value)), None)
         readings = decisions.summaries(self.suite, (kind, value), results)
         return decisions.alert_details(kind, value, signal, results, verdict, self.info, w.start,
-                                       w.end, TOP_K, readings)  # fmt: skip
+                                       w.end, TOP_K, readings, alpha=self.settings.alpha)  # fmt: skip
 
     def _onset(self, windows: Sequence[JudgedWindow], i: int, key: Key,
                results: list[DriftResult]) -> dict[str, Any]:  # fmt: skip

@@ -317,7 +317,8 @@ class Scheduler:
                     if results else None  # fmt: skip
                 details = lifecycle.audit_safe(decisions.alert_details(
                     kind, value, signal, results, verdict, info, start, end, self.config.top_k,
-                    decisions.summaries(suite, (kind, value), results))) if results else {
+                    decisions.summaries(suite, (kind, value), results),
+                    alpha=rules.alpha)) if results else {
                     "signal": signal, "stratum": f"{kind}={value}", "window_end": end,
                     "online_firings_in_window": int(online_fired)}  # fmt: skip
                 change = lifecycle.observe(
