@@ -10,6 +10,7 @@ monitor/commands/, one module each, listed in COMMANDS below (`python -m monitor
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -38,7 +39,9 @@ from monitor.commands import (
     services_cmd,
     simulate_cmd,
     status_cmd,
+    studies_cmd,
 )
+from monitor.commands.progress import tracked
 from monitor.config import load_settings
 from monitor.errors import ConfigError, UsageError
 from monitor.services.embedded import ServiceError
@@ -68,7 +71,11 @@ COMMANDS = (
     services_cmd,
     simulate_cmd,
     status_cmd,
+    studies_cmd,
 )
+# Commands that take tens of seconds inside a module that does not report progress (the
+# report renderers): their running clock is shown around the whole command.
+CLOCKED = frozenset({"report", "compliance-report"})
 
 EXIT_OK, EXIT_FINDING, EXIT_USAGE, EXIT_BUG = 0, 1, 2, 3
 log = logging.getLogger(__name__)
@@ -108,7 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("DO_NOT_TRACK", "1")  # Evidently telemetry off (DESIGN.md §10)
     try:
         settings = load_settings(args.config)
-        return int(args.handler(args, settings) or 0)
+        with tracked(args.command) if args.command in CLOCKED else contextlib.nullcontext():
+            return int(args.handler(args, settings) or 0)
     except (ConfigError, UsageError) as exc:
         print(f"radwatch: {exc}", file=sys.stderr)
         return EXIT_USAGE

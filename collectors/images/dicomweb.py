@@ -105,8 +105,9 @@ class DicomWebClient:
         self._ssl: ssl.SSLContext | None = None
         self._ssl_lock = threading.Lock()
 
-    def fetch(self, uri: str, lease: Lease) -> bytes:
-        """The first part of the WADO-RS answer for `uri`; raises ResolveError."""
+    def fetch(self, uri: str, lease: Lease, *, accept: str = _WADO_ACCEPT) -> bytes:
+        """The first part of the WADO-RS answer for `uri`; raises ResolveError. Another
+        `accept` (a QIDO-RS search's `application/dicom+json`) returns the whole body."""
         parts = urllib.parse.urlsplit(uri)
         base = self._listed_base(parts)
         addresses = self._addresses(base)
@@ -121,7 +122,7 @@ class DicomWebClient:
                     break
                 time.sleep(pause)
             try:
-                return self._get(base, addresses, target, deadline, lease)
+                return self._get(base, addresses, target, deadline, lease, accept)
             except _Retry as exc:
                 last = exc.error
             if time.monotonic() >= deadline:
@@ -190,7 +191,7 @@ class DicomWebClient:
             return self._ssl
 
     def _get(self, base: BaseUrl, addresses: list[tuple[Any, ...]], target: str,
-             deadline: float, lease: Lease) -> bytes:  # fmt: skip
+             deadline: float, lease: Lease, accept: str = _WADO_ACCEPT) -> bytes:  # fmt: skip
         sock = self._connect(addresses, deadline)
         # The deadline is total, not per read: a watchdog shuts the socket down when it
         # passes, which ends any blocking read (a server trickling its headers or body one
@@ -207,13 +208,16 @@ class DicomWebClient:
             conn.putrequest("GET", target, skip_host=True, skip_accept_encoding=True)
             default = _DEFAULT_PORTS[base.scheme] == base.port
             conn.putheader("Host", base.host if default else f"{base.host}:{base.port}")
-            conn.putheader("Accept", _WADO_ACCEPT)
+            conn.putheader("Accept", accept)
             header = self.auth.header()
             if header:
                 conn.putheader("Authorization", header)
             conn.endheaders()
             response = conn.getresponse()
-            return self._body(response, sock, deadline, lease)
+            body = self._body(response, sock, deadline, lease)
+            if accept != _WADO_ACCEPT:
+                return body
+            return _first_part(body, response.getheader("Content-Type", ""))
         except ResolveError:
             raise
         except TimeoutError as exc:
@@ -280,7 +284,7 @@ class DicomWebClient:
         body = read_capped(read, cap, "response")
         if time.monotonic() >= deadline:
             raise _timeout(self.timeout_s)  # the watchdog cut it: not a complete body
-        return _first_part(body, response.getheader("Content-Type", ""))
+        return body
 
 
 def address_allowed(base: BaseUrl, resolved: str) -> bool:

@@ -57,6 +57,7 @@ APPLICATION_ACTIVITY = Coding(DCM, "110100", "Application Activity")  # PS3.15 A
 AUDIT_LOG_USED = Coding(DCM, "110101", "Audit Log Used")  # PS3.15 A.5.3.2
 INSTANCES_ACCESSED = Coding(DCM, "110103", "DICOM Instances Accessed")  # PS3.15 A.5.3.6
 PROCEDURE_RECORD = Coding(DCM, "110111", "Procedure Record")  # PS3.15 A.5.3.15
+QUERY = Coding(DCM, "110112", "Query")  # PS3.15 A.5.3.12
 SECURITY_ALERT = Coding(DCM, "110113", "Security Alert")  # PS3.15 A.5.3.11
 APPLICATION_START = Coding(DCM, "110120", "Application Start")
 APPLICATION_STOP = Coding(DCM, "110121", "Application Stop")
@@ -124,6 +125,7 @@ class AuditAction(StrEnum):
     DRIFT_MODEL_RECOVERED = "drift.model_recovered"
     PERFORMANCE_MODEL_FAILED = "performance.model_failed"
     PERFORMANCE_MODEL_RECOVERED = "performance.model_recovered"
+    STUDY_RESOLVED = "study.resolved"
 
     @property
     def spec(self) -> ActionSpec:
@@ -208,6 +210,9 @@ SPECS: Final[Mapping[AuditAction, ActionSpec]] = MappingProxyType({
     A.DRIFT_MODEL_RECOVERED: _MODEL_RECOVERED,
     A.PERFORMANCE_MODEL_FAILED: _MODEL_FAILED,
     A.PERFORMANCE_MODEL_RECOVERED: _MODEL_RECOVERED,
+    # A study pseudonym turned back into its PACS identifiers (monitor.studies) by querying
+    # the PACS: DICOM's Query event; finding nothing is a minor failure (nothing disclosed).
+    A.STUDY_RESOLVED: _spec("R", {"success": SUCCESS, "not_found": MINOR_FAILURE}, QUERY),
 })  # fmt: skip
 
 if _missing := set(AuditAction) - set(SPECS):  # a member without codes cannot be exported
