@@ -13,21 +13,31 @@ Untrusted bytes are decoded on one path only, collectors.bounded_json: orjson, t
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from collectors import typed_events
 from collectors.bounded_json import DEFAULT_LIMITS, ParseLimits, decode
 from collectors.dicom_tags import normalise_tags
 from collectors.errors import InvalidEvent, Reason
-from collectors.pseudonym import Pseudonymiser, is_identifier_key
 
-INFERENCE_SCHEMA = "radwatch.inference.v1"
-LABEL_SCHEMA = "radwatch.label.v1"
-MAX_EMBEDDING_DIM = 8192
+# Re-exported: the events and shared rules live in collectors.event_types.
+from collectors.event_types import (
+    INFERENCE_SCHEMA,
+    LABEL_SCHEMA,
+    MAX_EMBEDDING_DIM,
+    Event,
+    InferenceEvent,
+    LabelEvent,
+    StudyRef,
+    content_hash,
+    label_source,
+    parse_timestamp,
+)
+from collectors.pseudonym import Pseudonymiser, is_identifier_key
 
 
 @dataclass(frozen=True)
@@ -36,74 +46,11 @@ class Rejection:
     message: str
 
 
-# A label's `source` is stored and may be grouped by, so it comes from this set ("other"
-# for anything else): free text there could name a person.
-LABEL_SOURCES = frozenset(
-    {"radiologist-report", "report-labeler", "pathology", "consensus", "follow-up", "other"}
-)
-
-
-@dataclass(frozen=True)
-class StudyRef:
-    """Pseudonyms of the study's identifiers; the raw values never leave the parser."""
-
-    study: str
-    series: str | None = None
-    sop: str | None = None
-    accession: str | None = None
-    patient: str | None = None
-
-
-@dataclass(frozen=True)
-class InferenceEvent:
-    event_id: str
-    occurred_at: datetime
-    model_name: str
-    model_version: str | None
-    site: str | None
-    study: StudyRef
-    dicom: Mapping[str, Any]
-    scores: Mapping[str, float]
-    thresholds: Mapping[str, float]
-    embedding: tuple[float, ...] | None
-    latency_ms: float | None
-    content_hash: str
-    # Held in memory for the image resolver only; it may carry identifiers and is never stored.
-    image_uri: str | None = field(default=None, repr=False)
-    image_ref: str | None = None  # pseudonym of image_uri, safe to store
-    extra: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class LabelEvent:
-    event_id: str
-    occurred_at: datetime
-    model_name: str
-    study: StudyRef
-    labels: Mapping[str, int]
-    source: str | None
-    content_hash: str
-    extra: Mapping[str, Any] = field(default_factory=dict)
-
-
-Event = InferenceEvent | LabelEvent
-
 _INFERENCE_KEYS = {
     "schema", "event_id", "occurred_at", "model", "site", "study", "dicom", "image",
     "embedding", "prediction", "latency_ms",
 }  # fmt: skip
 _LABEL_KEYS = {"schema", "event_id", "occurred_at", "model", "study", "labels", "source"}
-
-
-def content_hash(raw: bytes) -> str:
-    """SHA-256 of the record's bytes, to tell a replay from a conflicting duplicate.
-
-    A replay after a crash or a producer retry carries the very same bytes, so hashing the
-    bytes suffices and costs far less than canonical JSON on the ingest hot path. A producer
-    that re-serialises the same event differently is reported as a conflict: a dead letter
-    to look at, never a silent overwrite.
-    """
-    return hashlib.sha256(raw).hexdigest()
 
 
 def parse_record(
@@ -206,36 +153,6 @@ def _timestamp(doc: Mapping[str, Any], limits: ParseLimits) -> datetime:
     return parse_timestamp(_require(doc, "occurred_at", str, "occurred_at"), limits)
 
 
-def parse_timestamp(value: str, limits: ParseLimits) -> datetime:
-    """`occurred_at` text → a UTC instant inside the limits' window, or InvalidEvent."""
-    if len(value) > 64:
-        raise InvalidEvent(Reason.BAD_TIMESTAMP, "occurred_at is not ISO 8601")
-    try:
-        parsed = datetime.fromisoformat(value)
-        moment = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-    except ValueError:
-        raise InvalidEvent(Reason.BAD_TIMESTAMP, "occurred_at is not ISO 8601") from None
-    except OverflowError:
-        # Year 1 at +01:00 or year 9999 at -01:00: valid text, no UTC instant.
-        raise InvalidEvent(
-            Reason.BAD_TIMESTAMP, "occurred_at is outside the datetime range"
-        ) from None
-    if limits.max_past is not None or limits.max_future is not None:
-        now = limits.clock()
-        # A far-future event would move every "latest" cursor past real ones; a far-past
-        # one is a producer bug. Both are dead letters, with the window in the message.
-        if limits.max_past is not None and moment < now - limits.max_past:
-            raise InvalidEvent(
-                Reason.BAD_TIMESTAMP, f"occurred_at is more than {limits.max_past.days} days old"
-            )
-        if limits.max_future is not None and moment > now + limits.max_future:
-            hours = limits.max_future.total_seconds() / 3600
-            raise InvalidEvent(
-                Reason.BAD_TIMESTAMP, f"occurred_at is more than {hours:g} hours in the future"
-            )
-    return moment
-
-
 def _study(doc: Mapping[str, Any], pseudonym: Pseudonymiser) -> StudyRef:
     study = _require(doc, "study", dict, "study")
     study_uid = _nonempty_str(study, "study_uid", "study.study_uid")
@@ -300,14 +217,6 @@ def _extra(
         for k, v in doc.items()
         if k in limits.extra_fields and k not in known and not is_identifier_key(k)
     }
-
-
-def label_source(value: object) -> str | None:
-    """A label's `source`, reduced to LABEL_SOURCES ("other" for anything else)."""
-    if value is None:
-        return None
-    text = value.strip().lower() if isinstance(value, str) else ""
-    return text if text in LABEL_SOURCES else "other"
 
 
 def _inference(
@@ -465,8 +374,3 @@ def _numbers_only(value: Any) -> Any:
         else None
         for v in value.values()
     ]  # fmt: skip
-
-
-# Last, and as a module: collectors.typed_events builds this module's events, and
-# parse_record reaches it by attribute at call time, so either module may be imported first.
-from collectors import typed_events  # noqa: E402

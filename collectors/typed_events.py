@@ -24,7 +24,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from collectors import events as ev
+from collectors import event_types as ev
 from collectors.bounded_json import ParseLimits, check_tree
 from collectors.dicom_tags import normalise_tags
 from collectors.errors import InvalidEvent
@@ -86,7 +86,7 @@ class _Label(msgspec.Struct, forbid_unknown_fields=True):
     source: str | None = None
 
 
-_DECODERS = {
+_DECODERS: dict[str, msgspec.json.Decoder[Any]] = {
     ev.INFERENCE_SCHEMA: msgspec.json.Decoder(_Inference),
     ev.LABEL_SCHEMA: msgspec.json.Decoder(_Label),
 }
@@ -218,13 +218,13 @@ class TypedParser:
     def _study(self, study: _Study) -> ev.StudyRef:
         pseudonym = self.pseudonym
         _bounded(study.study_uid, 256, self.limits.max_string_chars)
-        others = []
+        others: list[str | None] = []
         for value, kind in ((study.series_uid, "series_uid"), (study.sop_uid, "sop_uid"),
                             (study.accession, "accession"), (study.patient_id, "patient_id")):  # fmt: skip
             if value is None:
                 others.append(None)
                 continue
-            if type(value) is int:
+            if isinstance(value, int):
                 if not _INT_MIN <= value <= _INT_MAX:
                     raise _Unsure
             elif len(value) > self.limits.max_string_chars:

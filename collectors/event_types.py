@@ -1,0 +1,123 @@
+"""The events of wire contract v1 (DESIGN.md §4) and the field rules both parsing paths share.
+
+Between the record bytes and everything downstream: collectors.events (the reference path)
+and collectors.typed_events (the typed fast path) both build these frozen values, with the
+same timestamp window, label-source reduction and content hash, from this one place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from collectors.bounded_json import ParseLimits
+from collectors.errors import InvalidEvent, Reason
+
+INFERENCE_SCHEMA = "radwatch.inference.v1"
+LABEL_SCHEMA = "radwatch.label.v1"
+MAX_EMBEDDING_DIM = 8192
+
+
+# A label's `source` is stored and may be grouped by, so it comes from this set ("other"
+# for anything else): free text there could name a person.
+LABEL_SOURCES = frozenset(
+    {"radiologist-report", "report-labeler", "pathology", "consensus", "follow-up", "other"}
+)
+
+
+@dataclass(frozen=True)
+class StudyRef:
+    """Pseudonyms of the study's identifiers; the raw values never leave the parser."""
+
+    study: str
+    series: str | None = None
+    sop: str | None = None
+    accession: str | None = None
+    patient: str | None = None
+
+
+@dataclass(frozen=True)
+class InferenceEvent:
+    event_id: str
+    occurred_at: datetime
+    model_name: str
+    model_version: str | None
+    site: str | None
+    study: StudyRef
+    dicom: Mapping[str, Any]
+    scores: Mapping[str, float]
+    thresholds: Mapping[str, float]
+    embedding: tuple[float, ...] | None
+    latency_ms: float | None
+    content_hash: str
+    # Held in memory for the image resolver only; it may carry identifiers and is never stored.
+    image_uri: str | None = field(default=None, repr=False)
+    image_ref: str | None = None  # pseudonym of image_uri, safe to store
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LabelEvent:
+    event_id: str
+    occurred_at: datetime
+    model_name: str
+    study: StudyRef
+    labels: Mapping[str, int]
+    source: str | None
+    content_hash: str
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+Event = InferenceEvent | LabelEvent
+
+
+def content_hash(raw: bytes) -> str:
+    """SHA-256 of the record's bytes, to tell a replay from a conflicting duplicate.
+
+    A replay after a crash or a producer retry carries the very same bytes, so hashing the
+    bytes suffices and costs far less than canonical JSON on the ingest hot path. A producer
+    that re-serialises the same event differently is reported as a conflict: a dead letter
+    to look at, never a silent overwrite.
+    """
+    return hashlib.sha256(raw).hexdigest()
+
+
+def parse_timestamp(value: str, limits: ParseLimits) -> datetime:
+    """`occurred_at` text → a UTC instant inside the limits' window, or InvalidEvent."""
+    if len(value) > 64:
+        raise InvalidEvent(Reason.BAD_TIMESTAMP, "occurred_at is not ISO 8601")
+    try:
+        parsed = datetime.fromisoformat(value)
+        moment = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except ValueError:
+        raise InvalidEvent(Reason.BAD_TIMESTAMP, "occurred_at is not ISO 8601") from None
+    except OverflowError:
+        # Year 1 at +01:00 or year 9999 at -01:00: valid text, no UTC instant.
+        raise InvalidEvent(
+            Reason.BAD_TIMESTAMP, "occurred_at is outside the datetime range"
+        ) from None
+    if limits.max_past is not None or limits.max_future is not None:
+        now = limits.clock()
+        # A far-future event would move every "latest" cursor past real ones; a far-past
+        # one is a producer bug. Both are dead letters, with the window in the message.
+        if limits.max_past is not None and moment < now - limits.max_past:
+            raise InvalidEvent(
+                Reason.BAD_TIMESTAMP, f"occurred_at is more than {limits.max_past.days} days old"
+            )
+        if limits.max_future is not None and moment > now + limits.max_future:
+            hours = limits.max_future.total_seconds() / 3600
+            raise InvalidEvent(
+                Reason.BAD_TIMESTAMP, f"occurred_at is more than {hours:g} hours in the future"
+            )
+    return moment
+
+
+def label_source(value: object) -> str | None:
+    """A label's `source`, reduced to LABEL_SOURCES ("other" for anything else)."""
+    if value is None:
+        return None
+    text = value.strip().lower() if isinstance(value, str) else ""
+    return text if text in LABEL_SOURCES else "other"
