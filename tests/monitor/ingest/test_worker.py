@@ -129,7 +129,7 @@ def test_valid_stored_invalid_dead_lettered_with_reasons(settings):
 
 def test_collect_command_until_idle_and_status(settings):
     produce(settings, settings.inference_topic, [enc(event(i)) for i in range(50)] + [b"oops"])
-    result = run_radwatch(settings, "collect", "--until-idle", "3")
+    result = run_radwatch(settings, "collect", "--until-idle", "3", "--json")
     assert json.loads(result.stdout.strip().splitlines()[-1])["inferences"] == 50
     status = json.loads(run_radwatch(settings, "status", "--json").stdout)
     assert status["inferences_stored"] == 50
