@@ -51,6 +51,8 @@ DRIFT_P_VALUE_ADJUSTED = f"{PREFIX}_drift_p_value_adjusted"
 DRIFT_EFFECT_SIZE = f"{PREFIX}_drift_effect_size"
 DRIFT_DETECTED = f"{PREFIX}_drift_detected"  # 1 when the latest window's test rejected
 DRIFT_LAST_EVALUATED = f"{PREFIX}_drift_last_evaluated_timestamp_seconds"
+# When each model's active drift reference was built (Unix seconds): dashboard annotations
+REFERENCE_BUILT = f"{PREFIX}_reference_built_timestamp_seconds"
 PERFORMANCE = f"{PREFIX}_performance"  # metric=auroc|sensitivity|…, source=realised|estimated
 PERFORMANCE_LOWER = f"{PREFIX}_performance_ci_lower"
 PERFORMANCE_UPPER = f"{PREFIX}_performance_ci_upper"

@@ -148,6 +148,7 @@ class DatabaseCollector(Collector):
         self.sections: dict[str, Section] = {
             "ingest": ingest_section,
             "drift": drift_section,
+            "references": reference_section,
             "performance": performance_section,
             "alerts": alerts_section,
             "incidents": incidents_section,
@@ -319,6 +320,20 @@ FROM drift_results r
 JOIN (SELECT DISTINCT ON (model_name) id, computed_at FROM drift_windows
       ORDER BY model_name, window_end DESC, id DESC) w ON r.window_id = w.id
 """
+
+
+def reference_section(conn: psycopg.Connection) -> list[_Family]:
+    """When each model's active drift reference was built: the dashboards' "reference
+    built" annotation (a new reference moves every drift baseline, so it belongs on the
+    timeline beside the alerts)."""
+    built = _Family(names.REFERENCE_BUILT, "When the model's active drift reference was "
+                    "built (Unix seconds).", ("model",))  # fmt: skip
+    for model, at in conn.execute(
+        """SELECT model_name, extract(epoch FROM created_at) FROM drift_references
+           WHERE active"""
+    ).fetchall():
+        built.add((model,), float(at))
+    return [built]
 
 
 def performance_section(conn: psycopg.Connection) -> list[_Family]:

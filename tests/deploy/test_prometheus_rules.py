@@ -84,3 +84,23 @@ def test_model_alerts_notify_per_incident_not_per_alert() -> None:
     assert not {"RadwatchDriftDetected", "RadwatchPerformanceDrop"} & set(rules)
     expr = rules["RadwatchIncident"]["expr"]
     assert names.INCIDENT_OPEN in expr and "model, incident" in expr and "state" not in expr
+
+
+def test_every_rule_has_a_runbook_url_to_a_section_the_dashboards_share() -> None:
+    """Every alerting rule carries a runbook_url into runbook.md at a section
+    that exists, the same place as its `runbook` path and the dashboards' panel links."""
+    from dashboards.common import RUNBOOK_URL
+
+    doc = yaml.safe_load(RULES.read_text())
+    headings = {line[3:].strip().lower() for line in RUNBOOK.read_text().splitlines()
+                if line.startswith("## ")}  # fmt: skip
+    rules = [r for g in doc["groups"] for r in g["rules"] if "alert" in r]
+    assert rules
+    for rule in rules:
+        name = rule["alert"]
+        annotations = rule.get("annotations") or {}
+        url = annotations.get("runbook_url", "")
+        assert url.startswith(RUNBOOK_URL + "#"), f"{name}: runbook_url {url!r}"
+        anchor = url.split("#", 1)[1]
+        assert anchor in headings, f"{name}: runbook section {anchor} missing"
+        assert annotations.get("runbook", "").endswith(f"runbook.md#{anchor}"), name

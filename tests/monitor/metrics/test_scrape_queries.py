@@ -18,6 +18,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+import psycopg
 import pytest
 from conftest import REPO, produce, radwatch_cmd, run_radwatch, settings_env
 from support import free_port
@@ -99,6 +100,27 @@ def query(base: str, expr: str) -> list:
     return doc["data"]["result"]
 
 
+def seed_incidents(database_url: str) -> None:
+    """One open and one acknowledged incident, each with an alert, for a model outside the
+    live stream (whose 300 studies open none in time): the incident and alert tables and the
+    incident annotations have rows, and RadwatchIncidentAcknowledged (for: 1m) fires, so
+    Prometheus's ALERTS series (the operations dashboard's annotation) has one too."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        # One active alert per model, stratum and signal (alerts_one_active): two signals.
+        for state, signal in (("open", "acquisition"), ("acknowledged", "image_quality")):
+            (incident,) = conn.execute(
+                """INSERT INTO incidents (model_name, state, root_cause_kind, root_cause_value,
+                       root_cause, shift_type, summary, recommended_action)
+                   VALUES ('cxr-seeded', %s, 'scanner', 'ACME X1', 'scanner=ACME X1',
+                           'acquisition', 'seeded', 'none') RETURNING id""", (state,),
+            ).fetchone()  # fmt: skip
+            conn.execute(
+                """INSERT INTO alerts (model_name, stratum_kind, stratum_value, signal, state,
+                       incident_id) VALUES ('cxr-seeded', 'scanner', 'ACME X1', %s, %s, %s)""",
+                (signal, state, incident),
+            )  # fmt: skip
+
+
 def has_command(settings, *words: str) -> bool:
     result = run_radwatch(settings, *words, "--help", check=False, timeout=120)
     return result.returncode == 0
@@ -114,6 +136,8 @@ def test_every_dashboard_panel_query_returns_series(settings, tmp_path, promethe
         run_radwatch(settings, "reference", "build", "--model", model, "--first",
                      str(N_REFERENCE), "--window", "100", "--calibration-windows", "3",
                      "--no-online")  # fmt: skip
+
+    seed_incidents(settings.database_url)
 
     # 2. The pilot process, scraped every second.
     port = free_port()
