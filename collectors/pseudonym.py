@@ -89,6 +89,12 @@ class Pseudonymiser:
         self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in padded))
         self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in padded))
 
+    def __reduce__(self) -> tuple[type[Pseudonymiser], tuple[bytes]]:
+        # Sent to the image decoding processes (collectors.images.decode_pool): the keyed hash
+        # states cannot be pickled, so the receiver rebuilds them from the key (the memo,
+        # raw identifiers, stays behind).
+        return (Pseudonymiser, (self._key,))
+
     def __call__(self, kind: str, value: str) -> str:
         memo = self._memo
         pseudonym = memo.get((kind, value))

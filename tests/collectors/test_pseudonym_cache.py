@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import pickle
 from typing import Any
 
 import pytest
@@ -55,3 +56,14 @@ def test_the_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     for i in range(100):
         assert p("sop_uid", str(i)) == _reference("sop_uid", str(i))
         assert len(p._memo) <= 8
+
+
+def test_a_pseudonymiser_crosses_to_a_decoding_process():
+    """The image stage sends its Pseudonymiser to the decode pool's processes (pickled): the
+    copy gives the same pseudonyms and carries no remembered identifier."""
+    original = Pseudonymiser(b"k" * 40)
+    original("study", "2.25.1")
+    copy = pickle.loads(pickle.dumps(original))
+    assert copy("study", "2.25.1") == original("study", "2.25.1")
+    assert copy("accession", "A1") == original("accession", "A1")
+    assert b"2.25.1" not in pickle.dumps(original)
