@@ -185,7 +185,7 @@ def _unresolved(i: IncidentRow) -> str:
 def _subgroup_table(data: ComplianceData) -> str:
     if not data.subgroups:
         return ("<p>No performance results in this period: no labelled windows completed "
-                "(radwatch performance records them).</p>")  # fmt: skip
+                "(radwatch run, or radwatch performance --record, records them).</p>")  # fmt: skip
     findings = sorted({r.finding for r in data.subgroups})
     one = len(findings) == 1
     rows = []
