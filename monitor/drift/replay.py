@@ -1,7 +1,7 @@
 """A stream of rows replayed through detection's pure steps: alerts and incidents, no servers.
 
 Beside monitor/drift/scheduler.py, which does the same against PostgreSQL: the offline path of
-the Python API (monitor/api.py), and statistical tests and benchmarks that need thousands of
+the Python API (monitor/api/), and statistical tests and benchmarks that need thousands of
 windows: windows are cut as the scheduler cuts them
 (windows.next_window), judged at the budget's α (decisions.decide), each stratum × signal's
 persistence is the lifecycle's own rule (lifecycle.step), an opening alert carries the details

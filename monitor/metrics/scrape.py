@@ -12,25 +12,21 @@ collector pattern, DESIGN.md §10).
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from importlib import metadata
 
 import psycopg
 from prometheus_client.core import (
-    CounterMetricFamily,
     GaugeMetricFamily,
-    HistogramMetricFamily,
     Metric,
 )
 from prometheus_client.registry import Collector
-from prometheus_client.utils import floatToGoString
 
 from monitor.errors import RadwatchError
 from monitor.metrics import names
-from monitor.metrics.names import OTHER, bounded_label, incident_label, stratum_kind
+from monitor.metrics.families import Family, Histogram
+from monitor.metrics.names import OTHER
 from monitor.store import counters, db
 
 log = logging.getLogger(__name__)
@@ -42,99 +38,13 @@ PERF_LABELS = ("model", "finding", "stratum_kind", "stratum_value", "metric", "s
 ALERT_LABELS = ("model", "kind", "signal", "stratum_kind", "stratum_value", "state")
 INCIDENT_LABELS = ("model", "incident", "shift_type", "root_cause_kind", "root_cause_value",
                    "state")  # fmt: skip
-# Label names whose values are not free text: a stratum kind from the allow-list, an id.
-_LABEL_RULES: dict[str, Callable[[object], str]] = {
-    "stratum_kind": stratum_kind,
-    "root_cause_kind": stratum_kind,
-    "incident": incident_label,
-}
+
+
+Section = Callable[[psycopg.Connection], Sequence[Family | Histogram]]
 
 
 class MetricsSourceError(RadwatchError, RuntimeError):
     """A section of the scrape-time read failed (reported as source_up 0, logged once)."""
-
-
-@dataclass
-class _Family:
-    """One metric family whose label values are bounded and whose label sets are unique.
-
-    Values collapse to "other" past `MAX_VALUES_PER_LABEL` distinct values of a label, and
-    label sets that collapse together are combined (sum for counters, max for gauges), so
-    the exposition never holds a duplicate series.
-    """
-
-    name: str
-    doc: str
-    labels: Sequence[str]
-    counter: bool = False
-    summed: bool = False  # combine collapsed label sets by sum (always for counters)
-    rows: dict[tuple[str, ...], float] = field(default_factory=dict)
-    seen: dict[str, set[str]] = field(default_factory=dict)
-
-    def add(self, values: Sequence[object], value: float | None) -> None:
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            return
-        key = tuple(self._bound(name, v) for name, v in zip(self.labels, values, strict=True))
-        old = self.rows.get(key)
-        if old is None:
-            self.rows[key] = float(value)
-        else:
-            summed = self.counter or self.summed
-            self.rows[key] = old + float(value) if summed else max(old, float(value))
-
-    def _bound(self, name: str, value: object) -> str:
-        text = _LABEL_RULES.get(name, bounded_label)(value)
-        seen = self.seen.setdefault(name, set())
-        if text not in seen and len(seen) >= names.MAX_VALUES_PER_LABEL:
-            return OTHER
-        seen.add(text)
-        return text
-
-    def metric(self) -> Metric:
-        family: Metric
-        if self.counter:
-            family = CounterMetricFamily(self.name, self.doc, labels=list(self.labels))
-        else:
-            family = GaugeMetricFamily(self.name, self.doc, labels=list(self.labels))
-        for key, value in sorted(self.rows.items()):
-            family.add_metric(list(key), value)
-        return family
-
-
-@dataclass
-class _Histogram:
-    """A histogram family (Prometheus classic: cumulative `le` buckets, `_count`, `_sum`)
-    with the same label bounding as _Family; label sets that collapse together are summed."""
-
-    name: str
-    doc: str
-    labels: Sequence[str]
-    rows: dict[tuple[str, ...], tuple[tuple[float, ...], list[float], float, float]] = field(
-        default_factory=dict
-    )
-    _bounder: _Family = field(init=False)
-
-    def __post_init__(self) -> None:
-        self._bounder = _Family(self.name, self.doc, self.labels)
-
-    def add(self, values: Sequence[object], h: counters.Histogram) -> None:
-        key = tuple(self._bounder._bound(n, v) for n, v in zip(self.labels, values, strict=True))
-        old = self.rows.get(key)
-        if old is None or old[0] != h.bounds:
-            self.rows[key] = (h.bounds, [float(c) for c in h.cumulative], float(h.count), h.sum)
-        else:
-            cumulative = [a + b for a, b in zip(old[1], h.cumulative, strict=True)]
-            self.rows[key] = (h.bounds, cumulative, old[2] + h.count, old[3] + h.sum)
-
-    def metric(self) -> Metric:
-        family = HistogramMetricFamily(self.name, self.doc, labels=list(self.labels))
-        for key, (bounds, cumulative, count, total) in sorted(self.rows.items()):
-            buckets = [(floatToGoString(b), c) for b, c in zip(bounds, cumulative, strict=True)]
-            family.add_metric(list(key), [*buckets, ("+Inf", count)], total)
-        return family
-
-
-Section = Callable[[psycopg.Connection], Sequence[_Family | _Histogram]]
 
 
 class DatabaseCollector(Collector):
@@ -163,7 +73,7 @@ class DatabaseCollector(Collector):
         with self._lock:
             up = GaugeMetricFamily(names.SOURCE_UP, "1 when the scrape-time read of a "
                                    "section of radwatch's state succeeded.", labels=["source"])  # fmt: skip
-            families: list[_Family | _Histogram] = []
+            families: list[Family | Histogram] = []
             for name, section in self.sections.items():
                 try:
                     families.extend(self._read(name, section))
@@ -184,7 +94,7 @@ class DatabaseCollector(Collector):
                 self._conn.close()
                 self._conn = None
 
-    def _read(self, name: str, section: Section) -> Sequence[_Family | _Histogram]:
+    def _read(self, name: str, section: Section) -> Sequence[Family | Histogram]:
         try:
             conn = self._connection()
             result = section(conn)
@@ -228,17 +138,17 @@ def _version() -> str:
 # -- sections: one query each (or a few), returning bounded families -------------------------
 
 
-def ingest_section(conn: psycopg.Connection) -> list[_Family | _Histogram]:
+def ingest_section(conn: psycopg.Connection) -> list[Family | Histogram]:
     """Ingest from the counter tables of migration 0012 (monitor.store.counters): a few
     hundred rows whatever the number of stored events; the event tables are never read."""
     read = counters.read(conn)
-    stored = _Family(names.INFERENCES_STORED, "Inferences stored in PostgreSQL.",
+    stored = Family(names.INFERENCES_STORED, "Inferences stored in PostgreSQL.",
                      ("model", "site"), counter=True)  # fmt: skip
-    last = _Family(names.LAST_INFERENCE_RECEIVED, "When the latest inference of a model was "
+    last = Family(names.LAST_INFERENCE_RECEIVED, "When the latest inference of a model was "
                    "stored (Unix seconds).", ("model",))  # fmt: skip
-    labels = _Family(names.LABELS_STORED, "Radiologist labels stored in PostgreSQL.",
+    labels = Family(names.LABELS_STORED, "Radiologist labels stored in PostgreSQL.",
                      ("model",), counter=True)  # fmt: skip
-    ingested = _Family(names.EVENTS_INGESTED, "Events stored in PostgreSQL by kind (a replay "
+    ingested = Family(names.EVENTS_INGESTED, "Events stored in PostgreSQL by kind (a replay "
                        "of stored events adds nothing).", ("kind", "model"),
                        counter=True)  # fmt: skip
     inferences: dict[str, int] = {}
@@ -252,26 +162,26 @@ def ingest_section(conn: psycopg.Connection) -> list[_Family | _Histogram]:
             inferences[row.model] = inferences.get(row.model, 0) + row.events
         else:
             labels.add((row.model,), row.events)
-    coverage = _Family(names.LABEL_COVERAGE, "Share of stored inferences with a label.",
+    coverage = Family(names.LABEL_COVERAGE, "Share of stored inferences with a label.",
                        ("model",))  # fmt: skip
     for share in read.coverage:
         if inferences.get(share.model):
             coverage.add((share.model,), share.labelled_inferences / inferences[share.model])
-    dead = _Family(names.DEAD_LETTERS_STORED, "Records dead-lettered, stored by reason.",
+    dead = Family(names.DEAD_LETTERS_STORED, "Records dead-lettered, stored by reason.",
                    ("reason",), counter=True)  # fmt: skip
-    dead_by_topic = _Family(names.DEAD_LETTERS, "Records dead-lettered, stored by topic and "
+    dead_by_topic = Family(names.DEAD_LETTERS, "Records dead-lettered, stored by topic and "
                             "reason code.", ("topic", "reason"), counter=True)  # fmt: skip
     for letter in read.dead_letters:
         dead.add((letter.reason,), letter.letters)
         dead_by_topic.add((letter.topic, letter.reason), letter.letters)
     histograms = {
-        counters.MODEL_LATENCY_SERIES: _Histogram(
+        counters.MODEL_LATENCY_SERIES: Histogram(
             names.MODEL_LATENCY_SECONDS, "The deployed model's own inference latency, as "
             "reported in its events.", ("model",)),
-        counters.INGEST_DELAY_SERIES: _Histogram(
+        counters.INGEST_DELAY_SERIES: Histogram(
             names.INGEST_LAG_SECONDS, "Seconds from an inference's occurred_at to its "
             "storage.", ("model",)),
-        counters.BATCH_SERIES: _Histogram(
+        counters.BATCH_SERIES: Histogram(
             names.INGEST_BATCH_SECONDS, "Seconds from a parsed batch to the last statement "
             "of its write transaction.", ()),
     }  # fmt: skip
@@ -281,18 +191,18 @@ def ingest_section(conn: psycopg.Connection) -> list[_Family | _Histogram]:
     return [stored, last, labels, coverage, dead, ingested, dead_by_topic, *histograms.values()]
 
 
-def drift_section(conn: psycopg.Connection) -> list[_Family]:
-    p = _Family(names.DRIFT_P_VALUE, "Raw p-value of the latest window's test.", DRIFT_LABELS)
-    adj = _Family(names.DRIFT_P_VALUE_ADJUSTED, "Multiplicity-adjusted p-value (BH) of the "
+def drift_section(conn: psycopg.Connection) -> list[Family]:
+    p = Family(names.DRIFT_P_VALUE, "Raw p-value of the latest window's test.", DRIFT_LABELS)
+    adj = Family(names.DRIFT_P_VALUE_ADJUSTED, "Multiplicity-adjusted p-value (BH) of the "
                   "latest window's test.", DRIFT_LABELS)  # fmt: skip
-    effect = _Family(names.DRIFT_EFFECT_SIZE, "Effect size of the latest window's test.",
+    effect = Family(names.DRIFT_EFFECT_SIZE, "Effect size of the latest window's test.",
                      DRIFT_LABELS)  # fmt: skip
-    detected = _Family(names.DRIFT_DETECTED, "1 when the latest window's test rejected.",
+    detected = Family(names.DRIFT_DETECTED, "1 when the latest window's test rejected.",
                        DRIFT_LABELS)  # fmt: skip
-    score = _Family(names.DRIFT_SCORE, "Unified drift score of the latest window (standardised "
+    score = Family(names.DRIFT_SCORE, "Unified drift score of the latest window (standardised "
                     "signals combined).", ("model", "model_version", "stratum_kind",
                                            "stratum_value"))  # fmt: skip
-    evaluated = _Family(names.DRIFT_LAST_EVALUATED, "When the latest window was evaluated "
+    evaluated = Family(names.DRIFT_LAST_EVALUATED, "When the latest window was evaluated "
                         "(Unix seconds).", ("model",))  # fmt: skip
     for row in conn.execute(DRIFT_LATEST_SQL).fetchall():
         (model, version, kind, value, signal, detector, feature, p_raw, p_adj, eff, drifted,
@@ -322,11 +232,11 @@ JOIN (SELECT DISTINCT ON (model_name) id, computed_at FROM drift_windows
 """
 
 
-def reference_section(conn: psycopg.Connection) -> list[_Family]:
+def reference_section(conn: psycopg.Connection) -> list[Family]:
     """When each model's active drift reference was built: the dashboards' "reference
     built" annotation (a new reference moves every drift baseline, so it belongs on the
     timeline beside the alerts)."""
-    built = _Family(names.REFERENCE_BUILT, "When the model's active drift reference was "
+    built = Family(names.REFERENCE_BUILT, "When the model's active drift reference was "
                     "built (Unix seconds).", ("model",))  # fmt: skip
     for model, at in conn.execute(
         """SELECT model_name, extract(epoch FROM created_at) FROM drift_references
@@ -336,14 +246,14 @@ def reference_section(conn: psycopg.Connection) -> list[_Family]:
     return [built]
 
 
-def performance_section(conn: psycopg.Connection) -> list[_Family]:
-    value = _Family(names.PERFORMANCE, "Latest performance per metric: realised (from labels) "
+def performance_section(conn: psycopg.Connection) -> list[Family]:
+    value = Family(names.PERFORMANCE, "Latest performance per metric: realised (from labels) "
                     "or estimated (label-free).", PERF_LABELS)  # fmt: skip
-    lower = _Family(names.PERFORMANCE_LOWER, "Lower bound of the performance interval.",
+    lower = Family(names.PERFORMANCE_LOWER, "Lower bound of the performance interval.",
                     PERF_LABELS)  # fmt: skip
-    upper = _Family(names.PERFORMANCE_UPPER, "Upper bound of the performance interval.",
+    upper = Family(names.PERFORMANCE_UPPER, "Upper bound of the performance interval.",
                     PERF_LABELS)  # fmt: skip
-    degraded = _Family(names.PERFORMANCE_DEGRADED, "1 when the latest window's degradation "
+    degraded = Family(names.PERFORMANCE_DEGRADED, "1 when the latest window's degradation "
                        "test flagged a drop.", PERF_LABELS[:5])  # fmt: skip
     rows = conn.execute(
         """SELECT DISTINCT ON (model_name, finding, stratum_kind, stratum_value, metric)
@@ -366,9 +276,9 @@ def performance_section(conn: psycopg.Connection) -> list[_Family]:
     return [value, lower, upper, degraded]
 
 
-def alerts_section(conn: psycopg.Connection) -> list[_Family]:
+def alerts_section(conn: psycopg.Connection) -> list[Family]:
     # Summed: two alerts collapsing into one label set are still two alerts.
-    open_ = _Family(names.ALERTS_OPEN, "Alerts not yet resolved, by model, kind and stratum.",
+    open_ = Family(names.ALERTS_OPEN, "Alerts not yet resolved, by model, kind and stratum.",
                     ALERT_LABELS, summed=True)  # fmt: skip
     for model, kind, signal, s_kind, s_value, state, n in conn.execute(ALERTS_OPEN_SQL):
         open_.add((model, kind, signal, s_kind, s_value, state), n)
@@ -385,14 +295,14 @@ GROUP BY 1, 2, 3, 4, 5, 6
 """
 
 
-def incidents_section(conn: psycopg.Connection) -> list[_Family]:
+def incidents_section(conn: psycopg.Connection) -> list[Family]:
     """One series per incident not yet resolved (migration 0009): what the notifying rule
     RadwatchIncident reads, so Alertmanager hears of incidents, not of their alerts.
 
     Oldest first: past the label budget the newest incidents share one `incident="other"`
     series (its value counts them), and the older ones keep their ids on every scrape.
     """
-    open_ = _Family(names.INCIDENT_OPEN, "1 per open or acknowledged incident (root cause, "
+    open_ = Family(names.INCIDENT_OPEN, "1 per open or acknowledged incident (root cause, "
                     "shift type); resolved incidents are not exposed.", INCIDENT_LABELS,
                     summed=True)  # fmt: skip
     rows = conn.execute(
@@ -405,7 +315,7 @@ def incidents_section(conn: psycopg.Connection) -> list[_Family]:
         open_.add((model, incident, shift, kind, value, state), 1)
     # Alerts that belong to no incident would notify no one: counted, and paged on by
     # RadwatchAlertsWithoutIncident if they stay so.
-    ungrouped = _Family(names.ALERTS_WITHOUT_INCIDENT, "Open or acknowledged alerts not yet "
+    ungrouped = Family(names.ALERTS_WITHOUT_INCIDENT, "Open or acknowledged alerts not yet "
                         "part of an incident.", ("model",), summed=True)  # fmt: skip
     for model, n in conn.execute(
         """SELECT model_name, count(*) FROM alerts
@@ -414,7 +324,7 @@ def incidents_section(conn: psycopg.Connection) -> list[_Family]:
         ungrouped.add((model,), n)
     # A stop rule held and nobody decided yet: RadwatchSuspendRecommended pages the
     # governance group (the rule id is a plan slug, `[a-z0-9-]`, bounded like the rest).
-    suspend = _Family(names.SUSPEND_RECOMMENDED, "1 per incident whose plan stop rule holds "
+    suspend = Family(names.SUSPEND_RECOMMENDED, "1 per incident whose plan stop rule holds "
                       "and awaits a decision (suspend or continue).",
                       ("model", "incident", "stop_rule"), summed=True)  # fmt: skip
     for n, (model, incident, rule) in enumerate(conn.execute(
@@ -427,20 +337,20 @@ def incidents_section(conn: psycopg.Connection) -> list[_Family]:
     return [open_, ungrouped, suspend]
 
 
-def health_section(conn: psycopg.Connection) -> list[_Family]:
+def health_section(conn: psycopg.Connection) -> list[Family]:
     """Each model's pass status (monitor/model_status.py, migration 0007) and the images
     parked while the PACS was unreachable (migration 0006)."""
-    errors = _Family(names.MODEL_PASS_ERRORS, "Detection or performance passes of a model "
+    errors = Family(names.MODEL_PASS_ERRORS, "Detection or performance passes of a model "
                      "that failed (the other models went on).", ("model", "component"),
                      counter=True)  # fmt: skip
-    failing = _Family(names.MODEL_PASS_FAILING, "1 while the model's latest pass of this "
+    failing = Family(names.MODEL_PASS_FAILING, "1 while the model's latest pass of this "
                       "component failed.", ("model", "component"))  # fmt: skip
     for model, component, status, n in conn.execute(
         "SELECT model_name, component, status, errors_total FROM model_pass_status"
     ).fetchall():
         errors.add((model, component), n)
         failing.add((model, component), 1.0 if status == "error" else 0.0)
-    parked = _Family(names.IMAGES_PARKED, "Images waiting for the PACS to answer again "
+    parked = Family(names.IMAGES_PARKED, "Images waiting for the PACS to answer again "
                      "(radwatch embed --parked fetches them).", ("model",), summed=True)  # fmt: skip
     for model, n in conn.execute(
         "SELECT model_name, count(*) FROM image_fetch_queue GROUP BY model_name"
@@ -449,14 +359,14 @@ def health_section(conn: psycopg.Connection) -> list[_Family]:
     return [errors, failing, parked]
 
 
-def model_status(families: Sequence[_Family | _Histogram]) -> Iterator[Metric]:
+def model_status(families: Sequence[Family | Histogram]) -> Iterator[Metric]:
     """One series per model and status: 1 for the model's current status, 0 for the others.
 
     error: the model's latest detection or performance pass failed; drift: an open alert;
     no_reference: stored inferences but no drift result yet; insufficient_data: drift
     results exist but none has a p-value; ok otherwise.
     """
-    by_name = {f.name: f for f in families if isinstance(f, _Family)}
+    by_name = {f.name: f for f in families if isinstance(f, Family)}
     models: set[str] = set()
     if stored := by_name.get(names.INFERENCES_STORED):
         models |= {k[0] for k in stored.rows}

@@ -10,11 +10,9 @@ rest is. Pure functions, no I/O.
 
 from __future__ import annotations
 
-import html
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from monitor.audit.verify import VerifyResult
 from monitor.reports.compliance_data import (
@@ -26,29 +24,26 @@ from monitor.reports.compliance_data import (
     Interval,
     Reference,
 )
-from monitor.reports.plan_document import CSS as PLAN_CSS
-from monitor.reports.plan_regulations import SHIFT_TITLES, SIGNAL_NAMES, STRATUM_NAMES
+from monitor.reports.compliance_words import (
+    CSS,
+    action_name,
+    detector_name,
+    esc,
+    facts_table,
+    fixed_table,
+    readable,
+    signal_name,
+    stratum,
+    utc_text,
+    when_text,
+)
+from monitor.reports.plan_regulations import SHIFT_TITLES
 
 MAX_ALERTS = 200  # alerts listed one by one; beyond that the document says how to get the rest
 STATES = ("open", "acknowledged", "resolved")
-TESTS = {"ks": "Kolmogorov–Smirnov test, per numeric feature",
-         "chi2": "Chi-squared test, per categorical attribute",
-         "mmd": "Maximum mean discrepancy, on embeddings",
-         "cvm_online": "Online Cramér–von Mises detector, study by study"}  # fmt: skip
 METRIC_NAMES = {"sensitivity": "Sensitivity", "specificity": "Specificity", "auroc": "AUROC"}
 SIGN_OFF = ("Prepared by (monitoring owner)", "Reviewed by (clinical lead)",
             "Approved by (AI governance)")  # fmt: skip
-
-CSS = (
-    PLAN_CSS
-    + """
-.lead{font-size:10.5pt;margin:0 0 3mm}.facts th{width:28%}
-.ok{border:2px solid #2c4a6b;background:#f3f7fb}.bad{border:2px solid #b91c1c;
-background:#fef2f2;color:#7f1d1d}section{break-before:page}section.cont{break-before:auto}
-.card{border:1px solid #b9c0c8;padding:2mm 3mm;margin:3mm 0;break-inside:avoid-page}
-.card h3{margin-top:0}.flag{color:#9a3412;font-weight:600}.small{font-size:8.5pt}
-td.num{text-align:right}.sign td{height:13mm}"""
-)
 
 
 def document_css(data: ComplianceData) -> str:
@@ -88,17 +83,17 @@ def summary(data: ComplianceData) -> str:
     sites = sorted({v.site for v in data.versions})
     active = next((r for r in data.references if r.active), None)
     facts = [
-        ("Model", _e(data.model)),
-        ("Period", _e(period_text(data.start, data.end))),
+        ("Model", esc(data.model)),
+        ("Period", esc(period_text(data.start, data.end))),
         ("Studies scored", f"{n:,}" if n else "none in this period"),
-        ("Model versions", _e(", ".join(f"{k} ({c:,} studies)" for k, c in versions.items())
+        ("Model versions", esc(", ".join(f"{k} ({c:,} studies)" for k, c in versions.items())
                               or "none seen")),
-        ("Sites", _e(", ".join(sites) or "none seen")),
+        ("Sites", esc(", ".join(sites) or "none seen")),
         ("Monitoring plan", _plan_line(data)),
-        ("Drift reference in use", _e(f"#{active.id}, {active.n_events:,} studies, built "
-                                      f"{_utc(active.built_at)} UTC by {active.built_by}")
+        ("Drift reference in use", esc(f"#{active.id}, {active.n_events:,} studies, built "
+                                      f"{utc_text(active.built_at)} UTC by {active.built_by}")
          if active else "<span class='flag'>none: drift is not watched</span>"),
-        ("Generated", _e(f"{_utc(data.generated_at)} UTC")),
+        ("Generated", esc(f"{utc_text(data.generated_at)} UTC")),
     ]  # fmt: skip
     body = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in facts)
     parts = [f"<table class='facts'>{body}</table>", audit_statement(data.verification)]
@@ -112,8 +107,8 @@ def summary(data: ComplianceData) -> str:
 def _plan_line(data: ComplianceData) -> str:
     p = data.plan
     if p.approved_by and p.approved_at:
-        return _e(f"version {p.version}, approved by {p.approved_by} on "
-                  f"{_utc(p.approved_at)} UTC")  # fmt: skip
+        return esc(f"version {p.version}, approved by {p.approved_by} on "
+                  f"{utc_text(p.approved_at)} UTC")  # fmt: skip
     return ("<span class='flag'>default plan, not approved</span>: no named person has "
             "approved a monitoring plan for this model")  # fmt: skip
 
@@ -123,7 +118,7 @@ def audit_statement(v: VerifyResult) -> str:
     checkpoint is not evidence against the database owner, who can recompute every hash."""
     if not v.ok:
         first = v.first
-        return ("<div class='box bad'><b>Audit trail NOT intact.</b> " + _e(
+        return ("<div class='box bad'><b>Audit trail NOT intact.</b> " + esc(
             first.line() if first else "") + (f" ({len(v.findings)} findings in all; "
             "radwatch audit verify lists them.)" if len(v.findings) > 1 else "") + "</div>")  # fmt: skip
     if v.rows == 0:
@@ -140,7 +135,7 @@ def audit_statement(v: VerifyResult) -> str:
     tail = (f" Rows after seq {v.checkpointed_through:,} were recorded since the last "
             "checkpoint and are covered by the hash chain only."
             if covered < v.rows else "")  # fmt: skip
-    key = f", signatures checked with key {_e(v.key_id)}" if v.key_id else ""
+    key = f", signatures checked with key {esc(v.key_id)}" if v.key_id else ""
     return (f"<div class='box ok'><b>Audit trail intact; {covered:,} of {v.rows:,} rows under "
             f"a signed checkpoint</b> ({v.checkpoints} checkpoint"
             f"{'s' if v.checkpoints != 1 else ''}{key}).{tail}</div>")  # fmt: skip
@@ -151,10 +146,10 @@ def _states(data: ComplianceData) -> str:
     alerts = Counter(a.state for a in data.alerts)
     rows = [(s.capitalize(), str(inc[s]), str(alerts[s])) for s in STATES]
     rows.append(("All", str(len(data.incidents)), str(len(data.alerts))))
-    table = _table(("State", "Incidents", "Alerts"), rows, widths=(40, 30, 30))
+    table = fixed_table(("State", "Incidents", "Alerts"), rows, widths=(40, 30, 30))
     waiting = [i for i in data.incidents if i.stop_rule and not i.decision]
     note = ("<div class='box warning'><b>Suspend use recommended, no decision yet:</b> "
-            + ", ".join(f"incident #{i.id} (stop rule {_e(i.stop_rule)})" for i in waiting)
+            + ", ".join(f"incident #{i.id} (stop rule {esc(i.stop_rule)})" for i in waiting)
             + ".</div>") if waiting else ""  # fmt: skip
     active = [i for i in data.incidents if i.state != "resolved"]
     items = "".join(f"<li>{_unresolved(i)}</li>" for i in active)
@@ -168,15 +163,15 @@ def _states(data: ComplianceData) -> str:
 
 def _unresolved(i: IncidentRow) -> str:
     """One line for an incident still open: what, where, since when, and who holds it."""
-    line = (f"<b>Incident #{i.id}</b>, {_e(SHIFT_TITLES.get(i.shift_type, i.shift_type))} at "
-            f"{_e(stratum(i.root_cause_kind, i.root_cause_value))}, {_e(i.state)} since "
-            f"{_e(_utc(i.opened_at))} UTC")  # fmt: skip
+    line = (f"<b>Incident #{i.id}</b>, {esc(SHIFT_TITLES.get(i.shift_type, i.shift_type))} at "
+            f"{esc(stratum(i.root_cause_kind, i.root_cause_value))}, {esc(i.state)} since "
+            f"{esc(utc_text(i.opened_at))} UTC")  # fmt: skip
     if i.decision and i.decided_at:
         verdict = "use suspended" if i.decision == "suspend" else "use continued"
-        line += f"; <span class='flag'>{verdict}</span> by {_e(i.decided_by)} on " \
-                f"{_e(_utc(i.decided_at))} UTC"  # fmt: skip
+        line += f"; <span class='flag'>{verdict}</span> by {esc(i.decided_by)} on " \
+                f"{esc(utc_text(i.decided_at))} UTC"  # fmt: skip
     elif i.acknowledged_by:
-        line += f"; acknowledged by {_e(i.acknowledged_by)}"
+        line += f"; acknowledged by {esc(i.acknowledged_by)}"
     else:
         line += "; <span class='flag'>nobody has acknowledged it</span>"
     return line + "."
@@ -196,9 +191,9 @@ def _subgroup_table(data: ComplianceData) -> str:
         if r.degraded_windows:
             flags.append(f"degraded in {r.degraded_windows} of {r.windows} windows")
         rows.append((
-            *(() if one else (_e(r.finding),)), _e(stratum(r.stratum_kind, r.stratum_value)),
+            *(() if one else (esc(r.finding),)), esc(stratum(r.stratum_kind, r.stratum_value)),
             f"{r.labelled:,}", *(_interval(r.metrics.get(m)) for m in METRICS),
-            f"<span class='flag'>{_e('; '.join(flags))}</span>" if flags else "–",
+            f"<span class='flag'>{esc('; '.join(flags))}</span>" if flags else "–",
         ))  # fmt: skip
     header = (
         *(() if one else ("Finding",)),
@@ -209,11 +204,11 @@ def _subgroup_table(data: ComplianceData) -> str:
     )
     widths = (21, 13, 15, 15, 15, 21) if one else (10, 19, 11, 14, 14, 14, 18)
     what = f"Finding {findings[0]}: realised" if one else "Realised"
-    return (f"<p class='muted small'>{_e(what)} values (radiologist reads) with 95% intervals, "
+    return (f"<p class='muted small'>{esc(what)} values (radiologist reads) with 95% intervals, "
             f"in each subgroup's latest window of the period (windows of "
-            f"{_e(_window_kind(data.performance_window))}); a flag when the subgroup test or "
+            f"{esc(_window_kind(data.performance_window))}); a flag when the subgroup test or "
             "the comparison with the reference found it worse.</p>"
-            + _table(header, rows, raw=True, widths=widths))  # fmt: skip
+            + fixed_table(header, rows, raw=True, widths=widths))  # fmt: skip
 
 
 def _window_kind(kind: str | None) -> str:
@@ -235,16 +230,16 @@ def _interval(i: Interval | None) -> str:
 
 def plan_section(data: ComplianceData) -> str:
     p = data.plan
-    intro = (f"<p>In force: version <b>{_e(p.version)}</b> (fingerprint "
-             f"<span class='sha'>{_e(p.sha256[:16])}…</span>). The plan states what is watched, "
+    intro = (f"<p>In force: version <b>{esc(p.version)}</b> (fingerprint "
+             f"<span class='sha'>{esc(p.sha256[:16])}…</span>). The plan states what is watched, "
              "the false-alarm budget, who owns each kind of incident and the stop rules; "
-             f"<code>radwatch plan render --model {_e(data.model)} --out plan.pdf</code> "
+             f"<code>radwatch plan render --model {esc(data.model)} --out plan.pdf</code> "
              "prints it in full.</p>")  # fmt: skip
     if not p.approvals:
         return intro + ("<div class='box warning'>No plan has been approved for this model: "
                         "radwatch runs its default plan.</div>")  # fmt: skip
-    return intro + _table(("Version", "Approved by", "When (UTC)", "Note"), [
-        (a.version, a.approved_by, _utc(a.approved_at), a.note or "–") for a in p.approvals
+    return intro + fixed_table(("Version", "Approved by", "When (UTC)", "Note"), [
+        (a.version, a.approved_by, utc_text(a.approved_at), a.note or "–") for a in p.approvals
     ], widths=(18, 20, 20, 42))  # fmt: skip
 
 
@@ -257,22 +252,22 @@ def references_section(data: ComplianceData) -> str:
            "are kept.</p>"]  # fmt: skip
     for r in data.references:
         out.append(f"<div class='card'><h3>Reference #{r.id} "
-                   f"({'in use' if r.active else 'replaced'})</h3>" + _facts(_provenance(r))
+                   f"({'in use' if r.active else 'replaced'})</h3>" + facts_table(_provenance(r))
                    + "</div>")  # fmt: skip
     return "".join(out)
 
 
 def _provenance(r: Reference) -> list[tuple[str, str]]:
     if r.period_from and r.period_to:
-        chosen = f"studies from {_utc(r.period_from)} to {_utc(r.period_to)} UTC"
+        chosen = f"studies from {utc_text(r.period_from)} to {utc_text(r.period_to)} UTC"
     else:
         chosen = f"the model's first {r.first_n:,} studies" if r.first_n else "–"
     artifact = (f"{'data (manifest and arrays)' if r.artifact_format == 'manifest+npz' else r.artifact_format}, "
                 f"SHA-256 {r.artifact_sha256}" if r.artifact_format else "none stored")  # fmt: skip
     return [
-        ("Built", f"{_utc(r.built_at)} UTC by {r.built_by}"),
+        ("Built", f"{utc_text(r.built_at)} UTC by {r.built_by}"),
         ("Studies", f"{chosen}; {r.n_events:,} in all ({r.n_fit:,} to fit, {r.n_holdout:,} "
-                    f"held out to measure false alarms); last study {_utc(r.last_occurred_at)} "
+                    f"held out to measure false alarms); last study {utc_text(r.last_occurred_at)} "
                     "UTC, detection starts after it"),
         ("Strata", readable(r.strata_counts)),
         ("Content hash (SHA-256 of the studies)", r.content_hash),
@@ -296,10 +291,10 @@ def detectors_section(data: ComplianceData) -> str:
         far = (f"{whole.false_alarm_rate:.1%} of {whole.calibration_windows} windows"
                if whole and whole.false_alarm_rate is not None and whole.calibration_windows
                else "–")  # fmt: skip
-        rows.append((f"#{ref}", detector_name(det), _signal(fits[0].signal),
+        rows.append((f"#{ref}", detector_name(det), signal_name(fits[0].signal),
                      f"{len(fits)}", f"{min(sizes):,}–{max(sizes):,}" if len(fits) > 1
                      else f"{sizes[0]:,}", far))  # fmt: skip
-    out.append(_table(("Ref.", "Detector", "Signal", "Strata", "Reference studies",
+    out.append(fixed_table(("Ref.", "Detector", "Signal", "Strata", "Reference studies",
                        "False alarms"), rows, widths=(7, 27, 28, 9, 14, 15)))  # fmt: skip
     return "".join(out)
 
@@ -330,11 +325,11 @@ def workflow_section(data: ComplianceData) -> str:
                    "alerts, oldest first; the full list: <code>radwatch audit export --format "
                    f"csv --from {data.start:%Y-%m-%dT%H:%M:%SZ} --to "
                    f"{data.end:%Y-%m-%dT%H:%M:%SZ} --out audit.csv</code>.</div>")  # fmt: skip
-    out.append(_table(("Alert", "Opened", "Acknowledged", "Resolved"), [
-        (f"<b>#{a.id}</b> {_e(_signal(a.signal))}<br>{_e(stratum(a.stratum_kind, a.stratum_value))}"
-         f"<br><span class='muted small'>{_e(a.state)}; onset {_e(_when(a.onset))}"
+    out.append(fixed_table(("Alert", "Opened", "Acknowledged", "Resolved"), [
+        (f"<b>#{a.id}</b> {esc(signal_name(a.signal))}<br>{esc(stratum(a.stratum_kind, a.stratum_value))}"
+         f"<br><span class='muted small'>{esc(a.state)}; onset {esc(when_text(a.onset))}"
          + (f"; incident #{a.incident_id}" if a.incident_id else "") + "</span>",
-         _e(f"{_utc(a.opened_at)}"),
+         esc(f"{utc_text(a.opened_at)}"),
          _step(a.acknowledged_by, a.acknowledged_at, a.acknowledged_note),
          _step(a.resolved_by, a.resolved_at, a.resolved_note))
         for a in shown], raw=True, widths=(34, 16, 25, 25)))  # fmt: skip
@@ -343,16 +338,16 @@ def workflow_section(data: ComplianceData) -> str:
 
 def _incident_card(i: IncidentRow, alerts: Sequence[AlertRow]) -> str:
     title = SHIFT_TITLES.get(i.shift_type, i.shift_type)
-    steps = [(_utc(i.opened_at), i.opened_by or "–", "Opened", f"onset {_when(i.onset)}")]
+    steps = [(utc_text(i.opened_at), i.opened_by or "–", "Opened", f"onset {when_text(i.onset)}")]
     if i.acknowledged_at:
-        steps.append((_utc(i.acknowledged_at), i.acknowledged_by or "–", "Acknowledged",
+        steps.append((utc_text(i.acknowledged_at), i.acknowledged_by or "–", "Acknowledged",
                       i.acknowledged_note or "–"))  # fmt: skip
     if i.decided_at:
-        steps.append((_utc(i.decided_at), i.decided_by or "–",
+        steps.append((utc_text(i.decided_at), i.decided_by or "–",
                       f"Decided: {'suspend use' if i.decision == 'suspend' else 'continue use'}",
                       i.decision_reason or "–"))  # fmt: skip
     if i.resolved_at:
-        steps.append((_utc(i.resolved_at), i.resolved_by or "–", "Resolved",
+        steps.append((utc_text(i.resolved_at), i.resolved_by or "–", "Resolved",
                       i.resolved_note or "–"))  # fmt: skip
     facts = [("Where", stratum(i.root_cause_kind, i.root_cause_value)), ("Statement", i.summary),
              ("Recommended action", i.recommended_action),
@@ -364,28 +359,28 @@ def _incident_card(i: IncidentRow, alerts: Sequence[AlertRow]) -> str:
     if i.stop_rule:
         facts.append(("Stop rule", f"{i.stop_rule}: suspend use recommended; " + (
             f"decided {i.decision} by {i.decided_by}" if i.decision else "NO DECISION YET")))  # fmt: skip
-    return (f"<div class='card'><h3>Incident #{i.id} — {_e(title)} ({_e(i.state)})</h3>"
-            + _facts(facts) + _table(("When (UTC)", "Who", "What", "Note"), steps,
+    return (f"<div class='card'><h3>Incident #{i.id} — {esc(title)} ({esc(i.state)})</h3>"
+            + facts_table(facts) + fixed_table(("When (UTC)", "Who", "What", "Note"), steps,
                                      widths=(21, 17, 22, 40)) + "</div>")  # fmt: skip
 
 
 def _step(by: str | None, at: datetime | None, note: str | None) -> str:
     if at is None:
         return "–"
-    return f"{_e(by or '–')}, {_e(_utc(at))}<br><span class='small'>{_e(note or '–')}</span>"
+    return f"{esc(by or '–')}, {esc(utc_text(at))}<br><span class='small'>{esc(note or '–')}</span>"
 
 
 def decisions_section(data: ComplianceData) -> str:
     out = ["<p>Decisions people took under the monitoring plan: plan approvals and the "
            "decisions on incidents whose stop rule recommended suspending use (EU AI Act "
            "Art. 26(5)).</p>"]  # fmt: skip
-    rows = [(_utc(a.approved_at), a.approved_by, f"Plan version {a.version} approved",
+    rows = [(utc_text(a.approved_at), a.approved_by, f"Plan version {a.version} approved",
              a.note or "–") for a in data.plan.approvals
             if data.start <= a.approved_at < data.end]  # fmt: skip
     for i in data.incidents:
         if i.stop_rule and i.decided_at:
             what = "suspend use" if i.decision == "suspend" else "continue use"
-            rows.append((_utc(i.decided_at), i.decided_by or "–",
+            rows.append((utc_text(i.decided_at), i.decided_by or "–",
                          f"Incident #{i.id}, stop rule {i.stop_rule}: {what}",
                          i.decision_reason or "–"))  # fmt: skip
         elif i.stop_rule:
@@ -394,7 +389,7 @@ def decisions_section(data: ComplianceData) -> str:
     if not rows:
         return out[0] + "<p>No decision was recorded in this period.</p>"
     rows.sort(key=lambda r: r[0])
-    return out[0] + _table(("When (UTC)", "Who", "Decision", "Reason"), rows,
+    return out[0] + fixed_table(("When (UTC)", "Who", "Decision", "Reason"), rows,
                            widths=(18, 18, 30, 34))  # fmt: skip
 
 
@@ -408,10 +403,10 @@ def audit_section(data: ComplianceData) -> str:
         ("Verification", v.summary()),
     ]  # fmt: skip
     facts += [(f"Finding at seq {f.seq}", f"{f.problem}: {f.message}") for f in v.findings]
-    counts = (_table(("Recorded action", "Rows"), [
+    counts = (fixed_table(("Recorded action", "Rows"), [
         (action_name(action), f"{n:,}") for action, n in a.by_action], widths=(80, 20))
         if a.by_action else "<p>No row naming this model was recorded in this period.</p>")  # fmt: skip
-    return (audit_statement(v) + _facts(facts)
+    return (audit_statement(v) + facts_table(facts)
             + f"<h3>Rows recorded in the period naming this model: {a.rows_in_period:,}</h3>"
             + counts + "<p class='muted'>The rows themselves, for an inspector: <code>radwatch "
             f"audit export --format csv --from {data.start:%Y-%m-%dT%H:%M:%SZ} --to "
@@ -424,7 +419,7 @@ def sign_off() -> str:
             "it records.</p><table class='sign'><colgroup><col style='width:30%'>"
             "<col style='width:22%'><col style='width:30%'><col style='width:18%'></colgroup>"
             "<tr><th>Role</th><th>Name</th><th>Signature</th><th>Date</th></tr>"
-            + "".join(f"<tr><td>{_e(role)}</td><td></td><td></td><td></td></tr>"
+            + "".join(f"<tr><td>{esc(role)}</td><td></td><td></td><td></td></tr>"
                       for role in SIGN_OFF) + "</table>")  # fmt: skip
 
 
@@ -432,7 +427,7 @@ def fits_appendix(data: ComplianceData) -> str:
     if not data.fits:
         return "<p>No detector has been fitted.</p>"
     out = [f"<p>{len(data.fits)} fitted detectors, by reference, signal and stratum.</p>"]
-    out.append(_table(("Ref.", "Detector", "Stratum", "Reference studies", "False alarms"), [
+    out.append(fixed_table(("Ref.", "Detector", "Stratum", "Reference studies", "False alarms"), [
         (f"#{f.reference_id}", detector_name(f.detector), stratum(f.stratum_kind,
          f.stratum_value), f"{f.n_reference:,}",
          f"{f.false_alarm_rate:.1%} of {f.calibration_windows}"
@@ -445,77 +440,6 @@ def settings_appendix(data: ComplianceData) -> str:
     if not data.references:
         return "<p>No reference, so no detector settings.</p>"
     return "".join(
-        f"<h3>Reference #{r.id}</h3>" + _facts(
+        f"<h3>Reference #{r.id}</h3>" + facts_table(
             [(k.replace("_", " ").capitalize(), readable(v)) for k, v in sorted(r.config.items())])
         for r in data.references)  # fmt: skip
-
-
-# --- words ------------------------------------------------------------------------------------
-
-
-def stratum(kind: str, value: str) -> str:
-    if kind == "all":
-        return "whole model"
-    return f"{STRATUM_NAMES.get(kind, kind.replace('_', ' '))} = {value}"
-
-
-def detector_name(name: str) -> str:
-    """ "ks:scores" → "Kolmogorov–Smirnov test, per numeric feature (scores)"."""
-    test, _, signal = name.partition(":")
-    return f"{TESTS.get(test, test)}" + (f" ({signal.replace('_', ' ')})" if signal else "")
-
-
-def _signal(signal: str) -> str:
-    return SIGNAL_NAMES.get(signal, signal.replace("_", " ")).split(":")[0]
-
-
-def action_name(action: str) -> str:
-    """ "alert.acknowledged" → "Alert acknowledged"."""
-    return action.replace(".", " ").replace("_", " ").capitalize()
-
-
-def readable(value: Any) -> str:
-    """A dictionary or list as text a person reads: "site: a 3, b 4; scanner: …"."""
-    if isinstance(value, Mapping):
-        if all(not isinstance(v, Mapping | list) for v in value.values()):
-            return ", ".join(f"{str(k).replace('_', ' ')} {readable(v)}"
-                             for k, v in value.items()) or "–"  # fmt: skip
-        return "; ".join(f"{str(k).replace('_', ' ')}: {readable(v)}"
-                         for k, v in value.items()) or "–"  # fmt: skip
-    if isinstance(value, list | tuple):
-        return ", ".join(readable(v) for v in value) or "none"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, int):
-        return f"{value:,}" if abs(value) >= 10_000 else str(value)
-    return "–" if value is None else str(value)
-
-
-def _when(at: datetime | None) -> str:
-    return f"{_utc(at)} UTC" if at else "unknown"
-
-
-def _utc(at: datetime) -> str:
-    return f"{at.astimezone(UTC):%Y-%m-%d %H:%M}"
-
-
-def _facts(rows: Sequence[tuple[str, str]]) -> str:
-    body = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows)
-    return f"<table class='facts'>{body}</table>"
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]], *, raw: bool = False,
-           widths: Sequence[int] = ()) -> str:  # fmt: skip
-    """A fixed-layout table (widths in %) that wraps inside an A4 page; cells escaped unless
-    `raw` (then the caller escaped them)."""
-    cols = "".join(f"<col style='width:{w}%'>" for w in widths)
-    head = "".join(f"<th>{_e(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{c if raw else _e(c)}</td>" for c in row) + "</tr>"
-                   for row in rows)  # fmt: skip
-    return f"<table><colgroup>{cols}</colgroup><thead><tr>{head}</tr></thead>{body}</table>"
-
-
-def _e(text: object) -> str:
-    return html.escape(str(text))

@@ -1,4 +1,4 @@
-"""The Python API (monitor/api.py) is the services' engine, not a second one.
+"""The Python API (monitor/api/) is the services' engine, not a second one.
 
 The same seeded stream (tests/drift_streams.py: 1,400 studies, three sites, from study 1,000
 a share of south-clinic studies from a never-seen vendor with shifted embeddings; reference =
@@ -22,7 +22,7 @@ import pytest
 from drift_streams import CONFIG, MODEL, ONSET, insert_stream
 
 from monitor import api
-from monitor.api_frames import frame_from_rows
+from monitor.api.frames import frame_from_rows
 from monitor.drift import reference
 from monitor.drift.replay import exchangeable_rows
 from monitor.drift.scheduler import DetectionConfig, Scheduler

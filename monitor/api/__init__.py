@@ -9,7 +9,7 @@ monitor/drift/replay.py: windows.next_window, decisions.decide, lifecycle.step,
 grouping.choose / assess) — no Kafka, no PostgreSQL. Online, `connect` reads the running
 system's references, drift results, alerts, incidents and performance into the same shapes,
 and renders the model report. Nothing here computes a statistic of its own; the reshaping
-is monitor/api_frames.py.
+is monitor/api/frames.py.
 
     from monitor import api
     ref = api.build_reference(history)          # a DataFrame, or a parquet path
@@ -38,9 +38,9 @@ from detectors.drift import fitting
 from detectors.drift.suite import DetectorSuite, SuiteConfig
 from detectors.errors import DetectorError
 from detectors.false_alarm_budget import Derivation, FalseAlarmBudget, derive
-from monitor import api_frames as frames
 from monitor.alerts.lifecycle import AlertPolicy
-from monitor.api_frames import (
+from monitor.api import frames
+from monitor.api.frames import (
     ALERT_COLUMNS,
     EVENT_COLUMNS,
     INCIDENT_COLUMNS,

@@ -1,4 +1,4 @@
-"""DataFrames in and out of detection's own types: the adapters under monitor/api.py.
+"""DataFrames in and out of detection's own types: the adapters under monitor/api/.
 
 At the notebook edge of the data flow. In: a pandas DataFrame (or a parquet file) with the
 columns an inference event carries after collection becomes the `EventRow`s that
@@ -90,7 +90,7 @@ INCIDENT_COLUMNS: Mapping[str, str] = {
 
 
 class ApiError(RadwatchError, ValueError):
-    """What the Python API refuses or cannot do, on one line (monitor/api.py)."""
+    """What the Python API refuses or cannot do, on one line (monitor/api/)."""
 
 
 class FrameError(ApiError):
