@@ -28,6 +28,7 @@ from collectors.errors import Reason
 from collectors.events import InferenceEvent, LabelEvent, dead_letter_skeleton
 from collectors.pseudonym import Pseudonymiser
 from monitor.store import counters
+from monitor.store.float_arrays import use_fast_float4_arrays
 
 E = TypeVar("E", InferenceEvent, LabelEvent)
 
@@ -191,6 +192,7 @@ class IngestStore:
         self._pseudonym = pseudonym
         # orjson serialises the jsonb columns several times faster than json (hot path).
         set_json_dumps(orjson.dumps, conn)
+        use_fast_float4_arrays(conn)  # embeddings: one numpy call per row, not one per value
         # Session temp tables shaped like the targets; emptied at each commit.
         with conn.transaction():
             for table in ("inferences", "labels"):
