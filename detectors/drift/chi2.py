@@ -15,8 +15,9 @@ from __future__ import annotations
 import math
 import warnings
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Self
 
 import numpy as np
@@ -43,10 +44,11 @@ class Vocabulary:
 
     @classmethod
     def fit(cls, feature: str, values: Sequence[object], rare_share: float = 0.01) -> Vocabulary:
-        counter = Counter(as_category(v) for v in values)
+        counter = Counter(categories(values))
         return cls(feature, tuple(counter.most_common()), len(values), rare_share)
 
-    @property
+    # Cached: every stratum of every window reads them (frozen, so they never go stale).
+    @cached_property
     def shares(self) -> dict[str, float]:
         return {v: c / self.n for v, c in self.counts} if self.n else {}
 
@@ -56,6 +58,7 @@ class Vocabulary:
         singletons = sum(1 for _, c in self.counts if c == 1)
         return max(singletons / self.n if self.n else 1.0, 1.0 / (self.n + 1))
 
+    @cached_property
     def codes(self) -> dict[str, int]:
         """Integer codes for the Chi-square test: common values, then one pooled rare bucket."""
         shares = self.shares
@@ -68,9 +71,9 @@ class Vocabulary:
 
     def encode(self, values: Sequence[object]) -> np.ndarray:
         """Codes for values; never-seen values share the pooled bucket after the rare one."""
-        mapping = self.codes()
+        mapping = self.codes
         new_code = max(mapping.values(), default=-1) + 2
-        return np.array([mapping.get(as_category(v), new_code) for v in values], dtype=np.int64)
+        return np.array([mapping.get(v, new_code) for v in categories(values)], dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -87,10 +90,16 @@ def as_category(value: object) -> str:
     return str(value)
 
 
+def categories(values: Iterable[object]) -> list[str]:
+    """as_category of each value. Strings, nearly every value, pass through untouched: a
+    window of 16 strata × 12 attributes is hundreds of thousands of values."""
+    return [v if type(v) is str else as_category(v) for v in values]
+
+
 def new_values(vocab: Vocabulary, window: Sequence[object]) -> NewValues:
     """Never-seen values in the window, with P(≥ k unseen | no shift) = Binomial tail."""
     known = {v for v, _ in vocab.counts}
-    counter = Counter(as_category(v) for v in window)
+    counter = Counter(categories(window))
     unseen = tuple((v, c) for v, c in counter.most_common() if v not in known)
     k = sum(c for _, c in unseen)
     n = len(window)
@@ -101,7 +110,7 @@ def new_values(vocab: Vocabulary, window: Sequence[object]) -> NewValues:
 def share_table(vocab: Vocabulary, window: Sequence[object]) -> list[tuple[str, float, float]]:
     """(value, window share, reference share) for every value, largest |difference| first."""
     ref = vocab.shares
-    counter = Counter(as_category(v) for v in window)
+    counter = Counter(categories(window))
     n = max(len(window), 1)
     values = set(ref) | set(counter)
     rows = [(v, counter.get(v, 0) / n, ref.get(v, 0.0)) for v in values]
@@ -215,18 +224,19 @@ class CategoricalChi2:
         shares = vocab.shares
         values = window.categories.get(top[0].feature, np.array([], dtype=object))
         floor = 1.0 / (vocab.n + 1)  # a never-seen value is rare, not impossible
-        return np.array([-math.log(shares.get(as_category(v), 0.0) + floor) for v in values])
+        return _surprisal(shares, categories(values), floor)
 
     def summary(self, result: DriftResult) -> str | None:
         return None  # the per-attribute findings say what moved
 
     def score(self, window: Sample, *, seed: int = 0) -> DriftResult:
         findings = []
+        window_values: dict[str, list[str]] = {}  # categorised once, read by every test below
         for attr, (vocab, _) in self.vocab.items():
             values = window.categories.get(attr)
             if values is None or len(values) == 0:
                 continue
-            vals = list(values)
+            vals = window_values[attr] = categories(values)
             rows = share_table(vocab, vals)
             ref_txt, cur_txt = describe_shift(rows, attr)
             new = new_values(vocab, vals)
@@ -254,11 +264,9 @@ class CategoricalChi2:
         # Most atypical studies: rarest values under the reference (summed surprisal).
         surprisal = np.zeros(len(window))
         for vocab, _ in self.vocab.values():
-            values = window.categories.get(vocab.feature)
-            if values is not None and len(values) == len(window):
-                shares = vocab.shares
-                surprisal += [-math.log(shares.get(as_category(v), 0.0) + 1.0 / (vocab.n + 1))
-                              for v in values]  # fmt: skip
+            cats = window_values.get(vocab.feature)
+            if cats is not None and len(cats) == len(window):
+                surprisal += _surprisal(vocab.shares, cats, 1.0 / (vocab.n + 1))
         order = np.argsort(-surprisal, kind="stable")[:N_ATYPICAL]
         return DriftResult(
             atypical_ids=tuple(window.ids[i] for i in order),
@@ -267,3 +275,9 @@ class CategoricalChi2:
             n_reference=max(v.n for v, _ in self.vocab.values()), n_window=len(window),
             features=tuple(findings),
         )  # fmt: skip
+
+
+def _surprisal(shares: dict[str, float], values: list[str], floor: float) -> np.ndarray:
+    """-log(reference share + floor) of each value; the floor keeps a never-seen value finite."""
+    found = np.fromiter((shares.get(v, 0.0) for v in values), dtype=float, count=len(values))
+    return -np.log(found + floor)
