@@ -3,7 +3,13 @@ and its wording, and the Chi-square test equal to alibi-detect's ChiSquareDrift 
 
 from __future__ import annotations
 
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
 from detectors.drift import chi2
+from detectors.drift.chi2 import pearson_chi2
 
 
 def test_never_seen_value_is_a_finding_with_small_p():
@@ -46,3 +52,26 @@ def test_chi_square_via_scipy_gives_alibis_p_values():
         codes.reshape(-1, 1)
     )
     assert chi2.chi2_test(two, codes) == (float(p_vals[0]), float(dists[0]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.integers(1, 400), min_size=1, max_size=8).flatmap(
+        lambda ref: st.tuples(
+            st.just(ref), st.lists(st.integers(0, 400), min_size=len(ref), max_size=len(ref))
+        )
+    ),
+    st.booleans(),
+)
+def test_pearson_chi2_gives_scipys_bits(
+    rows: tuple[list[int], list[int]], correction: bool
+) -> None:
+    """The hand-rolled test equals scipy.stats.chi2_contingency exactly (statistic and p)."""
+    ref, window = rows
+    table = np.array([ref, window])
+    table = table[:, table.sum(axis=0) > 0]
+    if table[1].sum() == 0:
+        return  # an empty window is never tested
+    ours = pearson_chi2(table, correction=correction)
+    statistic, p = stats.chi2_contingency(table, correction=correction)[:2]
+    assert ours == (float(statistic), float(p))
