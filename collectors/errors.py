@@ -56,6 +56,12 @@ class Reason(StrEnum):
     DICOM_TOO_LARGE_INFLATED = "dicom_too_large_inflated"  # deflated dataset over the cap
     DICOM_TOO_MANY_PIXELS = "dicom_too_many_pixels"  # rows×columns×frames×samples over the cap
     IMAGE_DECODE_TIMEOUT = "image_decode_timeout"  # decoding ran past its time budget
+    # DICOM SR results (collectors.dicom_results, radwatch dicom-listen): each refusal its own code.
+    SR_INVALID = "sr_invalid"  # not a readable DICOM SR, or no TID 1500 measurement report
+    SR_NO_FINDINGS = "sr_no_findings"  # no measurement group names a finding it can score
+    SR_NO_MODEL = "sr_no_model"  # no algorithm id, device observer, or manufacturer to name it
+    SR_NO_SOURCE_IMAGES = "sr_no_source_images"  # references no image (group or evidence)
+    SR_SOURCES_MISSING = "sr_sources_missing"  # its images never arrived within the wait
 
 
 class CollectorError(Exception):

@@ -8,6 +8,7 @@ same timestamp window, label-source reduction and content hash, from this one pl
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,6 +20,12 @@ from collectors.errors import InvalidEvent, Reason
 INFERENCE_SCHEMA = "radwatch.inference.v1"
 LABEL_SCHEMA = "radwatch.label.v1"
 MAX_EMBEDDING_DIM = 8192
+# Optional provenance of a derived label (DESIGN.md §4, docs/contract/label.v1.schema.json):
+# at most this many findings carry evidence, and a span's offsets are characters into a
+# report, which is far shorter than this (the bound keeps the stored integers plain int4).
+MAX_EVIDENCE = 64
+MAX_SPAN_OFFSET = 10_000_000
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 # A label's `source` is stored and may be grouped by, so it comes from this set ("other"
@@ -37,6 +44,21 @@ class StudyRef:
     sop: str | None = None
     accession: str | None = None
     patient: str | None = None
+
+
+@dataclass(frozen=True)
+class AccessionRef:
+    """A label's study named by its accession alone (the usual case for a RIS report).
+
+    Pseudonyms, as in StudyRef; `study` is always None, and the store joins on `accession`
+    (the same key and kind as an inference's accession pseudonym).
+    """
+
+    accession: str
+    series: str | None = None
+    sop: str | None = None
+    patient: str | None = None
+    study: None = None
 
 
 @dataclass(frozen=True)
@@ -60,15 +82,39 @@ class InferenceEvent:
 
 
 @dataclass(frozen=True)
+class LabelerRef:
+    """The labeler that derived a label from report text (collectors.labeler's identity)."""
+
+    name: str
+    version: str
+    fingerprint: str  # SHA-256 of lexicon, rules and version, lower-case hex
+
+
+@dataclass(frozen=True)
+class EvidenceSpan:
+    """Where in the report a derived label came from: character offsets and the span's hash.
+
+    Never the text itself (DESIGN.md §5): the offsets and hash let a reviewer holding the
+    report find and verify the sentence, and nobody else learn anything from it.
+    """
+
+    start: int
+    end: int
+    sha256: str
+
+
+@dataclass(frozen=True)
 class LabelEvent:
     event_id: str
     occurred_at: datetime
     model_name: str
-    study: StudyRef
+    study: StudyRef | AccessionRef
     labels: Mapping[str, int]
     source: str | None
     content_hash: str
     extra: Mapping[str, Any] = field(default_factory=dict)
+    labeler: LabelerRef | None = None
+    evidence: Mapping[str, EvidenceSpan] = field(default_factory=dict)
 
 
 Event = InferenceEvent | LabelEvent
@@ -121,3 +167,41 @@ def label_source(value: object) -> str | None:
         return None
     text = value.strip().lower() if isinstance(value, str) else ""
     return text if text in LABEL_SOURCES else "other"
+
+
+def _text(value: object, path: str, limit: int) -> str:
+    if not isinstance(value, str):
+        raise InvalidEvent(Reason.WRONG_TYPE, f"{path} must be a string")
+    if not value.strip() or len(value) > limit:
+        raise InvalidEvent(Reason.WRONG_TYPE, f"{path} must be a non-empty string of ≤{limit}")
+    return value
+
+
+def sha256_hex(value: object, path: str) -> str:
+    """A SHA-256 digest as 64 hex digits (either case accepted, lower-case kept)."""
+    if not isinstance(value, str) or not _SHA256_HEX.fullmatch(value.lower()):
+        raise InvalidEvent(Reason.WRONG_TYPE, f"{path} must be a SHA-256 as 64 hex digits")
+    return value.lower()
+
+
+def labeler_ref(name: object, version: object, fingerprint: object) -> LabelerRef:
+    """The `labeler` object's fields, checked (both parsing paths call this)."""
+    return LabelerRef(
+        name=_text(name, "labeler.name", 128),
+        version=_text(version, "labeler.version", 64),
+        fingerprint=sha256_hex(fingerprint, "labeler.fingerprint"),
+    )
+
+
+def _offset(value: object, path: str) -> int:
+    if type(value) is not int or not 0 <= value <= MAX_SPAN_OFFSET:
+        raise InvalidEvent(Reason.WRONG_TYPE, f"{path} must be an integer in 0..{MAX_SPAN_OFFSET}")
+    return value
+
+
+def evidence_span(start: object, end: object, digest: object) -> EvidenceSpan:
+    """One `evidence` entry's fields, checked (both parsing paths call this)."""
+    first, last = _offset(start, "evidence.start"), _offset(end, "evidence.end")
+    if last < first:
+        raise InvalidEvent(Reason.WRONG_TYPE, "evidence.end must not be before evidence.start")
+    return EvidenceSpan(first, last, sha256_hex(digest, "evidence.sha256"))

@@ -29,12 +29,18 @@ from collectors.event_types import (
     INFERENCE_SCHEMA,
     LABEL_SCHEMA,
     MAX_EMBEDDING_DIM,
+    MAX_EVIDENCE,
+    AccessionRef,
     Event,
+    EvidenceSpan,
     InferenceEvent,
+    LabelerRef,
     LabelEvent,
     StudyRef,
     content_hash,
+    evidence_span,
     label_source,
+    labeler_ref,
     parse_timestamp,
 )
 from collectors.pseudonym import Pseudonymiser, is_identifier_key
@@ -50,7 +56,10 @@ _INFERENCE_KEYS = {
     "schema", "event_id", "occurred_at", "model", "site", "study", "dicom", "image",
     "embedding", "prediction", "latency_ms",
 }  # fmt: skip
-_LABEL_KEYS = {"schema", "event_id", "occurred_at", "model", "study", "labels", "source"}
+_LABEL_KEYS = {
+    "schema", "event_id", "occurred_at", "model", "study", "labels", "source", "labeler",
+    "evidence",
+}  # fmt: skip
 
 
 def parse_record(
@@ -156,17 +165,34 @@ def _timestamp(doc: Mapping[str, Any], limits: ParseLimits) -> datetime:
 def _study(doc: Mapping[str, Any], pseudonym: Pseudonymiser) -> StudyRef:
     study = _require(doc, "study", dict, "study")
     study_uid = _nonempty_str(study, "study_uid", "study.study_uid")
-    others = {}
-    for key in ("series_uid", "sop_uid", "accession", "patient_id"):
+    others = _other_ids(study, pseudonym)
+    return StudyRef(pseudonym("study_uid", study_uid), **others)
+
+
+def _label_study(doc: Mapping[str, Any], pseudonym: Pseudonymiser) -> StudyRef | AccessionRef:
+    """A label's study: by UID, or by `accession` alone (the only identifier a RIS report
+    usually carries). The accession is then the join key, so it must be a usable value; it is
+    pseudonymised with the same key and kind as an inference's accession."""
+    study = _require(doc, "study", dict, "study")
+    if study.get("study_uid") is not None:
+        return _study(doc, pseudonym)
+    if study.get("accession") is None:
+        raise InvalidEvent(Reason.MISSING_FIELD, "study.study_uid or study.accession is required")
+    accession = _require(study, "accession", (str, int), "study.accession")
+    if isinstance(accession, str) and (not accession.strip() or len(accession) > 256):
+        raise InvalidEvent(Reason.WRONG_TYPE, "study.accession must be a non-empty string of ≤256")
+    others = _other_ids(study, pseudonym)
+    return AccessionRef(pseudonym("accession", str(accession)), others["series"],
+                        others["sop"], others["patient"])  # fmt: skip
+
+
+def _other_ids(study: Mapping[str, Any], pseudonym: Pseudonymiser) -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for key, name in (("series_uid", "series"), ("sop_uid", "sop"), ("accession", "accession"),
+                      ("patient_id", "patient")):  # fmt: skip
         value = _optional(study, key, (str, int), f"study.{key}")
-        others[key] = pseudonym(key, str(value)) if value is not None else None
-    return StudyRef(
-        study=pseudonym("study_uid", study_uid),
-        series=others["series_uid"],
-        sop=others["sop_uid"],
-        accession=others["accession"],
-        patient=others["patient_id"],
-    )
+        out[name] = pseudonym(key, str(value)) if value is not None else None
+    return out
 
 
 def _number_map(value: Mapping[str, Any], path: str, *, unit_interval: bool) -> dict[str, float]:
@@ -273,7 +299,7 @@ def _label(
     event_id = _nonempty_str(doc, "event_id", "event_id", limit=128)
     model_name, _ = _model(doc)
     occurred_at = _timestamp(doc, limits)
-    study = _study(doc, pseudonym)
+    study = _label_study(doc, pseudonym)
     labels_raw = _require(doc, "labels", dict, "labels")
     if not labels_raw:
         raise InvalidEvent(Reason.MISSING_FIELD, "labels must name at least one finding")
@@ -284,6 +310,8 @@ def _label(
             raise InvalidEvent(Reason.WRONG_TYPE, "labels values must be 0, 1, true or false")
         labels[str(name)[:64]] = int(value)
     source = label_source(_optional(doc, "source", str, "source"))
+    labeler = _labeler(_optional(doc, "labeler", dict, "labeler"))
+    evidence = _evidence(_optional(doc, "evidence", dict, "evidence") or {})
     return LabelEvent(
         event_id=event_id,
         occurred_at=occurred_at,
@@ -293,7 +321,34 @@ def _label(
         source=source,
         content_hash=digest,
         extra=_extra(doc, _LABEL_KEYS, pseudonym, limits),
+        labeler=labeler,
+        evidence=evidence,
     )
+
+
+def _labeler(value: Mapping[str, Any] | None) -> LabelerRef | None:
+    """The optional `labeler` object: name, version and fingerprint, all three required."""
+    if value is None:
+        return None
+    for key in ("name", "version", "fingerprint"):
+        _require(value, key, str, f"labeler.{key}")
+    return labeler_ref(value["name"], value["version"], value["fingerprint"])
+
+
+def _evidence(value: Mapping[str, Any]) -> dict[str, EvidenceSpan]:
+    """The optional `evidence` map: finding → {start, end, sha256} of the span it came from."""
+    if len(value) > MAX_EVIDENCE:
+        raise InvalidEvent(Reason.WRONG_TYPE, f"evidence names more than {MAX_EVIDENCE} findings")
+    out: dict[str, EvidenceSpan] = {}
+    for name, span in value.items():
+        # Messages name the field, never the finding (it comes from the event).
+        if not isinstance(span, dict):
+            raise InvalidEvent(Reason.WRONG_TYPE, "evidence values must be objects")
+        for key in ("start", "end", "sha256"):
+            if span.get(key) is None:
+                raise InvalidEvent(Reason.MISSING_FIELD, f"evidence.{key} is required")
+        out[str(name)[:64]] = evidence_span(span["start"], span["end"], span["sha256"])
+    return out
 
 
 def dead_letter_skeleton(raw: bytes, pseudonym: Pseudonymiser) -> dict[str, Any] | None:

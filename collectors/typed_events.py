@@ -46,7 +46,7 @@ class _Model(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class _Study(msgspec.Struct, forbid_unknown_fields=True):
-    study_uid: str
+    study_uid: str | None = None  # required of inferences; a label may name an accession only
     series_uid: str | int | None = None
     sop_uid: str | int | None = None
     accession: str | int | None = None
@@ -76,6 +76,18 @@ class _Inference(msgspec.Struct, forbid_unknown_fields=True):
     latency_ms: float | None = None
 
 
+class _Labeler(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+    version: str
+    fingerprint: str
+
+
+class _Span(msgspec.Struct, forbid_unknown_fields=True):
+    start: int
+    end: int
+    sha256: str
+
+
 class _Label(msgspec.Struct, forbid_unknown_fields=True):
     event_id: str
     occurred_at: str
@@ -84,6 +96,8 @@ class _Label(msgspec.Struct, forbid_unknown_fields=True):
     labels: dict[str, bool | int]
     schema: str | msgspec.UnsetType = msgspec.UNSET
     source: str | None = None
+    labeler: _Labeler | None = None
+    evidence: dict[str, _Span] | None = None
 
 
 _DECODERS: dict[str, msgspec.json.Decoder[Any]] = {
@@ -196,15 +210,38 @@ class TypedParser:
             labels[name[:64]] = int(value)
         if doc.source is not None and len(doc.source) > self.limits.max_string_chars:
             raise _Unsure
+        study = doc.study
+        if study.study_uid is None:
+            # Named by accession alone: then it must be a usable join key (events._label_study).
+            accession = study.accession
+            if (
+                accession is None
+                or isinstance(accession, str)
+                and (not accession.strip() or len(accession) > 256)
+            ):
+                raise _Unsure
+        labeler = None
+        if doc.labeler is not None:
+            lab = doc.labeler
+            labeler = ev.labeler_ref(lab.name, lab.version, lab.fingerprint)
+        evidence: dict[str, ev.EvidenceSpan] = {}
+        if doc.evidence:
+            self._keys_ok(doc.evidence)
+            if len(doc.evidence) > ev.MAX_EVIDENCE:
+                raise _Unsure
+            for name, span in doc.evidence.items():
+                evidence[name[:64]] = ev.evidence_span(span.start, span.end, span.sha256)
         return ev.LabelEvent(
             event_id=doc.event_id,
             occurred_at=ev.parse_timestamp(doc.occurred_at, self.limits),
             model_name=model_name,
-            study=self._study(doc.study),
+            study=self._label_study(doc.study),
             labels=labels,
             source=ev.label_source(doc.source),
             content_hash=digest,
             extra={},
+            labeler=labeler,
+            evidence=evidence,
         )
 
     # -- fields ------------------------------------------------------------------------------
@@ -216,8 +253,23 @@ class TypedParser:
         return model.name, model.version
 
     def _study(self, study: _Study) -> ev.StudyRef:
+        uid = study.study_uid
+        if uid is None:
+            raise _Unsure  # the reference path names the missing field
+        _bounded(uid, 256, self.limits.max_string_chars)
+        series, sop, accession, patient = self._other_ids(study)
+        return ev.StudyRef(self.pseudonym("study_uid", uid), series, sop, accession, patient)
+
+    def _label_study(self, study: _Study) -> ev.StudyRef | ev.AccessionRef:
+        if study.study_uid is not None:
+            return self._study(study)
+        series, sop, accession, patient = self._other_ids(study)
+        if accession is None:
+            raise _Unsure
+        return ev.AccessionRef(accession, series, sop, patient)
+
+    def _other_ids(self, study: _Study) -> list[str | None]:
         pseudonym = self.pseudonym
-        _bounded(study.study_uid, 256, self.limits.max_string_chars)
         others: list[str | None] = []
         for value, kind in ((study.series_uid, "series_uid"), (study.sop_uid, "sop_uid"),
                             (study.accession, "accession"), (study.patient_id, "patient_id")):  # fmt: skip
@@ -230,7 +282,7 @@ class TypedParser:
             elif len(value) > self.limits.max_string_chars:
                 raise _Unsure
             others.append(pseudonym(kind, str(value)))
-        return ev.StudyRef(pseudonym("study_uid", study.study_uid), *others)
+        return others
 
     def _keys_ok(self, mapping: dict[str, Any]) -> None:
         limits = self.limits

@@ -169,11 +169,32 @@ class Settings(BaseSettings):
     # non-loopback host are refused unless allowed here (and then logged as a warning).
     allow_plaintext_kafka: bool = False
     allow_insecure_postgres: bool = False
+    # --- radwatch dicom-listen (monitor/ingest/dicom_listener.py) ------------------------------
+    # Calling AE titles accepted, comma-separated; None: any while bound to loopback, else none.
+    dicom_calling_aets: str | None = None
+    dicom_ae_title: str = "RADWATCH"
+    # How long an arriving SR waits for source images not yet received before dead-lettering.
+    dicom_source_wait_s: PositiveFloat = 30.0
+    # Per-model overrides of the SR mapping: a TOML file of [models."NAME"] tables
+    # (collectors.dicom_results.ModelOverrides); None: the TID 1500 defaults only.
+    dicom_models_file: Path | None = None
+    # The `site` of the inference events the listener publishes; None: none.
+    dicom_site: str | None = None
     # --- sections -----------------------------------------------------------------------------
     images: ImageSettings = ImageSettings()
     audit: AuditSettings = AuditSettings()
     # Checkpoint embedders by name ([radwatch.embedders.NAME]); `default` is built in.
     embedders: Mapping[str, EmbedderSettings] = Field(default_factory=dict)
+    # --- radiology reports in (hl7-listen, labels import --fhir) ------------------------------
+    # The accession's place in ORU^R01: OBR-3 (filler order number), or e.g. OBR-2, OBR-18.2.
+    hl7_accession_field: Annotated[str, Field(pattern=r"^OBR-[1-9]\d?(\.[1-9]\d?)?$")] = "OBR-3"
+    hl7_max_message_bytes: Positive = 1_048_576  # one MLLP block / HL7 message
+    # Models report labels are for: "model=finding,finding; model2"; None: --model required.
+    report_models: str | None = None
+    # The share of report-derived labels queued for a radiologist's review (`radwatch labels
+    # review`, monitor/labelwatch/review.py), chosen by a keyed hash of each label's event id.
+    label_review_share: Annotated[float, Field(gt=0, le=1)] = 0.05
+    fhir_token: str | None = None  # bearer token of hl7-listen --fhir-port; None: no endpoint
 
     @classmethod
     def settings_customise_sources(

@@ -144,6 +144,8 @@ _LABEL_COLUMNS = (
     ("study_pseudo", "text"), ("labels", "jsonb"), ("source", "text"),
     ("occurred_at", "timestamptz"), ("extra", "jsonb"), ("kafka_topic", "text"),
     ("kafka_partition", "int4"), ("kafka_offset", "int8"),
+    # migration 0013: labels by accession, and a derived label's provenance
+    ("accession_pseudo", "text"), ("labeler", "jsonb"), ("evidence", "jsonb"),
 )  # fmt: skip
 
 
@@ -160,11 +162,17 @@ def _inference_row(event: InferenceEvent, record: Record) -> tuple[object, ...]:
 
 
 def _label_row(event: LabelEvent, record: Record) -> tuple[object, ...]:
-    pos = record.position
+    pos, study = record.position, event.study
+    # A label by accession alone: the placeholder migration 0013 resolves when labels are read.
+    study_pseudo = study.study if study.study is not None else f"accession:{study.accession}"
+    labeler = event.labeler
     return (
-        event.event_id, event.content_hash, event.model_name, event.study.study,
+        event.event_id, event.content_hash, event.model_name, study_pseudo,
         dict(event.labels), event.source, event.occurred_at, dict(event.extra),
-        pos.topic, pos.partition, pos.offset,
+        pos.topic, pos.partition, pos.offset, study.accession,
+        {"name": labeler.name, "version": labeler.version, "fingerprint": labeler.fingerprint}
+        if labeler is not None else None,
+        {k: {"start": s.start, "end": s.end, "sha256": s.sha256} for k, s in event.evidence.items()},
     )  # fmt: skip
 
 

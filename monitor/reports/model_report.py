@@ -151,7 +151,8 @@ def load(database_url: str, model: str, start: datetime | None = None,
                FROM inferences i
                LEFT JOIN LATERAL (SELECT labels FROM labels lb
                                   WHERE lb.model_name = i.model_name
-                                    AND lb.study_pseudo = i.study_pseudo
+                                    AND lb.study_pseudo IN (i.study_pseudo,
+                                        'accession:' || i.accession_pseudo)
                                   ORDER BY lb.occurred_at DESC, lb.received_at DESC
                                   LIMIT 1) l ON true
                WHERE i.model_name = %s AND (%s::timestamptz IS NULL OR i.occurred_at < %s)

@@ -32,7 +32,9 @@ def observed_volume(conn: psycopg.Connection, model: str) -> Volume:
         """WITH latest AS (SELECT max(occurred_at) AS t FROM inferences WHERE model_name = %s)
            SELECT count(*), min(i.occurred_at), max(i.occurred_at),
                   count(*) FILTER (WHERE EXISTS (SELECT 1 FROM labels l
-                      WHERE l.model_name = i.model_name AND l.study_pseudo = i.study_pseudo))
+                      WHERE l.model_name = i.model_name
+                        -- a label by accession alone (migration 0013) counts for its study
+                        AND l.study_pseudo IN (i.study_pseudo, 'accession:' || i.accession_pseudo)))
            FROM inferences i, latest
            WHERE i.model_name = %s AND i.occurred_at > latest.t - %s""",
         (model, model, VOLUME_SPAN),

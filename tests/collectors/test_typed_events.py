@@ -65,6 +65,11 @@ def maybe(valid: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
 UNIT = st.one_of(st.floats(0.0, 1.0), st.integers(0, 1), st.sampled_from([0.0, 1.0, 1e-300]))
 IDS = st.one_of(st.from_regex(r"\A[0-9.]{1,64}\Z"), NAMES.map(lambda t: t + "x"),
                 st.integers(-(2**63), 2**64 - 1))  # fmt: skip
+# Derived-label provenance (labeler, evidence): digests of either case, a trailing newline,
+# offsets at and past the bounds (collectors.event_types.MAX_SPAN_OFFSET).
+SHA256 = st.one_of(st.from_regex(r"\A[0-9a-fA-F]{64}\Z"), st.just("ab" * 32 + "\n"),
+                   st.just("g" * 64))  # fmt: skip
+OFFSETS = st.one_of(st.integers(0, 500), st.sampled_from([-1, 10_000_000, 10_000_001, 2**64]))
 DICOM = st.dictionaries(
     st.sampled_from(["Modality", "Manufacturer", "KVP", "PixelSpacing", "PatientAge", "StationName",
                      "WindowCenter", "PatientName", "AgeBand"]),
@@ -135,6 +140,22 @@ def label_docs(draw: st.DrawFn) -> dict[str, Any]:
     doc["labels"] = draw(maybe(st.dictionaries(NAMES, maybe(st.sampled_from([0, 1, True, False])),
                                                min_size=1, max_size=3)))  # fmt: skip
     doc["source"] = draw(maybe(st.sampled_from(["pathology", "Consensus ", "dr smith"])))
+    study = doc.get("study")
+    if isinstance(study, dict) and draw(st.integers(0, 2)) == 0:
+        # A label by accession alone (the RIS's usual case), or naming neither (refused).
+        del study["study_uid"]
+        if draw(st.booleans()):
+            study["accession"] = draw(maybe(IDS))
+    if draw(st.integers(0, 2)) == 0:
+        doc["labeler"] = draw(maybe(st.fixed_dictionaries(
+            {"name": maybe(st.just("negex")), "version": maybe(st.just("1.0")),
+             "fingerprint": maybe(SHA256)},
+            optional={"x": ODD})))  # fmt: skip
+    if draw(st.integers(0, 2)) == 0:
+        span = st.fixed_dictionaries(
+            {"start": maybe(OFFSETS), "end": maybe(OFFSETS), "sha256": maybe(SHA256)},
+            optional={"text": ODD})  # fmt: skip
+        doc["evidence"] = draw(maybe(st.dictionaries(NAMES, maybe(span), max_size=3)))
     return doc
 
 
@@ -216,3 +237,16 @@ def test_fast_path_takes_a_label_and_the_dicom_cache_keeps_events_apart() -> Non
     assert first.dicom == second.dicom and first.dicom is not second.dicom
     assert first.dicom["PixelSpacing"] is not second.dicom["PixelSpacing"]
     assert first.dicom["StationName"] == P("StationName", "CT01")
+
+
+def test_fast_path_takes_a_label_by_accession_with_its_provenance() -> None:
+    doc = {"event_id": "e4", "occurred_at": "2026-11-28T10:15:00Z", "model": {"name": "cxr"},
+           "study": {"accession": "ACC1"}, "labels": {"pneumothorax": 1},
+           "source": "report-labeler",
+           "labeler": {"name": "negex", "version": "1", "fingerprint": "AB" * 32},
+           "evidence": {"pneumothorax": {"start": 3, "end": 40, "sha256": "cd" * 32}}}  # fmt: skip
+    fast, ref, got = _both(json.dumps(doc).encode(), LABEL_SCHEMA)
+    assert isinstance(fast, LabelEvent) and fast == ref == got
+    assert fast.study.study is None and fast.study.accession == P("accession", "ACC1")
+    assert fast.labeler is not None and fast.labeler.fingerprint == "ab" * 32
+    assert fast.evidence["pneumothorax"].end == 40
