@@ -1,0 +1,139 @@
+"""`radwatch hl7-listen`: the MLLP server for radiology reports (monitor/ingest/report_listener.py).
+
+HL7 v2 ORU^R01 in, label events by accession out, one ACK per message. Binds to loopback
+unless --host says otherwise (MLLP has no authentication of its own: a wider address belongs
+behind the site's firewall or a TLS tunnel, and a warning says so). Stops cleanly on SIGTERM
+or Ctrl-C (exit 0) and prints what it did.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import signal
+import threading
+from typing import TYPE_CHECKING
+
+from monitor.commands.output import add_json_flag, emit, key_values
+from monitor.config import Settings
+from monitor.errors import ConfigError
+
+if TYPE_CHECKING:
+    from monitor.ingest.fhir_http import FhirEndpoint
+    from monitor.ingest.report_labels import SinkResources
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "hl7-listen",
+        help="receive radiology reports (HL7 v2 ORU^R01 over MLLP) and publish derived labels",
+        description="An MLLP server for ORU^R01 reports: the labeler derives labels from the "
+        "report text and publishes them by accession; ACK AA once durable. "
+        "Example: radwatch hl7-listen --port 2575 --model cxr-nodule=nodule,mass",
+    )
+    parser.add_argument("--port", type=int, required=True, help="TCP port (0: any free port)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
+    parser.add_argument("--model", action="append", metavar="MODEL[=FINDING,...]",
+                        help="a model the labels are for, with the findings it scores "
+                        "(repeatable; default: RADWATCH_REPORT_MODELS)")  # fmt: skip
+    parser.add_argument("--not-mentioned", choices=("negative", "absent"), default="negative",
+                        help="a listed finding the report does not mention: label 0 "
+                        "(default) or no label")  # fmt: skip
+    parser.add_argument("--accession-field", metavar="OBR-N[.C]",
+                        help="where the accession is (default RADWATCH_HL7_ACCESSION_FIELD, OBR-3)")  # fmt: skip
+    parser.add_argument("--fhir-port", type=int, metavar="P",
+                        help="also accept FHIR R4 DiagnosticReports POSTed to http://HOST:P/fhir "
+                        "(needs RADWATCH_FHIR_TOKEN: callers send it as a bearer token)")  # fmt: skip
+    parser.add_argument("--max-connections", type=int, default=32, metavar="N",
+                        help="concurrent MLLP connections accepted (default 32)")  # fmt: skip
+    add_json_flag(parser)
+    parser.set_defaults(handler=_listen)
+
+
+def _listen(args: argparse.Namespace, settings: Settings) -> int:
+    from collectors.reports_in import accession_location
+    from monitor.ingest.report_labels import SinkResources, report_models
+    from monitor.ingest.report_listener import ListenerConfig, ReportListener
+
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port must be 0..65535, got {args.port}")
+    if args.max_connections < 1:
+        raise ConfigError("--max-connections must be at least 1")
+    field = args.accession_field or settings.hl7_accession_field
+    try:
+        accession_location(field)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    models = report_models(settings, args.model)
+    if args.fhir_port is not None:
+        if not 0 <= args.fhir_port <= 65535:
+            raise ConfigError(f"--fhir-port must be 0..65535, got {args.fhir_port}")
+        if not settings.fhir_token or len(settings.fhir_token) < 16:
+            raise ConfigError("--fhir-port needs RADWATCH_FHIR_TOKEN (16 characters or more)")
+    if not _loopback(args.host):
+        log.warning("hl7-listen: binding %s, not loopback: MLLP has no authentication; "
+                    "allow only the interface engine (firewall or TLS tunnel)", args.host)  # fmt: skip
+    config = ListenerConfig(host=args.host, port=args.port, accession_field=field,
+                            max_message_bytes=settings.hl7_max_message_bytes,
+                            max_connections=args.max_connections)  # fmt: skip
+    resources = SinkResources(settings, models,
+                              not_mentioned_negative=args.not_mentioned == "negative")  # fmt: skip
+    try:
+        try:
+            listener = ReportListener(resources.sink, config)
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
+        servers = [threading.Thread(target=listener.serve_forever, name="hl7-listen", daemon=True)]
+        stoppers = [listener.shutdown]
+        if args.fhir_port is not None:
+            endpoint = _fhir_endpoint(resources, settings, args.host, args.fhir_port)
+            servers.append(threading.Thread(target=endpoint.serve_forever, name="fhir-http",
+                                            daemon=True))  # fmt: skip
+            stoppers.append(endpoint.shutdown)
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        for server in servers:
+            server.start()
+        host, port = listener.address
+        # The bound port on stdout (for --port 0), flushed: scripts and tests wait for this line.
+        print(f"listening {host}:{port}", flush=True)
+        if args.fhir_port is not None:
+            print(f"fhir http://{host}:{endpoint.address[1]}/fhir", flush=True)
+        while not stop.wait(0.5):
+            if not all(server.is_alive() for server in servers):
+                raise RuntimeError("a listener thread stopped")
+        for shutdown in stoppers:
+            shutdown()
+        for server in servers:
+            server.join(timeout=10)
+    finally:
+        resources.close()
+    counts = resources.sink.snapshot()
+    emit(counts, args.json, lambda d: key_values(d.items(), title="hl7-listen"))
+    return 0
+
+
+def _fhir_endpoint(resources: SinkResources, settings: Settings, host: str,
+                   port: int) -> FhirEndpoint:  # fmt: skip
+    from collectors.reports_in import FhirLimits
+    from monitor.ingest.fhir_http import FhirEndpoint
+
+    assert settings.fhir_token
+    try:
+        return FhirEndpoint(resources.sink, settings.fhir_token, host, port,
+                            FhirLimits(max_line_bytes=settings.hl7_max_message_bytes))  # fmt: skip
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
