@@ -19,6 +19,7 @@ from collectors.errors import InvalidEvent, Reason
 
 INFERENCE_SCHEMA = "radwatch.inference.v1"
 LABEL_SCHEMA = "radwatch.label.v1"
+INTERACTION_SCHEMA = "radwatch.interaction.v1"
 MAX_EMBEDDING_DIM = 8192
 # Optional provenance of a derived label (DESIGN.md §4, docs/contract/label.v1.schema.json):
 # at most this many findings carry evidence, and a span's offsets are characters into a
@@ -117,7 +118,31 @@ class LabelEvent:
     evidence: Mapping[str, EvidenceSpan] = field(default_factory=dict)
 
 
-Event = InferenceEvent | LabelEvent
+# What a reader did with an AI result (docs/contract/interaction.v1.schema.json). The closed
+# sets follow the AI-result interaction notions of IHE Radiology AI Results (AIR) and its audit
+# of result presentation and acceptance: the result was shown (viewed), its finding was taken
+# into the report (accepted), replaced by the reader's own call (overridden) or set aside
+# (dismissed). Stored and grouped by, so never free text; the role never names a person.
+INTERACTION_ACTIONS = frozenset({"viewed", "accepted", "overridden", "dismissed"})
+USER_ROLES = frozenset({"radiologist", "resident", "technologist", "other"})
+MAX_TIME_TO_READ_S = 86_400.0  # a day: longer is a producer's clock error, not a read
+
+
+@dataclass(frozen=True)
+class InteractionEvent:
+    event_id: str
+    occurred_at: datetime
+    model_name: str
+    model_version: str | None
+    study: StudyRef | AccessionRef
+    action: str  # one of INTERACTION_ACTIONS
+    viewed: bool | None
+    time_to_read_s: float | None
+    user_role: str | None  # one of USER_ROLES
+    content_hash: str
+
+
+Event = InferenceEvent | LabelEvent | InteractionEvent
 
 
 def content_hash(raw: bytes) -> str:

@@ -1,7 +1,8 @@
 """Wire contract v1 (DESIGN.md §4): Kafka record bytes → a validated, pseudonymised event.
 
 First step of the data flow. `parse_record` never raises on bad input: it returns either
-an `InferenceEvent` / `LabelEvent` (identifiers already replaced by pseudonyms, DICOM tags
+an `InferenceEvent` / `LabelEvent` / `InteractionEvent` (the last from
+collectors.interaction_events; identifiers already replaced by pseudonyms, DICOM tags
 reduced to the allow-list, extra fields reduced to the configured allow-list) or a
 `Rejection` with a reason code (collectors.errors.Reason) for the dead-letter path.
 
@@ -27,6 +28,7 @@ from collectors.errors import InvalidEvent, Reason
 # Re-exported: the events and shared rules live in collectors.event_types.
 from collectors.event_types import (
     INFERENCE_SCHEMA,
+    INTERACTION_SCHEMA,
     LABEL_SCHEMA,
     MAX_EMBEDDING_DIM,
     MAX_EVIDENCE,
@@ -43,6 +45,7 @@ from collectors.event_types import (
     labeler_ref,
     parse_timestamp,
 )
+from collectors.interaction_events import INTERACTION_KEYS, parse_interaction
 from collectors.pseudonym import Pseudonymiser, is_identifier_key
 
 
@@ -60,6 +63,7 @@ _LABEL_KEYS = {
     "schema", "event_id", "occurred_at", "model", "study", "labels", "source", "labeler",
     "evidence",
 }  # fmt: skip
+_SCHEMAS = (INFERENCE_SCHEMA, LABEL_SCHEMA, INTERACTION_SCHEMA)
 
 
 def parse_record(
@@ -118,7 +122,9 @@ def _parse(
         return _inference(doc, pseudonym, content_hash(raw), limits)
     if schema == LABEL_SCHEMA:
         return _label(doc, pseudonym, content_hash(raw), limits)
-    raise InvalidEvent(Reason.UNKNOWN_SCHEMA, f"schema is not {INFERENCE_SCHEMA} or {LABEL_SCHEMA}")
+    if schema == INTERACTION_SCHEMA:
+        return parse_interaction(doc, pseudonym, content_hash(raw), limits)
+    raise InvalidEvent(Reason.UNKNOWN_SCHEMA, f"schema is not one of {', '.join(_SCHEMAS)}")
 
 
 def _require(doc: Mapping[str, Any], key: str, kind: type | tuple[type, ...], path: str) -> Any:
@@ -368,7 +374,7 @@ def dead_letter_skeleton(raw: bytes, pseudonym: Pseudonymiser) -> dict[str, Any]
         return None
     out: dict[str, Any] = {}
     schema = doc.get("schema")
-    if schema in (INFERENCE_SCHEMA, LABEL_SCHEMA):
+    if schema in _SCHEMAS:
         out["schema"] = schema
     elif schema is not None:
         out["schema"] = "unknown"
@@ -412,7 +418,7 @@ def dead_letter_skeleton(raw: bytes, pseudonym: Pseudonymiser) -> dict[str, Any]
         out["latency_ms"] = float(latency)
     if isinstance(doc.get("embedding"), list):
         out["embedding_length"] = len(doc["embedding"])
-    known = _INFERENCE_KEYS | _LABEL_KEYS
+    known = _INFERENCE_KEYS | _LABEL_KEYS | INTERACTION_KEYS
     out["extra_fields"] = sum(1 for k in doc if k not in known)
     return out
 

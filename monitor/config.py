@@ -113,6 +113,7 @@ class Settings(BaseSettings):
     inference_topic: str = "radwatch.inferences"
     label_topic: str = "radwatch.labels"
     deadletter_topic: str = "radwatch.deadletter"
+    interaction_topic: str = "radwatch.interactions"  # radwatch.interaction.v1 (optional)
     group_id: str = "radwatch-collectors"
     pseudonym_key: str | None = None  # None: generated once into the data dir
     metrics_addr: str = "127.0.0.1:9108"

@@ -176,13 +176,15 @@ def settings(embedded: services.ServiceState, database_url: str, tmp_path: Path)
         image_roots=str(tmp_path),
         inference_topic=f"t{suffix}.inferences",
         label_topic=f"t{suffix}.labels",
+        interaction_topic=f"t{suffix}.interactions",
         deadletter_topic=f"t{suffix}.deadletter",
         group_id=f"t{suffix}-collectors",
         pseudonym_key=TEST_KEY,
         batch_size=500,
         poll_timeout_ms=200,
     )
-    ensure_topics(kafka(s), [s.inference_topic, s.label_topic, s.deadletter_topic], 4)
+    ensure_topics(kafka(s), [s.inference_topic, s.label_topic, s.interaction_topic,
+                             s.deadletter_topic], 4)  # fmt: skip
     return s
 
 
@@ -217,6 +219,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         RADWATCH_DATA_DIR=str(settings.data_dir),
         RADWATCH_INFERENCE_TOPIC=settings.inference_topic,
         RADWATCH_LABEL_TOPIC=settings.label_topic,
+        RADWATCH_INTERACTION_TOPIC=settings.interaction_topic,
         RADWATCH_DEADLETTER_TOPIC=settings.deadletter_topic,
         RADWATCH_GROUP_ID=settings.group_id,
         RADWATCH_PSEUDONYM_KEY=settings.pseudonym_key or "",

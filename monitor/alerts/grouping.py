@@ -48,7 +48,11 @@ IMAGE_SIGNALS = frozenset({"image_quality", "image_embedding"})  # the pixels th
 OUTPUT_SIGNALS = frozenset({"scores", "model_embedding"})  # what the model made of them
 PERFORMANCE = "performance"
 # The windowed test's alerts and the sequential channel's (monitor/performance/sequential.py).
-PERFORMANCE_SIGNALS = frozenset({PERFORMANCE, "performance_cusum", "performance_floor"})
+# The AI-vs-report discrepancy rate (monitor/labelwatch/discrepancy.py) is read as one too:
+# the model disagrees with the radiologists more often than it did.
+PERFORMANCE_SIGNALS = frozenset(
+    {PERFORMANCE, "performance_cusum", "performance_floor", "discrepancy"}
+)
 INPUT_KINDS = ("acquisition", "population", "integration")  # what a finding can say of inputs
 MATERIAL_P = 1e-3  # evidence that names an input shift (adjusted p), see shift_type
 
@@ -56,7 +60,8 @@ _READABLE = {"acquisition": "acquisition tags", "image_quality": "image quality"
              "image_embedding": "images", "model_embedding": "model embeddings",
              "scores": "scores", "online": "the online detector",
              PERFORMANCE: "performance", "performance_cusum": "performance",
-             "performance_floor": "performance"}  # fmt: skip
+             "performance_floor": "performance",
+             "discrepancy": "AI-report discrepancy"}  # fmt: skip
 _MEDIAN = re.compile(r"median\s+(-?[\d.]+(?:e-?\d+)?)")
 
 
@@ -275,7 +280,7 @@ def _evidence(at_root: Sequence[AlertFacts], members: Sequence[AlertFacts],
 
 
 def _performance(details: Mapping[str, Any]) -> list[str]:
-    if details.get("method") == "cusum":  # a CUSUM alarm carries its own one-line reading
+    if details.get("method") in ("cusum", "discrepancy"):  # each carries its one-line reading
         return [str(details["summary"])] if details.get("summary") else []
     out = []
     findings = details.get("findings") or {}

@@ -106,6 +106,7 @@ class AuditAction(StrEnum):
     DRIFT_WINDOW = "drift.window"
     PERFORMANCE_WINDOW = "performance.window"
     PERFORMANCE_EVALUATE = "performance.evaluate"
+    DISCREPANCY_EVALUATE = "discrepancy.evaluate"
     LABEL_CORRECT = "label.correct"
     ALERT_OPENED = "alert.opened"
     ALERT_UPDATED = "alert.updated"
@@ -126,6 +127,7 @@ class AuditAction(StrEnum):
     PERFORMANCE_MODEL_FAILED = "performance.model_failed"
     PERFORMANCE_MODEL_RECOVERED = "performance.model_recovered"
     STUDY_RESOLVED = "study.resolved"
+    LABEL_REVIEWED = "label.reviewed"
 
     @property
     def spec(self) -> ActionSpec:
@@ -183,6 +185,7 @@ SPECS: Final[Mapping[AuditAction, ActionSpec]] = MappingProxyType({
     A.DRIFT_WINDOW: _spec("E", {"ok": SUCCESS, "drift": SUCCESS}),
     A.PERFORMANCE_WINDOW: _spec("E", {"ok": SUCCESS, "degraded": SUCCESS}),
     A.PERFORMANCE_EVALUATE: _spec("E", OK),
+    A.DISCREPANCY_EVALUATE: _spec("E", OK),  # the AI's calls against the reports' labels
     # A corrected label is a changed reading of one study (the radiologist's report).
     A.LABEL_CORRECT: _spec("U", OK, PROCEDURE_RECORD),
     # Alert lifecycle: the outcome is the alert's state after the change, all successes.
@@ -213,6 +216,10 @@ SPECS: Final[Mapping[AuditAction, ActionSpec]] = MappingProxyType({
     # A study pseudonym turned back into its PACS identifiers (monitor.studies) by querying
     # the PACS: DICOM's Query event; finding nothing is a minor failure (nothing disclosed).
     A.STUDY_RESOLVED: _spec("R", {"success": SUCCESS, "not_found": MINOR_FAILURE}, QUERY),
+    # A radiologist's answer on a report-derived label (monitor.labelwatch.review): the answer
+    # is the outcome, all successes; a disagreement also stores the corrected reading.
+    A.LABEL_REVIEWED: _spec("U", {"agree": SUCCESS, "disagree": SUCCESS, "skip": SUCCESS},
+                            PROCEDURE_RECORD),
 })  # fmt: skip
 
 if _missing := set(AuditAction) - set(SPECS):  # a member without codes cannot be exported

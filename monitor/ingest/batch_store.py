@@ -25,12 +25,13 @@ import psycopg
 from psycopg.types.json import Jsonb, set_json_dumps
 
 from collectors.errors import Reason
+from collectors.event_types import InteractionEvent
 from collectors.events import InferenceEvent, LabelEvent, dead_letter_skeleton
 from collectors.pseudonym import Pseudonymiser
 from monitor.store import counters
 from monitor.store.float_arrays import use_fast_float4_arrays
 
-E = TypeVar("E", InferenceEvent, LabelEvent)
+E = TypeVar("E", InferenceEvent, LabelEvent, InteractionEvent)
 
 
 @dataclass(frozen=True)
@@ -116,9 +117,20 @@ class Batch:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     # Decoded images by event_id, filled by an image stage and never stored as such.
     images: dict[str, Any] = field(default_factory=dict)
+    # Optional radwatch.interaction.v1 events (migration 0015); last, so positional callers hold.
+    interactions: list[tuple[InteractionEvent, Record]] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.inferences) + len(self.labels) + len(self.dead_letters)
+        return (
+            len(self.inferences)
+            + len(self.labels)
+            + len(self.interactions)
+            + len(self.dead_letters)
+        )
+
+    def events(self) -> list[tuple[InferenceEvent | LabelEvent | InteractionEvent, Record]]:
+        """Every event of the batch with its record, whatever its kind."""
+        return [*self.inferences, *self.labels, *self.interactions]
 
 
 @dataclass(frozen=True)
@@ -126,6 +138,7 @@ class WriteOutcome:
     inferences_new: int
     labels_new: int
     dead_letters: tuple[DeadLetter, ...]  # the batch's own plus the conflicts found here
+    interactions_new: int = 0
 
 
 # Columns and their PostgreSQL types (migration 0001): COPY runs in binary format, each
@@ -176,6 +189,26 @@ def _label_row(event: LabelEvent, record: Record) -> tuple[object, ...]:
     )  # fmt: skip
 
 
+_INTERACTION_COLUMNS = (
+    ("event_id", "text"), ("content_hash", "text"), ("model_name", "text"),
+    ("model_version", "text"), ("study_pseudo", "text"), ("accession_pseudo", "text"),
+    ("action", "text"), ("viewed", "bool"), ("time_to_read_s", "float8"), ("user_role", "text"),
+    ("occurred_at", "timestamptz"), ("kafka_topic", "text"), ("kafka_partition", "int4"),
+    ("kafka_offset", "int8"),
+)  # fmt: skip
+
+
+def _interaction_row(event: InteractionEvent, record: Record) -> tuple[object, ...]:
+    pos, study = record.position, event.study
+    # By accession alone: the same placeholder as a label's, resolved when read (0013, 0015).
+    study_pseudo = study.study if study.study is not None else f"accession:{study.accession}"
+    return (
+        event.event_id, event.content_hash, event.model_name, event.model_version, study_pseudo,
+        study.accession, event.action, event.viewed, event.time_to_read_s, event.user_role,
+        event.occurred_at, pos.topic, pos.partition, pos.offset,
+    )  # fmt: skip
+
+
 def _first_of_each(
     items: Sequence[tuple[E, Record]],
 ) -> tuple[list[tuple[E, Record]], list[DeadLetter]]:
@@ -203,7 +236,7 @@ class IngestStore:
         use_fast_float4_arrays(conn)  # embeddings: one numpy call per row, not one per value
         # Session temp tables shaped like the targets; emptied at each commit.
         with conn.transaction():
-            for table in ("inferences", "labels"):
+            for table in ("inferences", "labels", "interactions"):
                 conn.execute(
                     f"CREATE TEMP TABLE IF NOT EXISTS incoming_{table} "
                     f"(LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
@@ -239,7 +272,8 @@ class IngestStore:
         """Store the batch in one transaction; raises psycopg errors for the caller to retry."""
         inferences, dup_inf = _first_of_each(batch.inferences)
         labels, dup_lab = _first_of_each(batch.labels)
-        dead = list(batch.dead_letters) + dup_inf + dup_lab
+        interactions, dup_int = _first_of_each(batch.interactions)
+        dead = list(batch.dead_letters) + dup_inf + dup_lab + dup_int
         with self._conn.transaction():
             n_inf, conflict_inf = self._copy_and_insert(
                 "inferences", _INFERENCE_COLUMNS, [_inference_row(e, p) for e, p in inferences]
@@ -255,6 +289,12 @@ class IngestStore:
             dead += [
                 _conflict(e, r, "already stored") for e, r in labels if e.event_id in conflict_lab
             ]
+            n_int, conflict_int = self._copy_and_insert(
+                "interactions", _INTERACTION_COLUMNS,
+                [_interaction_row(e, p) for e, p in interactions],
+            )  # fmt: skip
+            dead += [_conflict(e, r, "already stored") for e, r in interactions
+                     if e.event_id in conflict_int]  # fmt: skip
             if dead:
                 self._conn.cursor().executemany(
                     """INSERT INTO dead_letters (kafka_topic, kafka_partition, kafka_offset, reason,
@@ -275,10 +315,12 @@ class IngestStore:
                     ],
                 )
             counters.batch_written(self._conn, batch)  # the batch timer, in this transaction
-        return WriteOutcome(n_inf, n_lab, tuple(dead))
+        return WriteOutcome(n_inf, n_lab, tuple(dead), n_int)
 
 
-def _conflict(event: InferenceEvent | LabelEvent, record: Record, where: str) -> DeadLetter:
+def _conflict(
+    event: InferenceEvent | LabelEvent | InteractionEvent, record: Record, where: str
+) -> DeadLetter:
     return DeadLetter(
         record,
         Reason.DUPLICATE_CONFLICT,

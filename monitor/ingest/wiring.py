@@ -26,6 +26,7 @@ def build_worker(settings: Settings, on_batch: BatchHook | None = None) -> Inges
         database_url=endpoints.database_url,
         inference_topic=settings.inference_topic,
         label_topic=settings.label_topic,
+        interaction_topic=settings.interaction_topic,
         deadletter_topic=settings.deadletter_topic,
         max_event_bytes=settings.max_event_bytes,
         batch_size=settings.batch_size,

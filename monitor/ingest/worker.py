@@ -34,6 +34,7 @@ from kafka.structs import OffsetAndMetadata
 
 from collectors.bounded_json import DEFAULT_LIMITS, ParseLimits
 from collectors.errors import Reason
+from collectors.event_types import INTERACTION_SCHEMA, InteractionEvent
 from collectors.events import (
     INFERENCE_SCHEMA,
     LABEL_SCHEMA,
@@ -74,6 +75,13 @@ class WorkerConfig:
     poll_timeout_ms: int = 500
     # Decoding limits, timestamp window and extra-field allow-list (from Settings).
     limits: ParseLimits = DEFAULT_LIMITS
+    interaction_topic: str = "radwatch.interactions"  # optional radwatch.interaction.v1
+
+    def default_schema(self, topic: str) -> str:
+        """The schema a record on `topic` is parsed as when it names none (DESIGN.md §4)."""
+        return {self.label_topic: LABEL_SCHEMA, self.interaction_topic: INTERACTION_SCHEMA}.get(
+            topic, INFERENCE_SCHEMA
+        )
 
 
 @dataclass
@@ -81,6 +89,7 @@ class WorkerStats:
     batches: int = 0
     inferences: int = 0
     labels: int = 0
+    interactions: int = 0
     dead_letters: int = 0
     started: float = field(default_factory=time.monotonic)
 
@@ -133,13 +142,11 @@ class IngestWorker:
         lifecycle = trail.Lifecycle(cfg.database_url, component="collector", config=cfg)
         lifecycle.start(should_stop=self._stop.is_set)
         wait_for_broker(cfg.kafka, should_stop=self._stop.is_set)
-        consumer = make_consumer(
-            cfg.kafka, [cfg.inference_topic, cfg.label_topic], max_poll_records=cfg.batch_size
-        )
+        topics = [cfg.inference_topic, cfg.label_topic, cfg.interaction_topic]
+        consumer = make_consumer(cfg.kafka, topics, max_poll_records=cfg.batch_size)
         producer = make_producer(cfg.kafka)
         last_record = time.monotonic()
-        log.info("collecting %s and %s as group %s", cfg.inference_topic, cfg.label_topic,
-                 cfg.kafka.group_id)  # fmt: skip
+        log.info("collecting %s as group %s", ", ".join(topics), cfg.kafka.group_id)
         # Parsing overlaps the write: while one thread stores batch N (PostgreSQL and the
         # broker work, this process mostly waits), this one polls and parses batch N+1.
         # Offsets are committed for batch N alone (explicit offsets, never the consumer's
@@ -198,6 +205,7 @@ class IngestWorker:
                 self._conn.close()
             lifecycle.stop(detail={"inferences": self.stats.inferences,
                                    "labels": self.stats.labels,
+                                   "interactions": self.stats.interactions,
                                    "dead_letters": self.stats.dead_letters},
                            error=sys.exc_info()[1])  # fmt: skip
         return self.stats
@@ -211,7 +219,7 @@ class IngestWorker:
             record = Record(
                 Position(rec.topic, rec.partition, rec.offset), rec.value or b"", rec.key
             )
-            default = LABEL_SCHEMA if rec.topic == cfg.label_topic else INFERENCE_SCHEMA
+            default = cfg.default_schema(rec.topic)
             try:
                 parsed = parse_record(rec.value, default_schema=default,
                                       pseudonym=self.pseudonym, max_bytes=cfg.max_event_bytes,
@@ -223,6 +231,8 @@ class IngestWorker:
                 batch.dead_letters.append(DeadLetter(record, parsed.reason, parsed.message))
             elif isinstance(parsed, InferenceEvent):
                 batch.inferences.append((parsed, record))
+            elif isinstance(parsed, InteractionEvent):
+                batch.interactions.append((parsed, record))
             else:
                 batch.labels.append((parsed, record))
         return batch
@@ -270,6 +280,7 @@ class IngestWorker:
             log.error("a pre-write stage failed on a batch (%s); running it record by record",
                       type(exc).__name__)  # fmt: skip
         done = Batch(dead_letters=list(batch.dead_letters), images=dict(batch.images))
+        # Interactions stay in `batch` as they are: no pre-write stage reads them.
         singles = [Batch(inferences=[item]) for item in batch.inferences]
         singles += [Batch(labels=[item]) for item in batch.labels]
         for single in singles:
@@ -324,28 +335,29 @@ class IngestWorker:
 
     def _write_isolating(self, batch: Batch) -> WriteOutcome:
         """One record per transaction: the refused ones are dead-lettered, the rest stored."""
-        n_inf = n_lab = 0
+        n_inf = n_lab = n_int = 0
         dead = list(batch.dead_letters)
         singles = [Batch(inferences=[item], images=batch.images) for item in batch.inferences]
         singles += [Batch(labels=[item]) for item in batch.labels]
+        singles += [Batch(interactions=[item]) for item in batch.interactions]
         for single in singles:
+            _, record = single.events()[0]
             try:
                 outcome = self._write_once(single)
             except psycopg.OperationalError:
                 raise
             except psycopg.Error as exc:
-                _, record = (single.inferences or single.labels)[0]
                 dead.append(DeadLetter(record, Reason.STORAGE_REJECTED,
                                        f"PostgreSQL refused the record ({exc.sqlstate})"))  # fmt: skip
                 continue
             except Exception as exc:  # noqa: BLE001 - this record, and only this one
-                _, record = (single.inferences or single.labels)[0]
                 dead.append(_internal_error(record, exc, "storing"))
                 continue
             n_inf += outcome.inferences_new
             n_lab += outcome.labels_new
+            n_int += outcome.interactions_new
             dead += outcome.dead_letters
-        return WriteOutcome(n_inf, n_lab, self._write_dead_letters(dead))
+        return WriteOutcome(n_inf, n_lab, self._write_dead_letters(dead), n_int)
 
     def _write_dead_letters(self, dead: list[DeadLetter]) -> tuple[DeadLetter, ...]:
         """Store dead letters; one PostgreSQL refuses is stored again without its payload.
@@ -397,6 +409,7 @@ class IngestWorker:
         self.stats.batches += 1
         self.stats.inferences += outcome.inferences_new
         self.stats.labels += outcome.labels_new
+        self.stats.interactions += outcome.interactions_new
         self.stats.dead_letters += len(outcome.dead_letters)
         batch_metrics.record_batch(batch, outcome)
         if self._on_batch is not None:

@@ -67,13 +67,31 @@ MODEL_STATUS = f"{PREFIX}_model_status"  # 1 for the model's current status, 0 f
 MODEL_PASS_ERRORS = f"{PREFIX}_model_pass_errors"  # counter (_total): failed passes per model
 MODEL_PASS_FAILING = f"{PREFIX}_model_pass_failing"  # 1 while a model's latest pass failed
 IMAGES_PARKED = f"{PREFIX}_images_parked"  # images waiting for the PACS (image_fetch_queue)
+# Watching the report labeler (issue 17, monitor/labelwatch): reviewed derived labels of the
+# last 30 days per model and finding, the share a radiologist confirmed, the queue's depth.
+LABELER_AGREEMENT = f"{PREFIX}_labeler_agreement_ratio"
+LABELER_REVIEWS = f"{PREFIX}_labeler_reviews"
+LABELER_REVIEW_QUEUE = f"{PREFIX}_labeler_review_queue"
+# AI call vs report label in each model's latest window, per finding and stratum.
+DISCREPANCY_RATE = f"{PREFIX}_discrepancy_rate"
+DISCREPANCY_FLAGGED = f"{PREFIX}_discrepancy_flagged"  # 1 when the window's test flagged a rise
 
 STATUSES = ("ok", "drift", "insufficient_data", "error", "no_reference")
 
 # -- bounded labels ----------------------------------------------------------------------------
 # Stratum kinds come from the allow-list of strata (DESIGN.md §6); anything else is "other".
 STRATUM_KINDS = frozenset(
-    {"all", "site", "scanner", "manufacturer", "view", "sex", "age_band", "modality"}
+    {
+        "all",
+        "site",
+        "scanner",
+        "manufacturer",
+        "view",
+        "sex",
+        "age_band",
+        "modality",
+        "model_version",
+    }
 )
 MAX_VALUES_PER_LABEL = 50  # beyond this many distinct values a label collapses to "other"
 OTHER = "other"

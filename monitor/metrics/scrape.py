@@ -26,6 +26,8 @@ from prometheus_client.registry import Collector
 from monitor.errors import RadwatchError
 from monitor.metrics import names
 from monitor.metrics.families import Family, Histogram
+from monitor.metrics.interaction_section import interaction_section
+from monitor.metrics.labeler_section import labeler_section
 from monitor.metrics.names import OTHER
 from monitor.store import counters, db
 
@@ -63,6 +65,8 @@ class DatabaseCollector(Collector):
             "alerts": alerts_section,
             "incidents": incidents_section,
             "health": health_section,
+            "labeler": labeler_section,
+            "interactions": interaction_section,
         }
 
     def describe(self) -> Iterable[Metric]:
@@ -160,7 +164,7 @@ def ingest_section(conn: psycopg.Connection) -> list[Family | Histogram]:
             stored.add((row.model, row.site or None), row.events)
             last.add((row.model,), row.newest_received)
             inferences[row.model] = inferences.get(row.model, 0) + row.events
-        else:
+        elif row.kind == "label":  # interactions have their own section
             labels.add((row.model,), row.events)
     coverage = Family(names.LABEL_COVERAGE, "Share of stored inferences with a label.",
                        ("model",))  # fmt: skip

@@ -18,14 +18,18 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from detectors.drift.results import Status
+from detectors.performance.discrepancy import DiscrepancyTest
 from monitor.alerts import governance, lifecycle
 from monitor.audit import trail
+from monitor.labelwatch.discrepancy import DiscrepancyRun
 from monitor.performance import floors, sequential
 from monitor.performance.evaluation import ALL, ModelReport, Window, window_decisions
 from monitor.plan.document import StopRule
 
 ACTOR = "radwatch.performance"
 SIGNAL = "performance"
+DISCREPANCY = "discrepancy"
 
 AlertObserver = Callable[..., Any]
 
@@ -74,6 +78,57 @@ def observe_cusum(
         if change is not None:
             changes.append(change)
     return changes
+
+
+def observe_discrepancy(
+    conn: psycopg.Connection,
+    model: str,
+    run: DiscrepancyRun,
+    *,
+    actor: str = ACTOR,
+    observer: AlertObserver | None = None,
+    open_after: int = 2,
+) -> list[Any]:
+    """Feed each complete discrepancy window's verdict per stratum (whole model, site, scanner,
+    model version) to the lifecycle as `discrepancy`, once per window: firing when any of the
+    stratum's findings is flagged (the window's tests share α by Bonferroni); a stratum too
+    small to test neither fires nor resolves. The last, partial window waits to be complete."""
+    policy = lifecycle.AlertPolicy(open_after=open_after)
+    report, changes = run.report, []
+    for window, end in zip(report.windows, run.window_ends, strict=True):
+        if window.size < report.window_size:
+            continue
+        by_stratum: dict[tuple[str, str], list[DiscrepancyTest]] = {}
+        for t in window.tests:
+            if t.status is not Status.INSUFFICIENT_DATA:
+                by_stratum.setdefault((t.stratum_kind, t.stratum_value), []).append(t)
+        for stratum, tests in sorted(by_stratum.items()):
+            flagged = [t for t in tests if t.flagged]
+            details = _discrepancy_details(tests, flagged, report.alpha, report.window_size)
+            change = observe_window(conn, model, stratum, f"discrepancy:{report.window_size}",
+                                    window.index, end, bool(flagged), details,
+                                    signal=DISCREPANCY, actor=actor, observer=observer,
+                                    policy=policy)  # fmt: skip
+            if change is not None:
+                changes.append(change)
+    return changes
+
+
+def _discrepancy_details(
+    tests: Sequence[DiscrepancyTest], flagged: Sequence[DiscrepancyTest], alpha: float, size: int
+) -> dict[str, Any]:
+    worst = min(flagged or tests, key=lambda t: t.p_value if t.p_value is not None else 1.0)
+    finding = "all findings" if worst.finding == "*" else worst.finding
+    return {
+        "method": "discrepancy", "alpha": alpha, "window_size": size,
+        "summary": f"{finding}: AI call and report disagree in {worst.window.rate:.1%} of "
+                   f"{worst.window.n} studies vs {worst.reference.rate:.1%} in reference",
+        "findings": {t.finding: {"rate": t.window.rate, "n": t.window.n,
+                                 "reference_rate": t.reference.rate,
+                                 "ai_only": t.window.ai_only, "report_only": t.window.report_only,
+                                 "p_value": t.p_value, "level": t.level, "flagged": t.flagged}
+                     for t in tests},
+    }  # fmt: skip
 
 
 def observe_window(

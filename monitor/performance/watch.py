@@ -22,6 +22,7 @@ from detectors.false_alarm_budget import FalseAlarmBudget
 from monitor import model_status
 from monitor.alerts import budget
 from monitor.audit import trail
+from monitor.labelwatch import discrepancy
 from monitor.performance import observe, sequential
 from monitor.performance.evaluation import (
     ModelReport,
@@ -358,5 +359,10 @@ def _run_model(
     if alert:
         rules = [r for r in plan.stop_rules if r.metric]
         changes += observe.observe_floors(conn, report, rules, actor=actor, observer=observer)
+    # The AI's calls against the reports' labels: stored every pass, alerted where planned.
+    disc = discrepancy.run(conn, name, actor=actor)
+    if alert and disc is not None and "discrepancy" in plan.signals:
+        changes += observe.observe_discrepancy(conn, name, disc, actor=actor, observer=observer,
+                                               open_after=config.open_after)  # fmt: skip
     conn.commit()
     return replace(report, alert_changes=tuple(changes))

@@ -30,11 +30,11 @@ from monitor.errors import UsageError
 SCHEMA_VERSION = 1
 MAX_PLAN_BYTES = 256 * 1024  # a plan is a page or two; a larger file is a mistake or hostile
 SIGNALS = ("acquisition", "image_quality", "image_embedding", "model_embedding", "scores",
-           "performance", "performance_cusum")  # fmt: skip
+           "performance", "performance_cusum", "discrepancy")  # fmt: skip
 ShiftType = Literal["acquisition", "population", "prevalence", "integration", "performance",
                     "unknown"]  # fmt: skip
 Signal = Literal["acquisition", "image_quality", "image_embedding", "model_embedding", "scores",
-                 "performance", "performance_cusum"]  # fmt: skip
+                 "performance", "performance_cusum", "discrepancy"]  # fmt: skip
 StratumKind = Literal["site", "scanner", "view", "sex", "age_band"]
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
 Text = Annotated[str, Field(min_length=1, max_length=2000)]

@@ -94,6 +94,7 @@ SIGNAL_NAMES: Mapping[str, str] = {
     "scores": "The model's output scores and calls",
     "performance": "Performance per window: realised (labelled) and estimated",
     "performance_cusum": "Performance per labelled study (Bernoulli CUSUM)",
+    "discrepancy": "The AI's call against the radiologist's report, per study (discrepancy rate)",
 }
 STRATUM_NAMES: Mapping[str, str] = {"site": "site", "scanner": "scanner (make and model)",
                                     "view": "view position", "sex": "patient sex",

@@ -73,7 +73,12 @@ def resolve_endpoints(
         wait_for_broker(options, timeout=None if retry else 0)
         ensure_topics(
             options,
-            [settings.inference_topic, settings.label_topic, settings.deadletter_topic],
+            [
+                settings.inference_topic,
+                settings.label_topic,
+                settings.deadletter_topic,
+                settings.interaction_topic,
+            ],  # fmt: skip
             settings.topic_partitions,
         )
     if prepare:

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from collectors.bounded_json import DEFAULT_LIMITS
+from collectors.event_types import INTERACTION_SCHEMA, InteractionEvent
 from collectors.events import (
     INFERENCE_SCHEMA,
     LABEL_SCHEMA,
@@ -40,9 +41,10 @@ P = Pseudonymiser(b"contract-test-key-0123456789")
 MAX_BYTES = 1 << 20
 SCHEMAS = {
     kind: json.loads((CONTRACT / f"{kind}.v1.schema.json").read_text())
-    for kind in ("inference", "label")
+    for kind in ("inference", "label", "interaction")
 }
-NAMES = {"inference": INFERENCE_SCHEMA, "label": LABEL_SCHEMA}
+NAMES = {"inference": INFERENCE_SCHEMA, "label": LABEL_SCHEMA, "interaction": INTERACTION_SCHEMA}
+TYPES = {"inference": InferenceEvent, "label": LabelEvent, "interaction": InteractionEvent}
 
 
 @functools.cache
@@ -76,7 +78,7 @@ def test_every_valid_example_validates_and_parses(path: Path) -> None:
     kind = _kind(path)
     validator(kind).validate(doc)
     event = parse(doc, kind)
-    assert isinstance(event, InferenceEvent if kind == "inference" else LabelEvent), event
+    assert isinstance(event, TYPES[kind]), event
     assert event == parse(doc, kind, fast=False)
 
 
@@ -102,6 +104,8 @@ def test_every_invalid_example_has_its_reason_and_the_examples_cover_the_new_fie
     )
     assert "study_uid" not in by_accession["study"]
     assert {"labeler", "evidence"} <= set(by_accession)
+    kinds = {_kind(p) for p in _examples("valid")} & {_kind(p) for p in _examples("invalid")}
+    assert kinds == set(SCHEMAS)
 
 
 # -- documents drawn from the schemas ---------------------------------------------------------------
@@ -199,7 +203,7 @@ DRAWN = settings(max_examples=150, derandomize=True, deadline=None,
                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])  # fmt: skip
 
 
-@pytest.mark.parametrize("kind", ["inference", "label"])
+@pytest.mark.parametrize("kind", ["inference", "label", "interaction"])
 @DRAWN
 @given(data=st.data())
 def test_documents_the_schema_accepts_are_accepted_by_both_parsing_paths(
@@ -208,5 +212,5 @@ def test_documents_the_schema_accepts_are_accepted_by_both_parsing_paths(
     doc = data.draw(documents(kind))
     assume(validator(kind).is_valid(doc))
     event = parse(doc, kind)
-    assert isinstance(event, InferenceEvent if kind == "inference" else LabelEvent), (doc, event)
+    assert isinstance(event, TYPES[kind]), (doc, event)
     assert event == parse(doc, kind, fast=False)

@@ -60,3 +60,22 @@ def test_import_publishes_labels_and_dead_letters_bad_lines(
 def test_missing_file_is_a_config_error(settings: Settings, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         import_fhir(tmp_path / "absent.ndjson", settings, MODELS)
+
+
+def test_the_command_imports_and_exits_1_when_a_report_was_dead_lettered(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """`radwatch labels import --fhir` as a process: its summary on stdout (--json), exit 1
+    because one line was refused, exit 2 with one line when no model is named."""
+    from conftest import run_radwatch
+
+    file = tmp_path / "reports.ndjson"
+    file.write_bytes(ndjson(diagnostic_report()) + b"\n{not json\n")
+    done = run_radwatch(settings, "labels", "import", "--fhir", str(file), "--model",
+                        "cxr-effusion=pleural_effusion,pneumothorax", "--json", check=False)  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    summary = json.loads(done.stdout)
+    assert (summary["published"], summary["dead_lettered"]) == (1, 1)
+    refused = run_radwatch(settings, "labels", "import", "--fhir", str(file), check=False)
+    assert refused.returncode == 2
+    assert "RADWATCH_REPORT_MODELS" in refused.stderr and "Traceback" not in refused.stderr

@@ -208,7 +208,8 @@ def test_latest_drift_window_and_open_alerts_are_exposed(database_url: str) -> N
     status = {s.labels["status"]: s.value for s in samples[names.MODEL_STATUS]}
     assert status["drift"] == 1.0 and sum(status.values()) == 1.0
     assert {s.labels["source"] for s in samples[names.SOURCE_UP] if s.value == 1.0} == {
-        "ingest", "drift", "references", "performance", "alerts", "incidents", "health"}  # fmt: skip
+        "ingest", "drift", "references", "performance", "alerts", "incidents", "health",
+        "labeler", "interactions"}  # fmt: skip
     result = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
                             timeout=30)  # fmt: skip
     assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
