@@ -134,6 +134,12 @@ def is_loopback(host: str) -> bool:
         return False  # a DNS name: we do not resolve it here, so it counts as remote
 
 
+def binds_loopback(host: str) -> bool:
+    """True when a server bound to `host` is reachable from this machine only (the listeners'
+    --host). Not is_loopback: for a bind address "" means every interface, not a socket."""
+    return bool(host.strip()) and is_loopback(host)
+
+
 def _kafka_hosts(bootstrap: str) -> list[str]:
     hosts = []
     for server in (part.strip() for part in bootstrap.split(",") if part.strip()):

@@ -9,7 +9,6 @@ or Ctrl-C (exit 0) and prints what it did.
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import logging
 import signal
 import threading
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING
 from monitor.commands.output import add_json_flag, emit, key_values
 from monitor.config import Settings
 from monitor.errors import ConfigError
+from monitor.safeguards import binds_loopback
 
 if TYPE_CHECKING:
     from monitor.ingest.fhir_http import FhirEndpoint
@@ -73,7 +73,7 @@ def _listen(args: argparse.Namespace, settings: Settings) -> int:
             raise ConfigError(f"--fhir-port must be 0..65535, got {args.fhir_port}")
         if not settings.fhir_token or len(settings.fhir_token) < 16:
             raise ConfigError("--fhir-port needs RADWATCH_FHIR_TOKEN (16 characters or more)")
-    if not _loopback(args.host):
+    if not binds_loopback(args.host):
         log.warning("hl7-listen: binding %s, not loopback: MLLP has no authentication; "
                     "allow only the interface engine (firewall or TLS tunnel)", args.host)  # fmt: skip
     config = ListenerConfig(host=args.host, port=args.port, accession_field=field,
@@ -128,12 +128,3 @@ def _fhir_endpoint(resources: SinkResources, settings: Settings, host: str,
                             FhirLimits(max_line_bytes=settings.hl7_max_message_bytes))  # fmt: skip
     except OSError as exc:
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import ipaddress
 import json
 import logging
 import os
@@ -50,6 +49,7 @@ from collectors.errors import Reason
 from collectors.pseudonym import Pseudonymiser
 from collectors.publisher import EventPublisher, PublishError
 from monitor.errors import ConfigError
+from monitor.safeguards import binds_loopback
 
 log = logging.getLogger(__name__)
 
@@ -82,15 +82,6 @@ class ListenerConfig:
     overrides: Mapping[str, ModelOverrides] = field(default_factory=dict)
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 class DicomListener:
     """The Storage SCP: `start()` binds (returns the port), `stop()` closes it."""
 
@@ -101,7 +92,7 @@ class DicomListener:
         publisher: ResultPublisher,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        if config.calling_aets is None and not is_loopback(config.host):
+        if config.calling_aets is None and not binds_loopback(config.host):
             raise ConfigError(
                 "RADWATCH_DICOM_CALLING_AETS is required when dicom-listen binds to a "
                 "non-loopback address (no calling AE is accepted otherwise)"
