@@ -5,7 +5,13 @@ Runs on the embedded broker and PostgreSQL in a temporary data dir. Both clocks 
 the first record received to the last record handled (stored, for radwatch), so group
 joins and idle waits are not counted. Target: ratio ≥ 0.5 on a 2-core machine.
 
-    python bench/ingest.py [--events 50000] [--repeats 3] [--profile]
+Two radwatch rows per repeat: the worker `radwatch collect` builds, in this process (one
+worker: bound by the interpreter's lock near one core), and `radwatch collect --processes K`
+as a real command (K worker processes in one group, K = the cores by default), clocked from
+PostgreSQL's ingest counters: from the first stored batch to the last event, any rebalance
+of the group inside that span charged to radwatch.
+
+    python bench/ingest.py [--events 50000] [--repeats 3] [--processes K] [--profile]
 
 `--profile` adds one more radwatch pass (not timed) under cProfile, every thread of the
 worker included, and prints its top functions by cumulative and by own time.
@@ -18,10 +24,12 @@ import contextlib
 import cProfile
 import io
 import json
+import os
 import pstats
 import random
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -133,6 +141,44 @@ def radwatch_collect(
     return (n - marks["first_n"]) / (marks["last"] - marks["first"])
 
 
+def radwatch_collect_processes(
+    options: KafkaOptions, url: str, topic: str, n: int, data_dir: Path, processes: int
+) -> float:
+    """Events stored per second by `radwatch collect --processes K`, a real command: clocked
+    from the first stored batch to the last event, read from PostgreSQL's ingest counters."""
+    env = {**os.environ, "RADWATCH_KAFKA_BOOTSTRAP": options.bootstrap,
+           "RADWATCH_DATABASE_URL": url, "RADWATCH_DATA_DIR": str(data_dir),
+           "RADWATCH_INFERENCE_TOPIC": topic, "RADWATCH_LABEL_TOPIC": topic + ".labels",
+           "RADWATCH_DEADLETTER_TOPIC": topic + ".dlq",
+           "RADWATCH_GROUP_ID": f"bench-{uuid.uuid4().hex[:6]}",
+           "RADWATCH_PSEUDONYM_KEY": "bench-key-0123456789abcdef0123456789abcdef",
+           "RADWATCH_BATCH_SIZE": "1000", "RADWATCH_POLL_TIMEOUT_MS": "200"}  # fmt: skip
+    command = [sys.executable, "-m", "monitor", "collect", "--processes", str(processes),
+               "--until-idle", "30"]  # fmt: skip
+    proc = subprocess.Popen(command, env=env, cwd=Path(__file__).resolve().parents[1],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    first = first_n = 0.0
+    deadline = time.monotonic() + 600
+    try:
+        with db.connect(url, autocommit=True) as conn:
+            while time.monotonic() < deadline:
+                row = conn.execute("SELECT coalesce(sum(events), 0) FROM ingest_counts "
+                                   "WHERE kind = 'inference'").fetchone()  # fmt: skip
+                stored = int(row[0]) if row else 0
+                now = time.perf_counter()
+                if stored and not first:
+                    first, first_n = now, stored
+                if stored >= n:
+                    return (n - first_n) / (now - first)
+                if proc.poll() is not None:
+                    break
+                time.sleep(0.02)
+        raise RuntimeError(f"radwatch collect --processes {processes} stored only {stored} of {n}")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
 @contextlib.contextmanager
 def profiled(top: int = 15) -> Iterator[None]:
     """cProfile over the block, threads started inside it included; prints the top functions.
@@ -172,17 +218,24 @@ def fresh_run(options: KafkaOptions, owner: str, events: int, tag: str) -> tuple
     topic = f"bench{tag}.{uuid.uuid4().hex[:6]}"
     ensure_topics(options, [topic, topic + ".labels", topic + ".dlq"], 4)
     publish(options, topic, events)
+    return topic, fresh_database(owner, tag)
+
+
+def fresh_database(owner: str, tag: str) -> str:
+    """A new migrated database: its URL."""
     url = owner.rsplit("/", 1)[0] + f"/bench{tag}_{uuid.uuid4().hex[:6]}"
     with db.connect(owner, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{url.rsplit("/", 1)[1]}"')
     runtime.migrate_schema(url)
-    return topic, url
+    return url
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--processes", type=int, default=os.cpu_count() or 2,
+                        help="worker processes of the second radwatch row (default: the cores)")  # fmt: skip
     parser.add_argument("--profile", action="store_true",
                         help="one more radwatch pass under cProfile; print its top functions")  # fmt: skip
     args = parser.parse_args()
@@ -201,20 +254,27 @@ def main() -> None:
             # meaningful even on a loaded machine (each number alone is not).
             bare = bare_consumer(options.bootstrap, topic, args.events)
             ours = radwatch_collect(options, url, topic, args.events, data_dir)
-            rows.append((bare, ours, ours / bare))
-            print(f"run {repeat + 1}: bare {bare:,.0f}/s, radwatch {ours:,.0f}/s, "
-                  f"ratio {ours / bare:.2f}", file=sys.stderr)  # fmt: skip
+            # The same topic again, into a fresh database, by K worker processes.
+            url_k = fresh_database(owner, f"{repeat}k")
+            many = radwatch_collect_processes(options, url_k, topic, args.events, data_dir,
+                                              args.processes)  # fmt: skip
+            rows.append((bare, ours, ours / bare, many, many / bare))
+            print(f"run {repeat + 1}: bare {bare:,.0f}/s, radwatch {ours:,.0f}/s "
+                  f"(ratio {ours / bare:.2f}), --processes {args.processes} {many:,.0f}/s "
+                  f"(ratio {many / bare:.2f})", file=sys.stderr)  # fmt: skip
         print(f"\nIngest, {args.events:,} events of ~{size} B, 4 partitions, "
-              f"{args.repeats} repeats")  # fmt: skip
+              f"{args.repeats} repeats, {os.cpu_count()} cores")  # fmt: skip
         print("| repeat | bare kafka-python (poll + json.loads) events/s "
-              "| radwatch collect → PostgreSQL events/s | ratio |")  # fmt: skip
-        print("|---|---:|---:|---:|")
-        for i, (bare, ours, ratio) in enumerate(rows, 1):
-            print(f"| {i} | {bare:,.0f} | {ours:,.0f} | {ratio:.2f} |")
+              "| radwatch collect, 1 process → PostgreSQL events/s | ratio "
+              f"| radwatch collect --processes {args.processes} events/s | ratio |")  # fmt: skip
+        print("|---|---:|---:|---:|---:|---:|")
+        for i, (bare, ours, ratio, many, ratio_k) in enumerate(rows, 1):
+            print(f"| {i} | {bare:,.0f} | {ours:,.0f} | {ratio:.2f} | {many:,.0f} "
+                  f"| {ratio_k:.2f} |")  # fmt: skip
         if rows:
-            print(f"| median | {statistics.median(r[0] for r in rows):,.0f} "
-                  f"| {statistics.median(r[1] for r in rows):,.0f} "
-                  f"| **{statistics.median(r[2] for r in rows):.2f}** |")  # fmt: skip
+            cells = [statistics.median(r[k] for r in rows) for k in range(5)]
+            print(f"| median | {cells[0]:,.0f} | {cells[1]:,.0f} | **{cells[2]:.2f}** "
+                  f"| {cells[3]:,.0f} | **{cells[4]:.2f}** |")  # fmt: skip
         print("(ratio: radwatch / bare in the same repeat; target ≥ 0.5, aim 0.7)")
         if args.profile:
             topic, url = fresh_run(options, owner, args.events, "p")

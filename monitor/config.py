@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     max_event_bytes: Positive = 1_048_576
     batch_size: Positive = 500
     poll_timeout_ms: int = 500
+    # Worker processes `radwatch collect` runs in the group (monitor/ingest/processes.py):
+    # one is GIL-bound near a core, so a box with spare cores runs one per core.
+    collect_processes: Annotated[int, Field(ge=1, le=64)] = 1
     topic_partitions: int = 4
     # Short group timeouts: a join takes seconds, not tens of seconds (DESIGN.md §7).
     session_timeout_ms: int = 6000

@@ -1,4 +1,5 @@
-"""`radwatch collect`: run one ingest worker of the consumer group (monitor/ingest/worker.py)."""
+"""`radwatch collect`: run ingest workers of the consumer group (monitor/ingest/worker.py), one
+in this process or several as child processes (monitor/ingest/processes.py)."""
 
 from __future__ import annotations
 
@@ -7,24 +8,34 @@ import argparse
 from monitor.commands.output import add_json_flag, emit, key_values
 from monitor.commands.progress import tracked
 from monitor.config import Settings
+from monitor.errors import UsageError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "collect",
         help="consume inferences and labels into PostgreSQL",
-        description="One worker of the consumer group. Example: radwatch collect --until-idle 10",
+        description="Workers of the consumer group (one by default). "
+        "Example: radwatch collect --until-idle 10 --processes 2",
     )
     parser.add_argument("--until-idle", type=float, metavar="SECONDS",
                         help="exit 0 after this many seconds without new records")  # fmt: skip
     parser.add_argument("--metrics-addr", metavar="HOST:PORT",
                         help="also serve this worker's ingest instruments (events, batch "
                         "latency, dead letters) on /metrics here")  # fmt: skip
+    parser.add_argument("--processes", type=int, metavar="N",
+                        help="worker processes in the group (default RADWATCH_COLLECT_PROCESSES, "
+                        "1); one per core on a box with cores to spare")  # fmt: skip
     add_json_flag(parser)
     parser.set_defaults(handler=_collect)
 
 
 def _collect(args: argparse.Namespace, settings: Settings) -> int:
+    processes = settings.collect_processes if args.processes is None else args.processes
+    if not 1 <= processes <= 64:
+        raise UsageError(f"--processes must be between 1 and 64, not {processes}")
+    if processes > 1:
+        return _collect_in_processes(args, settings, processes)
     from monitor.ingest.wiring import build_worker
     from monitor.pilot.serving import serve_process_metrics
 
@@ -46,3 +57,19 @@ def _collect(args: argparse.Namespace, settings: Settings) -> int:
            "dead_letters": stats.dead_letters, "batches": stats.batches}  # fmt: skip
     emit(doc, args.json, lambda d: key_values(d.items(), title="collected"))
     return 0
+
+
+def _collect_in_processes(args: argparse.Namespace, settings: Settings, processes: int) -> int:
+    from monitor.ingest.processes import child_command, run_group
+
+    if args.metrics_addr:
+        raise UsageError("--metrics-addr serves one process's instruments: use it with "
+                         "--processes 1 (radwatch metrics serves every process's counters)")  # fmt: skip
+    settings.key_bytes()  # a generated pseudonym key is created here, once, not by N children
+    global_args = [*(["--config", args.config] if args.config else []),
+                   *(["-v"] if args.verbose else [])]  # fmt: skip
+    collect_args = ["--until-idle", str(args.until_idle)] if args.until_idle is not None else []
+    group = run_group(child_command(global_args, collect_args), processes)
+    doc = {**group.counts, "processes": processes, "failed_processes": group.failed}
+    emit(doc, args.json, lambda d: key_values(d.items(), title="collected"))
+    return group.exit_code

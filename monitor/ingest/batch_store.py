@@ -254,19 +254,24 @@ class IngestStore:
             copy.set_types([kind for _, kind in columns])
             for row in rows:
                 copy.write_row(row)
-        # The outer SELECT sees the snapshot from before the INSERT: rows it joins were stored
-        # by an earlier batch, so a different hash there is a true conflict, not our own row.
-        result = cur.execute(
+        inserted = cur.execute(
             f"""WITH ins AS (
                     INSERT INTO {table} ({cols}) SELECT {cols} FROM incoming_{table}
-                    ON CONFLICT (event_id) DO NOTHING RETURNING event_id)
-                SELECT (SELECT count(*) FROM ins),
-                       array(SELECT i.event_id FROM incoming_{table} i
+                    ON CONFLICT (event_id) DO NOTHING RETURNING 1)
+                SELECT count(*) FROM ins"""
+        ).fetchone()
+        assert inserted is not None
+        if inserted[0] == len(rows):
+            return len(rows), set()  # every row new (the common case): nothing to compare
+        # Some event_id was stored before (a replay, or a conflict). Our own rows are stored
+        # now with their own hash, so a different hash is an earlier batch's: a true conflict.
+        found = cur.execute(
+            f"""SELECT array(SELECT i.event_id FROM incoming_{table} i
                              JOIN {table} e USING (event_id)
                              WHERE e.content_hash <> i.content_hash)"""
         ).fetchone()
-        assert result is not None
-        return int(result[0]), set(result[1])
+        assert found is not None
+        return int(inserted[0]), set(found[0])
 
     def write(self, batch: Batch) -> WriteOutcome:
         """Store the batch in one transaction; raises psycopg errors for the caller to retry."""
