@@ -80,7 +80,9 @@ class Pseudonymiser:
         if len(key) < 16:
             raise ValueError("the pseudonym key must be at least 16 bytes")
         self._key = key
-        self._memo: dict[tuple[str, str], str] = {}
+        # Keyed by the HMAC's message itself: a str key costs no tuple, and a dict of strs
+        # alone is never scanned by the garbage collector.
+        self._memo: dict[str, str] = {}
         # HMAC (RFC 2104) with its two keyed SHA-256 states computed once: each pseudonym
         # then costs two state copies, a third of a one-shot hmac.digest (which redoes the
         # key schedule every call; this runs several times per event on the ingest hot path).
@@ -97,17 +99,18 @@ class Pseudonymiser:
 
     def __call__(self, kind: str, value: str) -> str:
         memo = self._memo
-        pseudonym = memo.get((kind, value))
+        message = f"{kind}\x00{value}"
+        pseudonym = memo.get(message)
         if pseudonym is None:
             inner = self._inner.copy()
-            inner.update(f"{kind}\x00{value}".encode())
+            inner.update(message.encode())
             outer = self._outer.copy()
             outer.update(inner.digest())
             # 128 bits is ample against collisions for any hospital's volume; keeps rows small.
             pseudonym = outer.digest()[:16].hex()
             if len(memo) >= PSEUDONYM_CACHE_SIZE:
                 memo.clear()
-            memo[(kind, value)] = pseudonym
+            memo[message] = pseudonym
         return pseudonym
 
     def redact(self, value: Any, _depth: int = 0) -> Any:

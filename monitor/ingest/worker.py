@@ -215,11 +215,14 @@ class IngestWorker:
     def _parse(self, records: list) -> Batch:
         cfg = self.config
         batch = Batch()
+        defaults: dict[str, str] = {}  # per topic, looked up once per batch
         for rec in records:
             record = Record(
                 Position(rec.topic, rec.partition, rec.offset), rec.value or b"", rec.key
             )
-            default = cfg.default_schema(rec.topic)
+            default = defaults.get(rec.topic)
+            if default is None:
+                default = defaults[rec.topic] = cfg.default_schema(rec.topic)
             try:
                 parsed = parse_record(rec.value, default_schema=default,
                                       pseudonym=self.pseudonym, max_bytes=cfg.max_event_bytes,
