@@ -52,16 +52,19 @@ class Decoded:
 def decode_workers(cores: int | None = None, *, cuda: bool = False) -> int:
     """Decoding processes for a machine of `cores` cores.
 
-    On CPU the forward pass's lanes already use every core and decoding costs about a
-    quarter of the forward pass's CPU time per image (bench/embed.py: 2.7 vs 8.5 ms for a
-    512² DX on the default encoder), so one process per four cores keeps the decoded batches
-    ahead without adding runnable threads that only wait. On a GPU the cores have nothing
-    else to do: all but one (the one that drives the GPU) decode.
+    On CPU the forward pass's lanes already use every core and decoding is about a third of
+    the CPU per image (bench/embed.py: 3.4 vs 6.2 ms for a 512² DX on the default encoder).
+    A decoding process gets a fair share of a core among the lanes, so it must need less
+    than that: one on 2 cores got two thirds of a core against the 0.72 it needed, the
+    lanes waited, and end-to-end ran at 0.88-0.92 of the cores limit; two ran at 0.92-0.93
+    (decoders that get ahead sleep on the loader's bounded prefetch, taking no CPU). Hence
+    one per two cores, at least two (one on a single core). On a GPU the cores have nothing else to do: all but
+    one (the one that drives the GPU) decode.
     """
     cores = cores or os.cpu_count() or 1
     if cuda:
         return max(1, cores - 1)
-    return max(1, cores // 4)
+    return max(min(2, cores), cores // 2)
 
 
 class _ImageDataset(torch.utils.data.Dataset):

@@ -80,7 +80,7 @@ def test_cpu_lanes_match_one_thread_and_keep_the_process_setting() -> None:
 
 
 def test_decode_workers_fill_the_cores_the_forward_pass_leaves() -> None:
-    assert decode_workers(2) == 1 and decode_workers(16) == 4
+    assert decode_workers(2) == 2 and decode_workers(1) == 1 and decode_workers(16) == 8
     assert decode_workers(16, cuda=True) == 15 and decode_workers(1, cuda=True) == 1
 
 
