@@ -56,10 +56,10 @@ def decode_workers(cores: int | None = None, *, cuda: bool = False) -> int:
     the CPU per image (bench/embed.py: 3.4 vs 6.2 ms for a 512² DX on the default encoder).
     A decoding process gets a fair share of a core among the lanes, so it must need less
     than that: one on 2 cores got two thirds of a core against the 0.72 it needed, the
-    lanes waited, and end-to-end ran at 0.88-0.92 of the cores limit; two ran at 0.92-0.93
+    lanes waited, and end-to-end ran at 0.88-0.92 of the cores limit; two ran at 0.91-0.94
     (decoders that get ahead sleep on the loader's bounded prefetch, taking no CPU). Hence
-    one per two cores, at least two (one on a single core). On a GPU the cores have nothing else to do: all but
-    one (the one that drives the GPU) decode.
+    one per two cores, at least two (one on a single core). On a GPU the cores have nothing
+    else to do: all but one (the one that drives the GPU) decode.
     """
     cores = cores or os.cpu_count() or 1
     if cuda:
