@@ -22,6 +22,7 @@ PHI_MARKERS = ("ZZMARKERNAME", "ZZMARKERPID77", "ZZMARKERACC55")
 NODULE = Code("27925004", "SCT", "Nodule")
 UNITLESS = Code("1", "UCUM", "no units")
 PROBABILITY = Code("363698007", "SCT", "Probability")  # any NUM concept: the unit decides
+PRESENCE = Code("705057003", "SCT", "Presence")  # a qualitative evaluation's concept name
 
 
 def ct_image(study_uid: str, series_uid: str, number: int = 1) -> Dataset:
@@ -72,8 +73,10 @@ def measurement_sr(
     group_sources: bool = True,
     manufacturer: str = "AIVendor",
     model_name: str = "NN-CT",
+    presence: Code | None = None,
 ) -> Dataset:
-    """A Comprehensive 3D SR holding one TID 1501 group over `images` (TID 1500)."""
+    """A Comprehensive 3D SR holding one TID 1501 group over `images` (TID 1500); `presence`
+    adds a qualitative evaluation "Presence" with that value (Present or Absent)."""
     measurements = (
         [] if value is None else [hd.sr.Measurement(name=PROBABILITY, value=value, unit=unit)]
     )
@@ -85,6 +88,8 @@ def measurement_sr(
         if group_sources else None,
         finding_type=finding,
         measurements=measurements,
+        qualitative_evaluations=[hd.sr.QualitativeEvaluation(name=PRESENCE, value=presence)]
+        if presence is not None else None,
     )  # fmt: skip
     device = hd.sr.ObserverContext(
         observer_type=codes.cid270.Device,

@@ -39,6 +39,14 @@ ALGORITHM_NAME = "DCM:111001"  # TID 4019 Algorithm Identification
 ALGORITHM_VERSION = "DCM:111003"
 DEVICE_OBSERVER_NAME = "DCM:121013"  # TID 1004 Device Observer Identifying Attributes
 MEASUREMENT_GROUP = "DCM:125007"
+# A group's coded qualitative evaluation of presence (TID 1501's "Qualitative Evaluations"):
+# a call without a probability is positive unless the group says the finding is absent.
+# Present: SCT 52101004, DCM 121053; Absent: SCT 272519000 and 2667000 (both in use), DCM 121054
+# (PS3.16 Annex D). The row's concept name varies between vendors ("Presence", or the finding
+# itself), so the value decides.
+PRESENT = frozenset({"SCT:52101004", "DCM:121053"})
+ABSENT = frozenset({"SCT:272519000", "SCT:2667000", "DCM:121054"})
+
 # UCUM units read as a probability: unitless "1", the annotation "{probability}", and "%" (÷100).
 PROBABILITY_UNITS = {"1": 1.0, "{probability}": 1.0, "%": 0.01}
 # Bounds on the walk of an untrusted content tree (nesting, items visited).
@@ -126,6 +134,7 @@ class _Group:
     meaning: str  # its Code Meaning
     score: float | None
     sources: tuple[ImageRef, ...]
+    absent: bool = False  # a qualitative evaluation says the finding is absent
 
 
 def map_sr(
@@ -181,7 +190,8 @@ def _map(ds: Dataset, overrides: Mapping[str, ModelOverrides]) -> tuple[SrResult
         calls: list[str] = []
         for group in members:
             finding = config.findings.get(group.finding) or _finding_name(group.meaning)
-            value = 1.0 if group.score is None else group.score
+            # A call: positive (1.0), or negative (0.0) where the group says "absent".
+            value = (0.0 if group.absent else 1.0) if group.score is None else group.score
             if group.score is None and finding not in calls:
                 calls.append(finding)
             # Two groups for one finding (two nodules): the study's most suspicious one.
@@ -215,13 +225,16 @@ def _group(
     named = model or fallback
     config = overrides.get(named[0], ModelOverrides()) if named else ModelOverrides()
     finding_rows = {FINDING, *config.finding_concepts}
-    finding, meaning, score = None, "", None
+    finding, meaning, score, presence = None, "", None, None
     units = {**PROBABILITY_UNITS, **config.score_units}
     for item in container.get("ContentSequence", []):
         name, kind = _concept(item), str(item.get("ValueType", ""))
         if kind == "CODE" and name in finding_rows and finding is None:
             code = item.ConceptCodeSequence[0]
             finding, meaning = _coded(code), _text(code.get("CodeMeaning"))
+        elif kind == "CODE" and presence is None and item.get("ConceptCodeSequence"):
+            value = _coded(item.ConceptCodeSequence[0])
+            presence = False if value in ABSENT else True if value in PRESENT else None
         elif kind == "NUM" and score is None:
             if config.score_concepts and name not in config.score_concepts:
                 continue
@@ -229,7 +242,7 @@ def _group(
     if finding is None:
         return None
     sources = tuple(ImageRef(sop_uid=uid) for uid in _dedupe(_image_refs(container)))
-    return _Group(model, finding, meaning, score, sources)
+    return _Group(model, finding, meaning, score, sources, absent=presence is False)
 
 
 def _probability(item: Dataset, units: Mapping[str, float]) -> float | None:

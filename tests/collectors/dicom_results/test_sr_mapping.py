@@ -73,6 +73,25 @@ def test_a_group_without_a_probability_records_a_call() -> None:
     assert result.calls == ("nodule",) and result.thresholds == {"nodule": 0.5}
 
 
+@pytest.mark.parametrize(
+    ("presence", "score"),
+    [(Code("272519000", "SCT", "Absent"), 0.0), (Code("2667000", "SCT", "Absent"), 0.0),
+     (Code("121054", "DCM", "Absent"), 0.0), (Code("52101004", "SCT", "Present"), 1.0),
+     (Code("121053", "DCM", "Present"), 1.0)],
+)  # fmt: skip
+def test_a_call_is_negative_where_the_group_says_the_finding_is_absent(
+    presence: Code, score: float
+) -> None:
+    result = one(measurement_sr(IMAGES, value=None, presence=presence))
+    assert result.scores == {"nodule": score}
+    assert result.calls == ("nodule",) and result.thresholds == {"nodule": 0.5}
+
+
+def test_a_probability_is_the_score_whatever_the_presence_row_says() -> None:
+    absent = Code("272519000", "SCT", "Absent")
+    assert one(measurement_sr(IMAGES, presence=absent)).scores == {"nodule": pytest.approx(0.83)}
+
+
 def test_a_measurement_in_another_unit_is_not_a_score() -> None:
     result = one(measurement_sr(IMAGES, value=12.0, unit=Code("mm", "UCUM", "millimeter")))
     assert result.calls == ("nodule",)
