@@ -33,12 +33,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="address to bind (default loopback; others need "
                         "RADWATCH_DICOM_CALLING_AETS)")  # fmt: skip
     parser.add_argument("--ae-title", help="this SCP's AE title (default RADWATCH_DICOM_AE_TITLE)")
+    parser.add_argument("--metrics-addr", metavar="HOST:PORT",
+                        help="also serve this listener's counts on /metrics here "
+                        "(radwatch_listener_events_total)")  # fmt: skip
     parser.set_defaults(handler=_listen)
 
 
 def _listen(args: argparse.Namespace, settings: Settings) -> int:
     from collectors.pseudonym import Pseudonymiser
     from monitor.ingest.dicom_listener import DicomListener, KafkaResultPublisher, ListenerConfig
+    from monitor.pilot.serving import serve_process_metrics
     from monitor.services.runtime import resolve_endpoints
 
     if not 0 <= args.port <= 65535:
@@ -66,14 +70,19 @@ def _listen(args: argparse.Namespace, settings: Settings) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    port = listener.start()
-    # The bound port on stdout (for --port 0), flushed: scripts and tests wait for this line.
-    print(f"listening {args.host}:{port}", flush=True)
+    server = None
     try:
+        if args.metrics_addr:
+            server = serve_process_metrics(settings, args.metrics_addr)
+        port = listener.start()
+        # The bound port on stdout (for --port 0), flushed: scripts and tests wait for it.
+        print(f"listening {args.host}:{port}", flush=True)
         stop.wait()
     finally:
         listener.stop()
         publisher.close()
+        if server is not None:
+            server.stop()
     return 0
 
 

@@ -49,6 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(needs RADWATCH_FHIR_TOKEN: callers send it as a bearer token)")  # fmt: skip
     parser.add_argument("--max-connections", type=int, default=32, metavar="N",
                         help="concurrent MLLP connections accepted (default 32)")  # fmt: skip
+    parser.add_argument("--metrics-addr", metavar="HOST:PORT",
+                        help="also serve this listener's counts on /metrics here "
+                        "(radwatch_listener_events_total)")  # fmt: skip
     add_json_flag(parser)
     parser.set_defaults(handler=_listen)
 
@@ -57,6 +60,7 @@ def _listen(args: argparse.Namespace, settings: Settings) -> int:
     from collectors.reports_in import accession_location
     from monitor.ingest.report_labels import SinkResources, report_models
     from monitor.ingest.report_listener import ListenerConfig, ReportListener
+    from monitor.pilot.serving import serve_process_metrics
 
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port must be 0..65535, got {args.port}")
@@ -81,7 +85,10 @@ def _listen(args: argparse.Namespace, settings: Settings) -> int:
                             max_connections=args.max_connections)  # fmt: skip
     resources = SinkResources(settings, models,
                               not_mentioned_negative=args.not_mentioned == "negative")  # fmt: skip
+    metrics = None
     try:
+        if args.metrics_addr:
+            metrics = serve_process_metrics(settings, args.metrics_addr)
         try:
             listener = ReportListener(resources.sink, config)
         except OSError as exc:
@@ -112,6 +119,8 @@ def _listen(args: argparse.Namespace, settings: Settings) -> int:
             server.join(timeout=10)
     finally:
         resources.close()
+        if metrics is not None:
+            metrics.stop()
     counts = resources.sink.snapshot()
     emit(counts, args.json, lambda d: key_values(d.items(), title="hl7-listen"))
     return 0

@@ -49,6 +49,7 @@ from collectors.errors import Reason
 from collectors.pseudonym import Pseudonymiser
 from collectors.publisher import EventPublisher, PublishError
 from monitor.errors import ConfigError
+from monitor.metrics.names import count_listener
 from monitor.safeguards import binds_loopback
 
 log = logging.getLogger(__name__)
@@ -181,6 +182,7 @@ class DicomListener:
             return OUT_OF_RESOURCES
         if sop_class not in SR_SOP_CLASSES:
             self.counts["images"] += 1
+            count_listener("dicom", "images")
             return SUCCESS
         return self._result(ds, raw)
 
@@ -211,6 +213,7 @@ class DicomListener:
             log.error("result not published (%s); refused for a retry", type(exc).__name__)
             return OUT_OF_RESOURCES
         self.counts["results"] += len(docs)
+        count_listener("dicom", "results", len(docs))
         log.info("published %d result event(s)", len(docs))
         return SUCCESS
 
@@ -264,6 +267,7 @@ class DicomListener:
             log.error("dead letter not published (%s); refused for a retry", type(exc).__name__)
             return OUT_OF_RESOURCES
         self.counts["dead_letters"] += 1
+        count_listener("dicom", f"dead_letter:{reason}")
         log.warning("SR dead-lettered: %s", reason)
         return CANNOT_UNDERSTAND
 

@@ -35,6 +35,7 @@ import orjson
 from collectors.pseudonym import Pseudonymiser
 from collectors.reports_in import ReportError, ReportMessage, ResultStatus
 from monitor.errors import ConfigError
+from monitor.metrics.names import count_listener
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +139,7 @@ class ReportLabelSink:
     def count(self, what: str, n: int = 1) -> None:
         with self._lock:
             self.counts[what] += n
+        count_listener("reports", what, n)  # radwatch_listener_events_total (--metrics-addr)
 
     def snapshot(self) -> dict[str, int]:
         with self._lock:

@@ -37,6 +37,9 @@ WORKER_EVENTS = f"{PREFIX}_worker_events_stored"  # counter (_total) by kind
 WORKER_DEAD_LETTERS = f"{PREFIX}_worker_dead_letters"  # counter (_total) by reason
 WORKER_BATCH_SECONDS = f"{PREFIX}_worker_batch_seconds"  # parse → durable write + offsets
 
+# -- in-process instruments of a listener (`dicom-listen` / `hl7-listen --metrics-addr`):
+LISTENER_EVENTS = f"{PREFIX}_listener_events"  # counter (_total) by listener, outcome, reason
+
 # -- values read from PostgreSQL at scrape time (metrics_collector) --------------------------
 BUILD_INFO = f"{PREFIX}_build_info"
 SOURCE_UP = f"{PREFIX}_metrics_source_up"  # 1 when a section of the scrape-time read succeeded
@@ -179,6 +182,25 @@ worker_batch_seconds = Histogram(
     "Seconds from a parsed batch to its durable write and offset commit, in this process.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+# What a listener received and did with it. dicom: images kept, results published, SRs
+# dead-lettered; reports (HL7 v2 and FHIR): accepted messages, final and corrected reports,
+# label events published, preliminary or finding-less reports, refusals for a broker outage,
+# and dead letters, with their reason code (a closed set) in `reason`.
+listener_events = Counter(
+    LISTENER_EVENTS,
+    "What this listener received and did with it, by outcome (dead letters by reason code).",
+    ["listener", "outcome", "reason"],
+)
+
+
+def count_listener(listener: str, what: str, n: int = 1) -> None:
+    """Count `n` of a listener's outcome; "dead_letter:REASON" counts a dead letter by reason."""
+    outcome, _, reason = what.partition(":")
+    listener_events.labels(listener, outcome, label_budget("reason", reason) if reason else "").inc(
+        n
+    )
+
+
 consumer_lag = Gauge(
     CONSUMER_LAG, "Records on the topic not yet committed by the consumer group.", ["topic"]
 )

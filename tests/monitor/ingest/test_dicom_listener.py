@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -27,7 +28,9 @@ import pydicom.config
 import pytest
 from conftest import REPO, kafka, radwatch_cmd, settings_env
 from dicom_sr_objects import PHI_MARKERS, ct_series, measurement_sr
+from prometheus_client import REGISTRY
 from pydicom.dataset import Dataset
+from support import free_port
 
 from collectors.errors import Reason
 from collectors.events import InferenceEvent, parse_record
@@ -175,8 +178,12 @@ def test_a_malformed_sr_is_dead_lettered_with_its_reason(
     sr = copy.deepcopy(measurement_sr(images))
     del sr.ContentSequence
     caplog.clear()
+    counted = {"listener": "dicom", "outcome": "dead_letter", "reason": "sr_invalid"}
+    before = REGISTRY.get_sample_value("radwatch_listener_events_total", counted) or 0.0
     storescu(port, write(tmp_path, [*images, sr]))
     (letter,) = dead_letters(settings)
+    # Counted for /metrics by its reason code (radwatch_listener_events_total).
+    assert REGISTRY.get_sample_value("radwatch_listener_events_total", counted) == before + 1
     assert letter["reason"] == "sr_invalid" and letter["topic"] == "dicom-listen"
     original = base64.b64decode(letter["original_b64"]).decode()
     for secret in (*PHI_MARKERS, *uids(images, sr)):
@@ -297,9 +304,11 @@ def test_an_sr_that_meets_a_bug_is_dead_lettered_as_internal_error(settings, tmp
 def test_the_command_serves_on_loopback_and_stops_on_sigterm(settings, tmp_path) -> None:
     env = {**settings_env(settings), "RADWATCH_DICOM_CALLING_AETS": "ORCHESTRATOR"}
     log_path = tmp_path.parent / "dicom-listen.log"  # a file: a full pipe would block the logger
+    metrics_port = free_port()
     with open(log_path, "w") as log_file:
         proc = subprocess.Popen(
-            radwatch_cmd("--verbose", "dicom-listen", "--port", "0"),  # DEBUG logs: no PHI there either
+            radwatch_cmd("--verbose", "dicom-listen", "--port", "0", "--metrics-addr",
+                         f"127.0.0.1:{metrics_port}"),  # DEBUG logs: no PHI there either
             env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=log_file, text=True,
         )  # fmt: skip
     try:
@@ -311,6 +320,16 @@ def test_the_command_serves_on_loopback_and_stops_on_sigterm(settings, tmp_path)
         sent = storescu(int(line.rsplit(":", 1)[1]), write(tmp_path, [*images, sr]))
         assert sent.returncode == 0, sent.stderr
         assert len(consume(settings, settings.inference_topic, 1)) == 1
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=30) as r:
+            exposed = r.read().decode()
+        assert (
+            'radwatch_listener_events_total{listener="dicom",outcome="images",reason=""} 1.0'
+            in exposed
+        )
+        assert (
+            'radwatch_listener_events_total{listener="dicom",outcome="results",reason=""} 1.0'
+            in exposed
+        )
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
     finally:

@@ -25,6 +25,7 @@ import pytest
 from conftest import REPO, kafka, settings_env
 from kafka import KafkaConsumer
 from report_messages import MARKERS, diagnostic_report, oru
+from support import free_port
 
 from collectors.events import parse_record
 from collectors.kafka_io import make_producer
@@ -203,8 +204,10 @@ def _command(*args: str) -> list[str]:
 
 def test_command_listens_acks_and_stops_cleanly_on_sigterm(settings: Settings) -> None:
     env = {**settings_env(settings), "RADWATCH_FHIR_TOKEN": "fhir-token-0123456789abcdef"}
+    metrics_port = free_port()
     proc = subprocess.Popen(_command("--port", "0", "--model", "cxr-nodule=nodule", "--json",
-                                     "--fhir-port", "0"),
+                                     "--fhir-port", "0", "--metrics-addr",
+                                     f"127.0.0.1:{metrics_port}"),
                             env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)  # fmt: skip
     try:
@@ -222,6 +225,12 @@ def test_command_listens_acks_and_stops_cleanly_on_sigterm(settings: Settings) -
             headers={"Authorization": "Bearer fhir-token-0123456789abcdef"}, method="POST")  # fmt: skip
         with urllib.request.urlopen(request, timeout=30) as response:
             assert response.status == 200
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=30) as r:
+            exposed = r.read().decode()
+        # Both paths (MLLP and FHIR) through one sink: two reports, two label events.
+        prefix = 'radwatch_listener_events_total{listener="reports",'
+        assert prefix + 'outcome="label_events",reason=""} 2.0' in exposed, exposed[-3000:]
+        assert prefix + 'outcome="final",reason=""} 2.0' in exposed
     finally:
         proc.send_signal(signal.SIGTERM)
         out, errors = proc.communicate(timeout=30)
