@@ -28,15 +28,13 @@ from datetime import timedelta
 import psycopg
 
 from monitor.metrics.families import Family, Histogram
-from monitor.metrics.names import PREFIX
+from monitor.metrics.names import INTERACTIONS, POSITIVE_NEVER_VIEWED, PREFIX
 from monitor.store import counters
 
-INTERACTIONS = f"{PREFIX}_interactions"  # counter (_total) by model, action
 INTERACTION_ACCEPTANCE = f"{PREFIX}_interaction_acceptance_ratio"  # last 30 days, by model
 INTERACTION_OVERRIDE = f"{PREFIX}_interaction_override_ratio"  # last 30 days, by model
 INTERACTION_DECISIONS = f"{PREFIX}_interaction_decisions"  # gauge: the rates' denominator
 TIME_TO_READ_SECONDS = f"{PREFIX}_time_to_read_seconds"  # histogram by model
-POSITIVE_NEVER_VIEWED = f"{PREFIX}_positive_never_viewed"  # gauge by model
 
 TIME_TO_READ_SERIES = "time_to_read"  # histogram_bounds.series (migration 0015)
 RATE_DAYS = 30

@@ -75,6 +75,11 @@ IMAGES_PARKED = f"{PREFIX}_images_parked"  # images waiting for the PACS (image_
 LABELER_AGREEMENT = f"{PREFIX}_labeler_agreement_ratio"
 LABELER_REVIEWS = f"{PREFIX}_labeler_reviews"
 LABELER_REVIEW_QUEUE = f"{PREFIX}_labeler_review_queue"
+# Readers' interactions with AI results (issue 17, monitor/metrics/interaction_section.py):
+# interactions by action, and AI-positive inferences no reader viewed (alert
+# RadwatchPositiveNeverViewed).
+INTERACTIONS = f"{PREFIX}_interactions"  # counter (_total) by model, action
+POSITIVE_NEVER_VIEWED = f"{PREFIX}_positive_never_viewed"  # gauge by model
 # AI call vs report label in each model's latest window, per finding and stratum.
 DISCREPANCY_RATE = f"{PREFIX}_discrepancy_rate"
 DISCREPANCY_FLAGGED = f"{PREFIX}_discrepancy_flagged"  # 1 when the window's test flagged a rise
