@@ -13,8 +13,9 @@ Target (issue 19): ratio to the bare consumer ≥ 0.5 on a 2-core machine.
 
 Two radwatch columns per repeat: the worker `radwatch collect` builds, in this process (one
 worker: bound by the interpreter's lock near one core), and `radwatch collect --processes K`
-as a real command (K worker processes in one group, K = the cores by default), clocked from
-PostgreSQL's ingest counters, any rebalance of the group inside the span charged to radwatch.
+as a real command (K worker processes in one group; by default the cores, at most the 4
+partitions), clocked from PostgreSQL's ingest counters, any rebalance of the group inside the
+span charged to radwatch.
 
     python bench/ingest.py [--events 50000] [--repeats 3] [--processes K] [--profile]
 
@@ -300,8 +301,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--processes", type=int, default=os.cpu_count() or 2,
-                        help="worker processes of the second radwatch row (default: the cores)")  # fmt: skip
+    parser.add_argument("--processes", type=int, default=min(os.cpu_count() or 2, 4),
+                        help="worker processes of the second radwatch row "
+                        "(default: the cores, at most the 4 partitions)")  # fmt: skip
     parser.add_argument("--profile", action="store_true",
                         help="one more radwatch pass under cProfile; print its top functions")  # fmt: skip
     args = parser.parse_args()
