@@ -32,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--checkpoint-interval", type=float, default=3600.0, metavar="SECONDS",
                         help="seal a signed audit checkpoint when the last one is older than "
                         "this and rows were added (default 3600)")  # fmt: skip
+    parser.add_argument("--parked-interval", type=float, default=900.0, metavar="SECONDS",
+                        help="fetch the images parked during a PACS outage again this often, "
+                        "as radwatch embed --parked does (default 900)")  # fmt: skip
     add_server_options(parser)
     parser.set_defaults(handler=_run)
 
@@ -46,13 +49,14 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         args.performance_reference is not None and args.performance_reference <= 0
     ):
         raise UsageError("--performance-window and --performance-reference must be positive")
-    if args.checkpoint_interval <= 0:
-        raise UsageError("--checkpoint-interval must be positive")
+    if args.checkpoint_interval <= 0 or args.parked_interval <= 0:
+        raise UsageError("--checkpoint-interval and --parked-interval must be positive")
     result = run_pilot(
         settings, detect_interval=args.detect_interval,
         performance_window=args.performance_window,
         performance_reference=args.performance_reference,
-        checkpoint_interval=args.checkpoint_interval, addr=args.addr,
+        checkpoint_interval=args.checkpoint_interval, parked_interval=args.parked_interval,
+        addr=args.addr,
         lag_interval=args.lag_interval, webhook=not args.no_webhook,
     )  # fmt: skip
     print(f"stopped: {result.inferences} inferences, {result.labels} labels, "

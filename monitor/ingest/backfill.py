@@ -60,7 +60,8 @@ _PARKED = """
     WHERE (%(model)s::text IS NULL OR q.model_name = %(model)s)
       AND NOT EXISTS (SELECT 1 FROM embeddings e
                       WHERE e.image_ref = q.image_ref AND e.embedder_fingerprint = %(fp)s)
-    ORDER BY q.parked_at, q.image_ref"""
+    ORDER BY q.parked_at, q.image_ref
+    LIMIT %(limit)s"""
 # Parked images embedded meanwhile (by a window backfill or a later event): off the queue.
 _UNPARK_DONE = """
     DELETE FROM image_fetch_queue q WHERE EXISTS (SELECT 1 FROM embeddings e
@@ -82,6 +83,7 @@ def backfill(
     since: datetime | None = None,
     until: datetime | None = None,
     parked: bool = False,
+    limit: int | None = None,
     workers: int,
     batch_size: int | None = None,
     size: int | None = None,
@@ -91,7 +93,8 @@ def backfill(
 ) -> BackfillResult:
     """Embed every image of `model` in [since, until) not yet embedded by `embedder`.
 
-    parked=True: every image in image_fetch_queue (of `model`, or all) instead of a window.
+    parked=True: every image in image_fetch_queue (of `model`, or all) instead of a window,
+    the longest-parked `limit` of them when a limit is given.
     `fetcher`: the fenced ImageFetcher every image is read through.
     """
     from tqdm import tqdm
@@ -107,7 +110,8 @@ def backfill(
     )
 
     register_embedder(conn, embedder, actor=actor)
-    params = {"model": model, "since": since, "until": until, "fp": embedder.fingerprint}
+    params = {"model": model, "since": since, "until": until, "fp": embedder.fingerprint,
+              "limit": limit}  # fmt: skip
     if parked:
         conn.execute(_UNPARK_DONE, params)
         rows = conn.execute(_PARKED, params).fetchall()
@@ -188,7 +192,8 @@ def _requeue(conn: psycopg.Connection, failed: list, rows: list) -> None:
 
 def run_backfill(settings: Settings, database_url: str, *, embedder: str = "default",
                  model: str | None, since: datetime | None = None,
-                 until: datetime | None = None, parked: bool = False, workers: int,
+                 until: datetime | None = None, parked: bool = False,
+                 limit: int | None = None, workers: int,
                  batch_size: int | None = None, progress: bool = False,
                  on_batch: Callable[[int], None] | None = None) -> BackfillResult:  # fmt: skip
     """`backfill` with the embedder (by its name in the settings), the URI sealer and the
@@ -202,5 +207,45 @@ def run_backfill(settings: Settings, database_url: str, *, embedder: str = "defa
     fetcher = image_fetcher(settings)
     with db.connect(database_url, autocommit=True) as conn:
         return backfill(conn, built, sealer, fetcher, model=model, since=since, until=until,
-                        parked=parked, workers=workers, batch_size=batch_size,
+                        parked=parked, limit=limit, workers=workers, batch_size=batch_size,
                         actor=settings.actor, progress=progress, on_batch=on_batch)  # fmt: skip
+
+
+def parked_count(conn: psycopg.Connection) -> int:
+    """Images waiting in image_fetch_queue for the PACS (every model)."""
+    row = conn.execute("SELECT count(*) FROM image_fetch_queue").fetchone()
+    return int(row[0]) if row else 0
+
+
+@dataclass(frozen=True)
+class ParkedRetry:
+    """What one scheduled retry of the parked images did (monitor.pilot.run)."""
+
+    waiting: int  # parked images when the retry started
+    probed: bool  # the longest-parked image was tried first
+    result: BackfillResult | None  # the whole queue's run; None when the PACS still fails
+
+
+def retry_parked(settings: Settings, database_url: str) -> ParkedRetry:
+    """Fetch the parked images again if the PACS answers: `radwatch embed --parked`, scheduled.
+
+    One image first (the longest parked): while the PACS still cannot serve it, the queue is
+    left for the next retry instead of waiting out a fetch timeout per image (an outage can
+    park thousands). The probe is a backfill of its own, so it is audited like one.
+    """
+    from monitor.store import db
+
+    with db.connect(database_url, autocommit=True) as conn:
+        waiting = parked_count(conn)
+    if waiting == 0:
+        return ParkedRetry(0, probed=False, result=None)
+    probe = run_backfill(settings, database_url, model=None, parked=True, limit=1, workers=0)
+    with db.connect(database_url, autocommit=True) as conn:
+        left = parked_count(conn)
+    if probe.embedded == 0 and left >= waiting:
+        log.info("%d parked image(s): the PACS still cannot serve them; retrying later", waiting)
+        return ParkedRetry(waiting, probed=True, result=None)
+    # In-thread decoding (workers=0): `radwatch run` is one process beside the ingest worker.
+    return ParkedRetry(waiting, probed=True,
+                       result=run_backfill(settings, database_url, model=None, parked=True,
+                                           workers=0))  # fmt: skip

@@ -4,7 +4,8 @@ The whole data flow in one process: the ingest worker runs in the main thread (i
 signal handlers); drift detection (monitor/drift/scheduler.py), the performance watch
 (monitor/performance/watch.py) and the sealing of signed audit checkpoints (when
 `checkpoint_interval` has passed since the last one) run on a `PassLoop` thread every
-`detect_interval` seconds; /metrics and Alertmanager's webhook are served on
+`detect_interval` seconds, and images parked during a PACS outage are fetched again every
+`parked_interval` (monitor/ingest/backfill.retry_parked); /metrics and Alertmanager's webhook are served on
 RADWATCH_METRICS_ADDR (monitor/pilot/serving.py). SIGTERM or SIGINT finishes the current
 batch and the current pass, seals a last checkpoint, then everything stops in order.
 Detection is not optional: a part that cannot be imported stops the start.
@@ -16,6 +17,7 @@ import importlib
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
@@ -71,10 +73,12 @@ def detection_jobs(
     performance_window: int = 500,
     performance_reference: int | None = None,
     checkpoint_interval: float | None = None,
+    parked_interval: float | None = None,
 ) -> tuple[list[Job], list[Callable[[], None]]]:
     """The passes the loop runs — drift detection (monitor.drift.scheduler), the performance
-    watch (monitor.performance.watch) and, with `checkpoint_interval`, sealing a signed audit
-    checkpoint when due — and what to call when the loop's thread ends."""
+    watch (monitor.performance.watch), with `checkpoint_interval` sealing a signed audit
+    checkpoint when due, and with `parked_interval` retrying the images parked during a PACS
+    outage when due — and what to call when the loop's thread ends."""
     from monitor.audit import checkpoint
     from monitor.drift import scheduler
     from monitor.performance import watch
@@ -119,7 +123,30 @@ def detection_jobs(
             return sealed
 
         jobs.append(("audit checkpoint", checkpoint_pass))
+    if parked_interval is not None:
+        jobs.append(("parked images", parked_job(settings, database_url, parked_interval)))
     return jobs, cleanups
+
+
+def parked_job(settings: Settings, database_url: str, every: float) -> Callable[[], object]:
+    """A pass that retries the parked images when `every` seconds have passed since the last
+    retry (the first pass retries at once: a restart after an outage fetches what waits)."""
+    from monitor.ingest.backfill import retry_parked
+
+    due = [time.monotonic()]
+
+    def parked_pass() -> object:
+        now = time.monotonic()
+        if now < due[0]:
+            return None
+        due[0] = now + every
+        retry = retry_parked(settings, database_url)
+        if retry.result is not None:
+            log.info("parked images: %d embedded, %d failed", retry.result.embedded,
+                     retry.result.failed)  # fmt: skip
+        return retry
+
+    return parked_pass
 
 
 class PassLoop:
@@ -171,6 +198,7 @@ def run_pilot(
     performance_window: int = 500,
     performance_reference: int | None = None,
     checkpoint_interval: float = 3600.0,
+    parked_interval: float = 900.0,
     addr: str | None = None,
     lag_interval: float = 15.0,
     webhook: bool = True,
@@ -211,6 +239,7 @@ def run_pilot(
     jobs, cleanups = detection_jobs(
         settings, endpoints.database_url, performance_window=performance_window,
         performance_reference=performance_reference, checkpoint_interval=checkpoint_interval,
+        parked_interval=parked_interval,
     )  # fmt: skip
     paths = checkpoint.key_paths(settings)
     log.info("audit checkpoints sealed every %.0fs when rows were added; signing key %s "

@@ -352,6 +352,63 @@ def test_a_pacs_outage_parks_studies_and_embed_parked_fetches_them(
         pacs.stop()
 
 
+def test_radwatch_run_retries_parked_images_only_once_the_pacs_answers(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The pilot's scheduled retry (monitor.pilot.run.parked_job): while the PACS is down one
+    probe leaves the queue as it is (one attempt counted, not one per image); once it answers,
+    every parked image is embedded and leaves the queue."""
+    from monitor.pilot.run import parked_job
+
+    pacs = OrthancProcess(tmp_path / "orthanc")
+    server = pacs.start()
+    try:
+        urls = [server.upload(generated_dicom(20 + i)) for i in range(3)]
+        pacs.stop()  # down before the worker fetches anything
+        down = replace(settings, dicomweb_urls=server.dicomweb,
+                       images=ImageSettings(size=64, timeout_s=1.0))  # fmt: skip
+        done: list = []
+        ingest = build_worker(down)
+        worker = threading.Thread(target=lambda: done.append(ingest.run(until_idle=6)))
+        worker.start()
+        produce(settings, settings.inference_topic,
+                [inference(f"parked-{i}", u) for i, u in enumerate(urls)])  # fmt: skip
+        assert settings.database_url
+        url = settings.database_url
+        wait_for(lambda: counts(url)[0] == 3, 120, "3 studies stored during the outage")
+        worker.join(120)
+        assert done and done[0].dead_letters == 0
+
+        def queue() -> list[tuple[str, int]]:
+            with psycopg.connect(url) as conn:
+                return conn.execute(
+                    "SELECT event_id, attempts FROM image_fetch_queue ORDER BY event_id"
+                ).fetchall()
+
+        before = queue()
+        assert [q[0] for q in before] == ["parked-0", "parked-1", "parked-2"]
+        retry = parked_job(down, url, every=3600.0)
+        outcome = retry()
+        assert outcome.waiting == 3 and outcome.probed and outcome.result is None
+        after = queue()
+        assert [q[0] for q in after] == [q[0] for q in before]
+        assert sum(a for _, a in after) == sum(a for _, a in before) + 1  # one probe only
+        assert retry() is None  # not due again within the interval
+        pacs.start()
+        outcome = parked_job(down, url, every=3600.0)()  # a restarted `radwatch run`
+        assert outcome.result is not None
+        assert (outcome.result.embedded, outcome.result.failed) == (2, 0)  # the probe took one
+        assert queue() == []
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT count(*) FROM embeddings").fetchone() == (3,)
+            backfills = conn.execute(
+                "SELECT count(*) FROM audit_events WHERE action = 'embeddings.backfilled'"
+            ).fetchone()
+        assert backfills == (3,)  # the probe while down, the probe and the run once up
+    finally:
+        pacs.stop()
+
+
 def test_settings_build_the_fence(tmp_path: Path) -> None:
     from collectors.images.dicomweb import BaseUrl
     from monitor.errors import ConfigError
