@@ -153,10 +153,8 @@ class Settings(BaseSettings):
     dicomweb_ca_bundle: str | None = None
     dicomweb_tls_verify: bool = True
     # --- the HTTP edge --------------------------------------------------------------------
-    # Bearer token the Alertmanager webhook requires; None: the webhook is off.
-    webhook_token: str | None = None
-    # An exporter-toolkit web-config YAML (basic auth and/or TLS) protecting /metrics.
-    metrics_web_config: str | None = None
+    webhook_token: str | None = None  # the Alertmanager webhook's bearer token; None: off
+    metrics_web_config: str | None = None  # exporter-toolkit web-config YAML (auth, TLS)
     # --- what is kept of an event -----------------------------------------------------------
     # Top-level extra fields kept on stored events, comma-separated; None: none kept.
     extra_fields_allow: str | None = None
@@ -199,6 +197,9 @@ class Settings(BaseSettings):
     # review`, monitor/labelwatch/review.py), chosen by a keyed hash of each label's event id.
     label_review_share: Annotated[float, Field(gt=0, le=1)] = 0.05
     fhir_token: str | None = None  # bearer token of hl7-listen --fhir-port; None: no endpoint
+    hl7_tls_cert_file: Path | None = None  # with the key: hl7-listen's ports speak TLS only
+    hl7_tls_key_file: Path | None = None
+    hl7_tls_client_ca_file: Path | None = None  # given: client certificates are required
 
     @classmethod
     def settings_customise_sources(
@@ -298,7 +299,7 @@ _FILE_FIELDS = tuple(name for name in FIELDS if name not in ("images", "audit", 
 _KEY_FILE_FIELDS = frozenset({"pseudonym_key"})
 # Settings whose value never appears in an error message.
 _SECRET_FIELDS = frozenset({"pseudonym_key", "kafka_sasl_password", "dicomweb_token",
-                            "dicomweb_password", "webhook_token"})  # fmt: skip
+                            "dicomweb_password", "webhook_token", "fhir_token"})  # fmt: skip
 
 
 class _EnvSource(EnvSettingsSource):
@@ -437,8 +438,7 @@ def load_settings(
     # Plaintext to a non-loopback host is refused unless allowed (then warned about once).
     check_kafka_transport(settings.kafka_bootstrap, settings.kafka_security_protocol,
                           allowed=settings.allow_plaintext_kafka)  # fmt: skip
-    check_postgres_transport(settings.database_url, env,
-                             allowed=settings.allow_insecure_postgres)  # fmt: skip
+    check_postgres_transport(settings.database_url, env, allowed=settings.allow_insecure_postgres)
     _check_audit_key_file(settings)
     return settings
 

@@ -2,8 +2,8 @@
 
 HL7 v2 ORU^R01 in, label events by accession out, one ACK per message. Binds to loopback
 unless --host says otherwise (MLLP has no authentication of its own: a wider address belongs
-behind the site's firewall or a TLS tunnel, and a warning says so). Stops cleanly on SIGTERM
-or Ctrl-C (exit 0) and prints what it did.
+behind TLS, RADWATCH_HL7_TLS_* (monitor/ingest/listener_tls.py), or on a trusted segment, and a
+warning says so). Stops cleanly on SIGTERM or Ctrl-C (exit 0) and prints what it did.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from monitor.errors import ConfigError
 from monitor.safeguards import binds_loopback
 
 if TYPE_CHECKING:
+    import ssl
+
     from monitor.ingest.fhir_http import FhirEndpoint
     from monitor.ingest.report_labels import SinkResources
 
@@ -45,8 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--accession-field", metavar="OBR-N[.C]",
                         help="where the accession is (default RADWATCH_HL7_ACCESSION_FIELD, OBR-3)")  # fmt: skip
     parser.add_argument("--fhir-port", type=int, metavar="P",
-                        help="also accept FHIR R4 DiagnosticReports POSTed to http://HOST:P/fhir "
-                        "(needs RADWATCH_FHIR_TOKEN: callers send it as a bearer token)")  # fmt: skip
+                        help="also accept FHIR R4 DiagnosticReports POSTed to HOST:P/fhir, HTTPS "
+                        "with RADWATCH_HL7_TLS_* (needs RADWATCH_FHIR_TOKEN: callers send it as a "
+                        "bearer token)")  # fmt: skip
     parser.add_argument("--max-connections", type=int, default=32, metavar="N",
                         help="concurrent MLLP connections accepted (default 32)")  # fmt: skip
     parser.add_argument("--metrics-addr", metavar="HOST:PORT",
@@ -58,6 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _listen(args: argparse.Namespace, settings: Settings) -> int:
     from collectors.reports_in import accession_location
+    from monitor.ingest.listener_tls import listener_tls
     from monitor.ingest.report_labels import SinkResources, report_models
     from monitor.ingest.report_listener import ListenerConfig, ReportListener
     from monitor.pilot.serving import serve_process_metrics
@@ -77,12 +81,18 @@ def _listen(args: argparse.Namespace, settings: Settings) -> int:
             raise ConfigError(f"--fhir-port must be 0..65535, got {args.fhir_port}")
         if not settings.fhir_token or len(settings.fhir_token) < 16:
             raise ConfigError("--fhir-port needs RADWATCH_FHIR_TOKEN (16 characters or more)")
-    if not binds_loopback(args.host):
-        log.warning("hl7-listen: binding %s, not loopback: MLLP has no authentication; "
-                    "allow only the interface engine (firewall or TLS tunnel)", args.host)  # fmt: skip
+    tls = listener_tls(settings)  # a file that does not load stops us here (exit 2)
+    if not binds_loopback(args.host) and tls is None:
+        log.warning("hl7-listen: binding %s, not loopback, without TLS: reports cross the network "
+                    "in clear; set RADWATCH_HL7_TLS_CERT_FILE and _KEY_FILE, or keep this on a "
+                    "trusted segment that only the interface engine reaches", args.host)  # fmt: skip
+    elif not binds_loopback(args.host) and not settings.hl7_tls_client_ca_file:
+        log.warning("hl7-listen: binding %s with TLS but no client certificates: any host that "
+                    "reaches the port may send reports; set RADWATCH_HL7_TLS_CLIENT_CA_FILE or "
+                    "allow only the interface engine at the firewall", args.host)  # fmt: skip
     config = ListenerConfig(host=args.host, port=args.port, accession_field=field,
                             max_message_bytes=settings.hl7_max_message_bytes,
-                            max_connections=args.max_connections)  # fmt: skip
+                            max_connections=args.max_connections, tls=tls)  # fmt: skip
     resources = SinkResources(settings, models,
                               not_mentioned_negative=args.not_mentioned == "negative")  # fmt: skip
     metrics = None
@@ -96,7 +106,7 @@ def _listen(args: argparse.Namespace, settings: Settings) -> int:
         servers = [threading.Thread(target=listener.serve_forever, name="hl7-listen", daemon=True)]
         stoppers = [listener.shutdown]
         if args.fhir_port is not None:
-            endpoint = _fhir_endpoint(resources, settings, args.host, args.fhir_port)
+            endpoint = _fhir_endpoint(resources, settings, args.host, args.fhir_port, tls)
             servers.append(threading.Thread(target=endpoint.serve_forever, name="fhir-http",
                                             daemon=True))  # fmt: skip
             stoppers.append(endpoint.shutdown)
@@ -109,7 +119,7 @@ def _listen(args: argparse.Namespace, settings: Settings) -> int:
         # The bound port on stdout (for --port 0), flushed: scripts and tests wait for this line.
         print(f"listening {host}:{port}", flush=True)
         if args.fhir_port is not None:
-            print(f"fhir http://{host}:{endpoint.address[1]}/fhir", flush=True)
+            print(f"fhir {endpoint.url}", flush=True)
         while not stop.wait(0.5):
             if not all(server.is_alive() for server in servers):
                 raise RuntimeError("a listener thread stopped")
@@ -126,14 +136,14 @@ def _listen(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _fhir_endpoint(resources: SinkResources, settings: Settings, host: str,
-                   port: int) -> FhirEndpoint:  # fmt: skip
+def _fhir_endpoint(resources: SinkResources, settings: Settings, host: str, port: int,
+                   tls: ssl.SSLContext | None) -> FhirEndpoint:  # fmt: skip
     from collectors.reports_in import FhirLimits
     from monitor.ingest.fhir_http import FhirEndpoint
 
     assert settings.fhir_token
     try:
-        return FhirEndpoint(resources.sink, settings.fhir_token, host, port,
-                            FhirLimits(max_line_bytes=settings.hl7_max_message_bytes))  # fmt: skip
+        limits = FhirLimits(max_line_bytes=settings.hl7_max_message_bytes)
+        return FhirEndpoint(resources.sink, settings.fhir_token, host, port, limits, tls)
     except OSError as exc:
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None

@@ -10,14 +10,19 @@ the body is capped, a slow client is timed out. Answers are FHIR OperationOutcom
 200 when every report in the body was published (or ignored as preliminary / saying nothing
 of the models' findings), 422 when some or all were refused (each one dead-lettered), 503
 with Retry-After when the broker did not acknowledge (nothing dead-lettered; POST again).
-Request lines are logged by path only, never a body.
+Request lines are logged by path only, never a body. With a TLS context
+(monitor/ingest/listener_tls.py) it serves HTTPS only: the token and the reports are never
+in clear; each connection's handshake runs in its own thread.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import socket
+import ssl
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -25,12 +30,14 @@ from kafka.errors import KafkaError
 
 from collectors.reports_in import FhirLimits, ReportError, parse_fhir
 from monitor.alerts.webhook import bearer_matches
+from monitor.ingest.listener_tls import handshake
 from monitor.ingest.report_labels import ReportLabelSink
 
 log = logging.getLogger(__name__)
 SOURCE = "fhir-http"
 PATHS = frozenset({"/fhir", "/fhir/", "/fhir/DiagnosticReport", "/fhir/Bundle"})
 CLIENT_TIMEOUT_S = 30.0
+LINGER_S = 2.0  # how long a closed TLS connection waits for the client to stop sending
 
 
 def outcome(severity: str, code: str, text: str) -> dict[str, Any]:
@@ -43,21 +50,25 @@ class FhirEndpoint:
     """A threaded HTTP server; `serve_forever()` in one thread, `shutdown()` from another."""
 
     def __init__(self, sink: ReportLabelSink, token: str, host: str, port: int,
-                 limits: FhirLimits) -> None:  # fmt: skip
-        self.sink, self.token, self.limits = sink, token, limits
+                 limits: FhirLimits, tls: ssl.SSLContext | None = None) -> None:  # fmt: skip
+        self.sink, self.token, self.limits, self.tls = sink, token, limits, tls
         self._seq = 0
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer((host, port), _Handler)
-        self._server.daemon_threads = True
-        self._server.endpoint = self  # type: ignore[attr-defined]
+        self._server = _Server((host, port), _Handler)
+        self._server.endpoint = self
 
     @property
     def address(self) -> tuple[str, int]:
         host, port = self._server.server_address[:2]
         return str(host), int(port)
 
+    @property
+    def url(self) -> str:
+        host, port = self.address
+        return f"{'https' if self.tls else 'http'}://{host}:{port}/fhir"
+
     def serve_forever(self) -> None:
-        log.info("hl7-listen: FHIR endpoint on http://%s:%d/fhir", *self.address)
+        log.info("hl7-listen: FHIR endpoint on %s", self.url)
         try:
             self._server.serve_forever(poll_interval=0.2)
         finally:
@@ -93,6 +104,47 @@ class FhirEndpoint:
                                 "(dead-lettered with their reasons)")  # fmt: skip
         return 200, outcome("information", "informational",
                             f"{len(results)} reports accepted, {published} label events")  # fmt: skip
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    endpoint: FhirEndpoint
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        """In the connection's thread: the TLS handshake first, when configured."""
+        context = self.endpoint.tls
+        if context is None:
+            return super().finish_request(request, client_address)
+        secured = handshake(request, context, self.endpoint.sink.count, "FHIR")
+        if secured is None:
+            return None
+        try:
+            return super().finish_request(secured, client_address)
+        finally:
+            # socketserver then closes the plain socket it accepted, which this one replaced.
+            _close_after_answer(secured)
+
+
+def _close_after_answer(sock: ssl.SSLSocket) -> None:
+    """Close once the client has had our answer (a lingering close).
+
+    An answer given before the body was read (401, 413) leaves the body's TLS record unread
+    in the kernel (http.client sends headers and body apart; one TLS read takes one record):
+    closing then resets the connection, and the reset destroys the answer on its way. So
+    the write side is shut (the client reads the answer, then EOF), what the client still
+    sends is read and dropped for a moment, then the socket is closed.
+    """
+    deadline = time.monotonic() + LINGER_S
+    try:
+        sock.shutdown(socket.SHUT_WR)  # drops TLS: what follows reads the raw socket
+        while (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            if not sock.recv(65_536):
+                break
+    except OSError:
+        pass  # gone or timed out: nothing more to wait for
+    finally:
+        sock.close()
 
 
 class _Handler(BaseHTTPRequestHandler):

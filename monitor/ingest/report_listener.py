@@ -13,6 +13,8 @@ answered with an original-mode ACK (§2.9.2):
 A threaded socketserver: one thread per connection (interface engines keep one or a few
 long-lived connections), bounded in number, each with an idle timeout and MLLP's size cap.
 Binds to loopback unless told otherwise; `shutdown()` (SIGTERM in the command) stops cleanly.
+With a TLS context (monitor/ingest/listener_tls.py) it speaks MLLP inside TLS only: each
+connection's handshake runs in its own thread, after it got a slot.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import logging
 import socket
 import socketserver
+import ssl
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +44,7 @@ from collectors.reports_in import (
     read_header,
 )
 from collectors.reports_in.ack import APPLICATION_INTERNAL_ERROR
+from monitor.ingest.listener_tls import handshake
 from monitor.ingest.report_labels import ReportLabelSink
 
 log = logging.getLogger(__name__)
@@ -55,6 +59,7 @@ class ListenerConfig:
     max_message_bytes: int = 1_048_576
     max_connections: int = 32
     idle_timeout_s: float = 300.0
+    tls: ssl.SSLContext | None = None  # None: plain TCP (loopback or a trusted segment only)
 
 
 class ReportListener:
@@ -74,7 +79,8 @@ class ReportListener:
         return str(host), int(port)
 
     def serve_forever(self) -> None:
-        log.info("hl7-listen: MLLP on %s:%d", *self.address)
+        log.info("hl7-listen: MLLP%s on %s:%d", " over TLS" if self.config.tls else "",
+                 *self.address)  # fmt: skip
         try:
             self._server.serve_forever(poll_interval=0.2)
         finally:
@@ -153,26 +159,37 @@ class _Server(socketserver.ThreadingTCPServer):
 class _Connection(socketserver.BaseRequestHandler):
     def handle(self) -> None:
         listener: ReportListener = self.server.listener  # type: ignore[attr-defined]
-        sock: socket.socket = self.request
         if not listener._slots.acquire(blocking=False):
+            listener.sink.count("refused:too_many_connections")
             log.warning("hl7-listen: connection refused, %d already open",
                         listener.config.max_connections)  # fmt: skip
             return
+        sock: socket.socket | None = self.request
         try:
-            sock.settimeout(listener.config.idle_timeout_s)
-            decoder = MllpDecoder(listener.config.max_message_bytes)
-            while True:
-                try:
-                    chunk = sock.recv(65_536)
-                except (TimeoutError, OSError):
-                    return
-                if not chunk:
-                    return
-                for block in decoder.feed(chunk):
-                    ack = listener.process(block)
-                    try:
-                        sock.sendall(frame(ack))
-                    except OSError:
-                        return  # the sender went away; it resends what was not ACKed
+            if listener.config.tls is not None:
+                sock = handshake(self.request, listener.config.tls, listener.sink.count, "MLLP")
+            if sock is not None:
+                self._exchange(listener, sock)
         finally:
+            if sock is not None and sock is not self.request:
+                sock.close()  # the TLS socket; socketserver closes the one it accepted
             listener._slots.release()
+
+    @staticmethod
+    def _exchange(listener: ReportListener, sock: socket.socket) -> None:
+        """MLLP blocks in, one ACK out for each, until the sender closes or falls idle."""
+        sock.settimeout(listener.config.idle_timeout_s)
+        decoder = MllpDecoder(listener.config.max_message_bytes)
+        while True:
+            try:
+                chunk = sock.recv(65_536)
+            except (TimeoutError, OSError):
+                return
+            if not chunk:
+                return
+            for block in decoder.feed(chunk):
+                ack = listener.process(block)
+                try:
+                    sock.sendall(frame(ack))
+                except OSError:
+                    return  # the sender went away; it resends what was not ACKed

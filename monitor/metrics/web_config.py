@@ -47,6 +47,9 @@ CLIENT_AUTH = {
     "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
     "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
 }
+# The certificate, key and client-CA file keys, in server_tls_context's order.
+TLS_FILES = ("cert_file", "key_file", "client_ca_file")
+_PEM = {"certificate": b"CERTIFICATE-----", "private key": b"PRIVATE KEY-----"}
 MIN_VERSIONS = {"TLS12": ssl.TLSVersion.TLSv1_2, "TLS13": ssl.TLSVersion.TLSv1_3}
 _BCRYPT = re.compile(r"^\$2[aby]?\$\d\d\$[./A-Za-z0-9]{53}$")
 _CACHE_SIZE = 64  # successful checks remembered, so a scrape every 15 s costs no bcrypt
@@ -189,21 +192,66 @@ def _tls(value: Any, base: Path) -> ssl.SSLContext | None:
     if min_version not in MIN_VERSIONS:
         raise ConfigError(f"tls_server_config.min_version must be one of "
                           f"{', '.join(MIN_VERSIONS)}, got {min_version!r}")  # fmt: skip
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = MIN_VERSIONS[min_version]
-    try:
-        context.load_cert_chain(cert, key)
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"tls_server_config: cannot load {cert.name} / {key.name}: "
-                          f"{getattr(exc, 'strerror', None) or type(exc).__name__}") from exc  # fmt: skip
-    context.verify_mode = CLIENT_AUTH[client_auth]
-    if context.verify_mode != ssl.CERT_NONE:
+    verify, ca = CLIENT_AUTH[client_auth], None
+    if verify != ssl.CERT_NONE:
         if not value.get("client_ca_file"):
             raise ConfigError(f"tls_server_config: client_auth_type {client_auth} needs "
                               "client_ca_file")  # fmt: skip
         ca = base / str(value["client_ca_file"])
+    return server_tls_context(cert, key, ca, verify=verify,
+                              min_version=MIN_VERSIONS[min_version],
+                              names=tuple(f"tls_server_config.{k}" for k in TLS_FILES))  # fmt: skip
+
+
+def server_tls_context(
+    cert: Path,
+    key: Path,
+    client_ca: Path | None = None,
+    *,
+    verify: ssl.VerifyMode = ssl.CERT_NONE,
+    min_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2,
+    names: tuple[str, ...] = TLS_FILES,
+) -> ssl.SSLContext:
+    """A server's TLS context from PEM files; every problem is one ConfigError naming the file.
+
+    Shared by /metrics (this web config) and hl7-listen's MLLP and FHIR ports
+    (monitor/ingest/listener_tls.py). `names` are what the operator called the certificate,
+    key and client-CA files (a YAML key, a RADWATCH_* variable). Client certificates are
+    checked (`verify`) against `client_ca` only, never the system's CAs: a public CA's other
+    customers are not the interface engine. TLS 1.2 at the least (`min_version`).
+    """
+    # Read first, so each problem names its file (ssl says only "PEM lib" for any of them).
+    files = [(cert, names[0], "certificate"), (key, names[1], "private key")]
+    files += [(client_ca, names[2], "certificate")] if client_ca is not None else []
+    for path, name, kind in files:
         try:
-            context.load_verify_locations(cafile=str(ca))
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(f"tls_server_config: cannot load client_ca_file {ca.name}") from exc
+            text = path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"cannot load {name} {path}: {exc.strerror}") from exc
+        if kind == "private key" and b"ENCRYPTED" in text:
+            # Loading it would ask for the passphrase on a terminal, which a service has not.
+            raise ConfigError(f"cannot load {name} {path}: the key is encrypted "
+                              "(decrypt it: openssl pkey -in KEY -out PLAIN.key)")  # fmt: skip
+        if _PEM[kind] not in text:
+            raise ConfigError(f"cannot load {name} {path}: no PEM {kind} in it")
+    try:
+        context = ssl.create_default_context(
+            ssl.Purpose.CLIENT_AUTH, cafile=str(client_ca) if client_ca else None
+        )
+    except ssl.SSLError as exc:
+        raise ConfigError(f"cannot load {names[2]} {client_ca}: {exc.reason}") from exc
+    context.minimum_version = min_version
+    try:
+        context.load_cert_chain(cert, key, password=_no_passphrase)
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None)
+        if reason == "KEY_VALUES_MISMATCH":
+            raise ConfigError(f"{names[1]} {key} is not the key of {names[0]} {cert}") from exc
+        raise ConfigError(f"cannot load {names[0]} {cert} / {names[1]} {key}: not a usable "
+                          f"certificate and key ({reason or exc})") from exc  # fmt: skip
+    context.verify_mode = verify
     return context
+
+
+def _no_passphrase() -> bytes:
+    raise ValueError("the key is encrypted")

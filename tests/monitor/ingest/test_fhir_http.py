@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 
 import pytest
 from report_messages import MARKERS, diagnostic_report
-from test_hl7_listener import consume_all
+from test_hl7_listener import consume_all, serving
 
 from collectors.reports_in import FhirLimits
 from monitor.config import Settings
@@ -25,13 +24,10 @@ MODELS = (ModelFindings("cxr-effusion", ("pleural_effusion",)),)
 def endpoint(settings: Settings) -> Iterator[FhirEndpoint]:
     resources = SinkResources(settings, MODELS)
     server = FhirEndpoint(resources.sink, TOKEN, "127.0.0.1", 0, FhirLimits(max_line_bytes=20_000))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     try:
-        yield server
+        with serving(server):
+            yield server
     finally:
-        server.shutdown()
-        thread.join(timeout=10)
         resources.close()
 
 

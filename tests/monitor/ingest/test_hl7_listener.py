@@ -18,7 +18,9 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 import psycopg
 import pytest
@@ -32,6 +34,7 @@ from collectors.kafka_io import make_producer
 from collectors.pseudonym import Pseudonymiser
 from collectors.reports_in import MllpDecoder, frame
 from monitor.config import Settings
+from monitor.ingest.fhir_http import FhirEndpoint
 from monitor.ingest.report_labels import (
     KafkaTopicPublisher,
     ModelFindings,
@@ -42,6 +45,19 @@ from monitor.ingest.report_listener import ListenerConfig, ReportListener
 from monitor.ingest.wiring import build_worker
 
 MODELS = (ModelFindings("cxr-nodule", ("nodule", "pleural_effusion", "pneumothorax")),)
+Server = TypeVar("Server", ReportListener, FhirEndpoint)
+
+
+@contextmanager
+def serving(server: Server) -> Iterator[Server]:
+    """`server.serve_forever()` in a thread for the block; shut down and joined after it."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
 
 
 @dataclass
@@ -80,14 +96,10 @@ def err(ack: bytes) -> list[str]:
 @pytest.fixture
 def running(settings: Settings) -> Iterator[Running]:
     resources = SinkResources(settings, MODELS)
-    listener = ReportListener(resources.sink, ListenerConfig(port=0))
-    thread = threading.Thread(target=listener.serve_forever, daemon=True)
-    thread.start()
     try:
-        yield Running(listener, resources.sink)
+        with serving(ReportListener(resources.sink, ListenerConfig(port=0))) as listener:
+            yield Running(listener, resources.sink)
     finally:
-        listener.shutdown()
-        thread.join(timeout=10)
         resources.close()
 
 
@@ -182,15 +194,9 @@ def test_broker_failure_answers_ar_and_dead_letters_nothing(settings: Settings) 
                            KafkaTopicPublisher(producer, settings.label_topic, timeout_s=2),
                            KafkaTopicPublisher(producer, settings.deadletter_topic),
                            pseudonym)  # fmt: skip
-    listener = ReportListener(sink, ListenerConfig(port=0))
-    thread = threading.Thread(target=listener.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(ReportListener(sink, ListenerConfig(port=0))) as listener:
         producer.close(timeout=5)  # the broker connection is gone: nothing can be acknowledged
         (ack,) = mllp_exchange(listener.address, (oru(control_id="K1"),))
-    finally:
-        listener.shutdown()
-        thread.join(timeout=10)
     assert msa(ack)[1:3] == ["AR", "K1"] and err(ack)[3].startswith("207^")
     counts = sink.snapshot()
     assert counts.get("broker_unavailable") == 1
@@ -202,22 +208,25 @@ def _command(*args: str) -> list[str]:
     return [sys.executable, "-m", "monitor.cli", "hl7-listen", *args]
 
 
+def start_command(env: dict[str, str], *args: str) -> tuple[subprocess.Popen[str], int, str]:
+    """`radwatch hl7-listen --port 0 --fhir-port 0 ARGS` once it printed where it listens:
+    (the process, the MLLP port, the FHIR URL)."""
+    proc = subprocess.Popen(_command("--port", "0", "--fhir-port", "0", *args), env=env,
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.startswith("listening 127.0.0.1:"), line + (
+        proc.stderr.read() if proc.stderr else ""
+    )
+    return proc, int(line.rsplit(":", 1)[1]), proc.stdout.readline().split(" ", 1)[1].strip()
+
+
 def test_command_listens_acks_and_stops_cleanly_on_sigterm(settings: Settings) -> None:
     env = {**settings_env(settings), "RADWATCH_FHIR_TOKEN": "fhir-token-0123456789abcdef"}
     metrics_port = free_port()
-    proc = subprocess.Popen(_command("--port", "0", "--model", "cxr-nodule=nodule", "--json",
-                                     "--fhir-port", "0", "--metrics-addr",
-                                     f"127.0.0.1:{metrics_port}"),
-                            env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)  # fmt: skip
+    proc, port, fhir_url = start_command(env, "--model", "cxr-nodule=nodule", "--json",
+                                         "--metrics-addr", f"127.0.0.1:{metrics_port}")  # fmt: skip
     try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith("listening 127.0.0.1:"), line + (
-            proc.stderr.read() if proc.stderr else ""
-        )
-        port = int(line.rsplit(":", 1)[1])
-        fhir_url = proc.stdout.readline().split(" ", 1)[1].strip()
         (ack,) = mllp_exchange(("127.0.0.1", port), (oru(control_id="S1"),))
         assert msa(ack)[1:3] == ["AA", "S1"]
         request = urllib.request.Request(
