@@ -83,12 +83,12 @@ def test_a_label_by_accession_joins_whether_it_arrives_before_or_after(database_
             "SELECT accession_pseudo FROM inferences WHERE event_id = 'inf-1'"
         ).fetchone() or (None,)
         assert inf_acc == row[1]
-        # Label coverage counts the label that arrived after its inference (one arriving
-        # before is not counted: migration 0013 says so; the join above is what matters).
+        # Label coverage counts both: the label that arrived after its inference (0013) and
+        # the one that arrived before, folded in when its inference came (0016).
         (labelled,) = conn.execute(
             "SELECT coalesce(sum(labelled_inferences), 0) FROM label_coverage_counts"
         ).fetchone() or (0,)
-        assert labelled == 1
+        assert labelled == 2
         dump = "".join(str(r) for t in ("labels", "inferences", "label_coverage_studies")
                        for r in conn.execute(f"SELECT * FROM {t}").fetchall())  # fmt: skip
         assert MARKER not in dump and "ACC-2" not in dump
